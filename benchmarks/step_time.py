@@ -1,0 +1,118 @@
+"""Train-step time of the elastic supernet vs static Keras models, as one JSON object.
+
+  python benchmarks/step_time.py [--space=ofa_mbv3] [--steps=20] [--batch=64] [--resolution=32]
+
+Every step is SGD on one batch (batch 64, 32x32, 2 threads by default), with the same
+`tf.function` train step for all models. Keys (median seconds per step):
+  max_step_s / min_step_s: the elastic supernet running its max / min subnet;
+  random_step_s: the elastic supernet with a new random subnet every step;
+  static_max_step_s / static_min_step_s: plain Keras models of the max / min arch
+    (from `get_subnet`: standard Conv2D / DepthwiseConv2D / BatchNormalization layers);
+  traces: how many times the elastic step was traced over all archs it ran (1 = one graph);
+  elastic_trace_s: time of the elastic step's first call (tracing + graph optimisation);
+  static_first_call_s: first call of the static max model: what retracing per subnet
+    (the Python-config alternative) would pay for every new subnet;
+plus the ratios the design targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ofa_tf.models import Supernet  # noqa: E402
+
+
+def make_step(model, optimizer, traces: list | None = None):
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = model.trainable_variables
+
+    def step(x, y, *arch):
+        if traces is not None:
+            traces.append(1)
+        with tf.GradientTape() as tape:
+            logits = model(x, arch=arch[0], training=True) if arch else model(x, training=True)
+            loss = loss_fn(y, logits)
+        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        optimizer.apply(grads, variables)
+        return loss
+
+    return tf.function(step, autograph=False, jit_compile=False)
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args).numpy()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="ofa_mbv3")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--num_classes", type=int, default=10)
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    model = Supernet(args.space, num_classes=args.num_classes, resolutions=[args.resolution])
+    model.build()
+    x = tf.random.normal((args.batch, args.resolution, args.resolution, 3))
+    y = tf.random.uniform((args.batch,), 0, args.num_classes, tf.int32)
+    traces: list = []
+    step = make_step(model, keras.optimizers.SGD(0.01, momentum=0.9), traces)
+    max_vec, min_vec = model.encode_arch("max"), model.encode_arch("min")
+    rng = random.Random(0)
+
+    result = {"space": args.space, "batch": args.batch, "resolution": args.resolution, "threads": args.threads}
+    result["elastic_trace_s"] = timed(step, x, y, max_vec)
+    static_steps = {}
+    for kind in ("max", "min"):
+        static = model.get_subnet(kind)
+        static_steps[kind] = make_step(static, keras.optimizers.SGD(0.01, momentum=0.9))
+        first = timed(static_steps[kind], x, y)
+        if kind == "max":
+            result["static_first_call_s"] = first
+
+    runs = {
+        "max_step_s": lambda: timed(step, x, y, max_vec),
+        "min_step_s": lambda: timed(step, x, y, min_vec),
+        "random_step_s": lambda: timed(step, x, y, model.encode_arch(model.space.sample(rng))),
+        "static_max_step_s": lambda: timed(static_steps["max"], x, y),
+        "static_min_step_s": lambda: timed(static_steps["min"], x, y),
+    }
+    for _ in range(2):  # warm-up: every kernel shape seen once
+        for run in runs.values():
+            run()
+    samples: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(args.steps):  # interleaved, so machine noise hits every kind alike
+        for key, run in runs.items():
+            samples[key].append(run())
+
+    for key, values in samples.items():
+        result[key] = statistics.median(values)
+    result["traces"] = len(traces)
+    result["elastic_over_static_max"] = result["max_step_s"] / result["static_max_step_s"]
+    result["elastic_over_static_min"] = result["min_step_s"] / result["static_min_step_s"]
+    result["min_over_max"] = result["min_step_s"] / result["max_step_s"]
+    result["targets_met"] = (result["elastic_over_static_max"] <= 1.15 and result["elastic_over_static_min"] <= 1.25
+                             and result["min_over_max"] <= 0.4 and result["traces"] == 1)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

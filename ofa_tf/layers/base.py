@@ -1,0 +1,95 @@
+"""What every elastic layer shares: max-size weights, tensor choices, static twins.
+
+An elastic layer owns its weights at the largest size and, at call time, slices the
+active part with bounds that may be tensors. Because the bounds are tensors, one traced
+graph serves every subnet, and the sliced convolutions really are smaller, so a small
+subnet costs less compute (docs/design.md has the measurements).
+
+Each layer also hands back its *static twin*: a plain Keras layer (`Conv2D`,
+`DepthwiseConv2D`, `BatchNormalization`, `Dense`) holding copies of the active weights,
+which is how `Supernet.get_subnet` builds an ordinary Keras model without custom objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+if keras.backend.backend() != "tensorflow":  # pragma: no cover - environment guard
+    raise ImportError(f"ofa_tf needs the TensorFlow Keras backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+
+
+def channels_of(x: tf.Tensor) -> tf.Tensor | int:
+    """Active channel count of `x`: a Python int when static, else a scalar tensor."""
+    static = x.shape[-1]
+    return int(static) if static is not None else tf.shape(x)[-1]
+
+
+def activation_fn(name: str):
+    """The Keras activation function `name` (relu, relu6, hard_swish, ...)."""
+    return keras.activations.get(name)
+
+
+def static_activation(name: str, layer_name: str) -> keras.layers.Layer:
+    """A plain Keras layer for the activation `name` (serialisable without custom objects)."""
+    return keras.layers.Activation(name, name=layer_name)
+
+
+def prefix_slice(static_shape: tuple[int, ...], max_shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Where a static weight sits inside its max-size elastic weight.
+
+    Channel dims are prefixes (the active channels are the first N); spatial kernel dims of
+    a 4-D kernel are centred (a 3x3 kernel is the centre of the 7x7 one).
+    """
+    index = []
+    for axis, (small, big) in enumerate(zip(static_shape, max_shape)):
+        start = (big - small) // 2 if len(max_shape) == 4 and axis < 2 else 0
+        index.append(slice(start, start + small))
+    return tuple(index)
+
+
+class ElasticLayer(keras.layers.Layer):
+    """Base of the elastic primitives: knows how to emit its static twin.
+
+    Subclasses implement `static_layer(**choice)` (an unbuilt plain Keras layer with the
+    right hyper-parameters, named like this layer) and `static_weights(in_channels,
+    **choice)` (numpy arrays in that layer's weight order).
+    """
+
+    def static_layer(self, **choice: Any) -> keras.layers.Layer:
+        raise NotImplementedError
+
+    @property
+    def sliced_variables(self) -> list[keras.Variable]:
+        """The max-size variables the static twin's weights come from, in its weight order
+        (each static weight is `prefix_slice` of one, unless a kernel transform applies)."""
+        raise NotImplementedError
+
+    def static_weights(self, in_channels: int, **choice: Any) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def to_static(self, input_shape: tuple[int | None, ...], **choice: Any) -> keras.layers.Layer:
+        """The static twin, built for `input_shape` and holding the active weights."""
+        layer = self.static_layer(**choice)
+        layer.build(tuple(input_shape))
+        layer.set_weights(self.static_weights(int(input_shape[-1]), **choice))
+        return layer
+
+
+class ElasticComposite(keras.layers.Layer):
+    """Base of elastic layers made of other layers (squeeze-excite, block, stage).
+
+    Their static form is a piece of functional graph: `apply_static(x, **choice)` adds
+    plain Keras layers to a functional model under construction; `to_static` wraps that
+    in a stand-alone `keras.Model`.
+    """
+
+    def apply_static(self, x, **choice: Any):
+        raise NotImplementedError
+
+    def to_static(self, input_shape: tuple[int | None, ...], **choice: Any) -> keras.Model:
+        inputs = keras.Input(tuple(input_shape[1:]))
+        return keras.Model(inputs, self.apply_static(inputs, **choice), name=f"{self.name}_static")

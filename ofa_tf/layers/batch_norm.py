@@ -1,0 +1,80 @@
+"""`ElasticBatchNormalization`: batch norm over the first C channels of max-size statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.layers.base import ElasticLayer, channels_of
+
+
+@keras.saving.register_keras_serializable(package="ofa_tf")
+class ElasticBatchNormalization(ElasticLayer):
+    """Batch norm whose gamma / beta / moving statistics are sliced to the active channels.
+
+    Subnets share the max-size statistics (REFERENCE §2), so after training each subnet's
+    statistics are re-estimated by BN recalibration before evaluation or export. In
+    training mode only the active part of the moving statistics is updated.
+
+    Defaults follow OFA: momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5.
+    """
+
+    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        self.max_channels = int(input_shape[-1])
+        shape = (self.max_channels,)
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
+        # ON_READ / MEAN so that updates made inside tf.cond under tf.distribute are legal
+        # (per-replica values, averaged when read); see STACK.md "tf.distribute".
+        self.moving_mean = self._statistic("moving_mean", "zeros", shape)
+        self.moving_variance = self._statistic("moving_variance", "ones", shape)
+
+    def _statistic(self, name: str, initializer: str, shape: tuple[int]) -> keras.Variable:
+        variable = keras.Variable(initializer, shape=shape, dtype=self.variable_dtype, trainable=False,
+                                  aggregation="mean", synchronization="on_read", name=name)
+        self._track_variable(variable)
+        return variable
+
+    def call(self, inputs, training=None):
+        channels = channels_of(inputs)
+        gamma, beta = self.gamma.value[:channels], self.beta.value[:channels]
+        if training:
+            axes = list(range(len(inputs.shape) - 1))
+            mean, variance = tf.nn.moments(inputs, axes)
+            self._update(self.moving_mean, mean, channels)
+            self._update(self.moving_variance, variance, channels)
+        else:
+            mean = self.moving_mean.value[:channels]
+            variance = self.moving_variance.value[:channels]
+        return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, self.epsilon)
+
+    def _update(self, variable: keras.Variable, batch_value: tf.Tensor, channels) -> None:
+        current = variable.value
+        updated = current[:channels] * self.momentum + batch_value * (1.0 - self.momentum)
+        variable.assign(tf.concat([updated, current[channels:]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def static_layer(self, name: str | None = None, **_: Any) -> keras.layers.Layer:
+        return keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon, name=name or self.name)
+
+    @property
+    def sliced_variables(self):
+        return [self.gamma, self.beta, self.moving_mean, self.moving_variance]
+
+    def static_weights(self, in_channels: int, **_: Any) -> list[np.ndarray]:
+        return [v.numpy()[:in_channels] for v in self.sliced_variables]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(momentum=self.momentum, epsilon=self.epsilon)
+        return config

@@ -1,0 +1,71 @@
+"""`ElasticConv2D`: a convolution whose input and output channel counts are elastic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.layers.base import ElasticLayer, channels_of
+
+
+@keras.saving.register_keras_serializable(package="ofa_tf")
+class ElasticConv2D(ElasticLayer):
+    """Conv2D holding a `(k, k, max_in, max_out)` kernel; runs on the first in/out channels.
+
+    The input channel count follows the input tensor; the output count is the
+    `out_channels` call argument (int or scalar int32 tensor, default all).
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 1, strides: int = 1, use_bias: bool = False,
+                 kernel_initializer: Any = "he_normal", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.max_in_channels = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, self.kernel_size, self.max_in_channels, self.filters),
+            initializer=self.kernel_initializer)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+
+    def call(self, inputs, out_channels=None):
+        out = self.filters if out_channels is None else out_channels
+        kernel = self.kernel.value[:, :, :channels_of(inputs), :out]
+        y = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding="SAME")
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias.value[:out])
+        return y
+
+    def compute_output_shape(self, input_shape):
+        size = lambda s: None if s is None else -(-s // self.strides)  # noqa: E731
+        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), self.filters)
+
+    def static_layer(self, out_channels: int | None = None, name: str | None = None) -> keras.layers.Layer:
+        return keras.layers.Conv2D(out_channels or self.filters, self.kernel_size, strides=self.strides,
+                                   padding="same", use_bias=self.use_bias, kernel_initializer="zeros",
+                                   name=name or self.name)
+
+    @property
+    def sliced_variables(self):
+        return [self.kernel] + ([self.bias] if self.use_bias else [])
+
+    def static_weights(self, in_channels: int, out_channels: int | None = None, **_: Any) -> list[np.ndarray]:
+        out = out_channels or self.filters
+        weights = [self.kernel.numpy()[:, :, :in_channels, :out]]
+        if self.use_bias:
+            weights.append(self.bias.numpy()[:out])
+        return weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      use_bias=self.use_bias,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        return config

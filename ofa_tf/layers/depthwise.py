@@ -1,0 +1,119 @@
+"""`ElasticDepthwiseConv2D`: a depthwise convolution with elastic kernel size and channels."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+from ofa_tf.layers.base import ElasticLayer, channels_of
+
+KERNEL_MODES = ("center_crop", "transform")
+
+
+@keras.saving.register_keras_serializable(package="ofa_tf")
+class ElasticDepthwiseConv2D(ElasticLayer):
+    """Depthwise conv holding one `(K, K, max_channels, 1)` kernel, K = largest kernel size.
+
+    A smaller kernel is the centre of the larger one. With `kernel_mode="transform"`
+    (OFA, "Once-for-All" §3.2) each step down (7->5, 5->3) also passes the centre
+    through a learned (k*k x k*k) matrix shared by all channels, initialised to the
+    identity; `"center_crop"` (CompOFA, DεpS, AttentiveNAS) uses the plain centre.
+
+    The kernel size is the `kernel_size` call argument: a Python int, or a scalar int32
+    tensor that slices the active centre, so one graph serves all sizes.
+    """
+
+    def __init__(self, kernel_sizes: Sequence[int] = (3, 5, 7), strides: int = 1,
+                 kernel_mode: str = "center_crop", depthwise_initializer: Any = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        sizes = sorted({int(k) for k in kernel_sizes})
+        if not sizes or any(k < 1 or k % 2 == 0 for k in sizes):
+            raise OfaError(f"kernel_sizes={list(kernel_sizes)}: expected odd positive sizes")
+        if kernel_mode not in KERNEL_MODES:
+            raise OfaError(f"kernel_mode={kernel_mode!r}: expected one of {list(KERNEL_MODES)}")
+        self.kernel_sizes = tuple(sizes)
+        self.strides = int(strides)
+        self.kernel_mode = kernel_mode
+        # He-normal over one channel's k*k taps: Keras' own fan-in for a (k, k, C, 1) kernel
+        # counts k*k*C and would start the depthwise outputs C times too small.
+        self.depthwise_initializer = (keras.initializers.get(depthwise_initializer) if depthwise_initializer
+                                      else None)
+
+    @property
+    def max_kernel_size(self) -> int:
+        return self.kernel_sizes[-1]
+
+    def build(self, input_shape):
+        self.max_channels = int(input_shape[-1])
+        k = self.max_kernel_size
+        self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=(k, k, self.max_channels, 1),
+                                                initializer=self.depthwise_initializer or
+                                                keras.initializers.RandomNormal(stddev=(2.0 / (k * k)) ** 0.5))
+        self.transforms = {}
+        if self.kernel_mode == "transform":
+            for size in self.kernel_sizes[:-1]:
+                self.transforms[size] = self.add_weight(
+                    name=f"transform_{size}x{size}", shape=(size * size, size * size), initializer="identity")
+
+    def active_kernel(self, kernel_size, channels) -> tf.Tensor:
+        """The `(k, k, channels, 1)` kernel for kernel size `k` (Python int or int32 tensor).
+
+        A tensor `k` selects with one dynamic slice, so no branch per kernel size enters
+        the graph (branches made tracing the backward pass several times slower).
+        """
+        kernel = self.depthwise_kernel.value[:, :, :channels, :]
+        if self.transforms:
+            kernel = self._transformed_kernel(kernel, kernel_size, channels)
+        start = (self.max_kernel_size - kernel_size) // 2
+        return kernel[start:start + kernel_size, start:start + kernel_size]
+
+    def _transformed_kernel(self, kernel: tf.Tensor, kernel_size, channels) -> tf.Tensor:
+        """OFA's chain (7 -> 5 -> 3): each smaller kernel is the learned transform of the
+        previous one's centre. Every size's kernel is made (cheap: weights only), zero-padded
+        to max size, and the one for `kernel_size` is picked with a gather, so a tensor size
+        needs no branch."""
+        candidates = [kernel]
+        current, big = kernel, self.max_kernel_size
+        for size in reversed(self.kernel_sizes[:-1]):
+            cut = (current.shape[0] - size) // 2
+            centre = current[cut:cut + size, cut:cut + size]
+            flat = tf.reshape(tf.transpose(centre, (2, 3, 0, 1)), (-1, size * size))
+            flat = tf.matmul(flat, self.transforms[size].value)
+            current = tf.transpose(tf.reshape(flat, (channels, 1, size, size)), (2, 3, 0, 1))
+            pad = (big - size) // 2
+            candidates.append(tf.pad(current, [[pad, pad], [pad, pad], [0, 0], [0, 0]]))
+        index = tf.reduce_sum(tf.cast(tf.constant(self.kernel_sizes[::-1]) > kernel_size, tf.int32))
+        return tf.gather(tf.stack(candidates), index)
+
+    def call(self, inputs, kernel_size=None):
+        if kernel_size is None or len(self.kernel_sizes) == 1:
+            kernel_size = self.max_kernel_size
+        kernel = self.active_kernel(kernel_size, channels_of(inputs))
+        return tf.nn.depthwise_conv2d(inputs, kernel, strides=(1, self.strides, self.strides, 1), padding="SAME")
+
+    def compute_output_shape(self, input_shape):
+        size = lambda s: None if s is None else -(-s // self.strides)  # noqa: E731
+        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
+
+    def static_layer(self, kernel_size: int | None = None, name: str | None = None) -> keras.layers.Layer:
+        return keras.layers.DepthwiseConv2D(kernel_size or self.max_kernel_size, strides=self.strides,
+                                            padding="same", use_bias=False, depthwise_initializer="zeros",
+                                            name=name or self.name)
+
+    @property
+    def sliced_variables(self):
+        return [self.depthwise_kernel]
+
+    def static_weights(self, in_channels: int, kernel_size: int | None = None, **_: Any) -> list[np.ndarray]:
+        return [self.active_kernel(kernel_size or self.max_kernel_size, in_channels).numpy()]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kernel_sizes=list(self.kernel_sizes), strides=self.strides, kernel_mode=self.kernel_mode,
+                      depthwise_initializer=(keras.initializers.serialize(self.depthwise_initializer)
+                                             if self.depthwise_initializer else None))
+        return config

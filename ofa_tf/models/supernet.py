@@ -1,0 +1,185 @@
+"""`Supernet`: the weight-shared once-for-all model of a search space."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+from ofa_tf.layers import (ElasticBatchNormalization, ElasticConv2D, ElasticDense, ElasticStage,
+                           resolve_block_class)
+from ofa_tf.layers.base import ElasticLayer, activation_fn, static_activation
+from ofa_tf.models.arch_tensor import ArchTensorLayout
+from ofa_tf.spaces import Arch, SearchSpace, get_space
+from ofa_tf.spaces.walk import plan
+
+
+@keras.saving.register_keras_serializable(package="ofa_tf")
+class Supernet(keras.Model):
+    """A MobileNet-style supernet holding every subnet of `space` in shared weights.
+
+    `model(x, arch=...)` runs one subnet; `arch` is an `Arch`, a dict, `"max"`/`"min"`,
+    or an int32 tensor from `encode_arch` (what training passes, so one trace serves
+    every subnet). `get_subnet(arch)` returns a plain functional Keras model of that
+    subnet with its weights copied out.
+
+    Args:
+      space: a space name (`ofa_mbv3`, `compofa`, `proxyless`, `tofa`) or a `SearchSpace`.
+      num_classes: classifier outputs.
+      width_mult: channel multiplier of a named space.
+      dropout: dropout rate before the classifier.
+      resolutions: input sizes to allow instead of the space's own (e.g. `[32]`).
+      kernel_mode: `center_crop` or OFA's learned `transform` for smaller kernels.
+      block_class: `ElasticInvertedResidual` or a registered subclass.
+      bn_momentum, bn_epsilon: batch-norm settings (OFA's: 0.9 in Keras terms, 1e-5).
+    """
+
+    def __init__(self, space: str | SearchSpace | dict = "ofa_mbv3", num_classes: int = 1000,
+                 width_mult: float = 1.0, dropout: float = 0.1, resolutions: Sequence[int] | None = None,
+                 kernel_mode: str = "center_crop", block_class: type | str | None = None,
+                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(space, dict):
+            space = SearchSpace.from_config(space)
+        self.space = get_space(space, width_mult, resolutions)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes <= 0:
+            raise OfaError(f"num_classes={num_classes!r}: expected a positive integer")
+        if not 0 <= dropout < 1:
+            raise OfaError(f"dropout={dropout!r}: expected a rate in [0, 1)")
+        self.num_classes = int(num_classes)
+        self.dropout_rate = float(dropout)
+        self.kernel_mode = kernel_mode
+        self.block_class = resolve_block_class(block_class)
+        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        self.layout = ArchTensorLayout(self.space)
+        sp = self.space
+
+        def bn(name: str) -> ElasticBatchNormalization:
+            return ElasticBatchNormalization(self.bn_momentum, self.bn_epsilon, name=name)
+
+        self.stem_conv = ElasticConv2D(max(sp.stem_widths), 3, strides=2, name="stem_conv")
+        self.stem_bn = bn("stem_bn")
+        self.stages = []
+        for s, spec in enumerate(sp.stages):
+            self.stages.append(ElasticStage(
+                max(spec.widths), spec.depths, spec.kernels, spec.expands, spec.stride, spec.activation,
+                spec.use_se, sp.block_residual(s, 0), kernel_mode, self.bn_momentum, self.bn_epsilon,
+                self.block_class, name=f"stage{s}"))
+        last_width = max(sp.stages[-1].widths)
+        self.final_expand_conv = self.final_expand_bn = self.head_conv = None
+        if sp.final_expand_ratio:
+            self.final_expand_conv = ElasticConv2D(sp.final_expand_width(last_width), 1, name="final_expand_conv")
+            self.final_expand_bn = bn("final_expand_bn")
+        if sp.head_widths:
+            self.head_conv = ElasticConv2D(max(sp.head_widths), 1, use_bias=True, name="head_conv")
+        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
+        self.classifier = ElasticDense(self.num_classes, name="classifier")
+
+    # ------------------------------------------------------------------ building
+    def build(self, input_shape=None):
+        size = max(self.space.resolutions)
+        shape = (None, size, size, 3)
+        self.stem_conv.build(shape)
+        shape = self.stem_conv.compute_output_shape(shape)
+        self.stem_bn.build(shape)
+        for stage in self.stages:
+            stage.build(shape)
+            shape = stage.compute_output_shape(shape)
+        if self.final_expand_conv is not None:
+            self.final_expand_conv.build(shape)
+            shape = self.final_expand_conv.compute_output_shape(shape)
+            self.final_expand_bn.build(shape)
+        if self.head_conv is not None:
+            self.head_conv.build((None, 1, 1, shape[-1]))
+            shape = self.head_conv.compute_output_shape((None, 1, 1, shape[-1]))
+        self.classifier.build((None, shape[-1]))
+        self.built = True
+
+    def elastic_layers(self) -> dict[str, "ElasticLayer"]:
+        """Every elastic primitive (conv, depthwise, BN, dense) by name; the static twins in
+        `get_subnet` carry the same names."""
+        return {layer.name: layer for layer in self._flatten_layers(include_self=False)
+                if isinstance(layer, ElasticLayer)}
+
+    # ------------------------------------------------------------------ archs
+    def parse_arch(self, arch: Any, resolution: int | None = None) -> Arch:
+        """Any user form of an arch, validated against this supernet's space."""
+        return self.space.parse_arch(arch, resolution=resolution)
+
+    def encode_arch(self, arch: Any) -> tf.Tensor:
+        """The int32 tensor form of `arch` (pass it as `arch=` so one trace serves all)."""
+        return tf.constant(self.layout.encode(self.parse_arch(arch)), tf.int32)
+
+    def _arch_tensor(self, arch: Any, inputs) -> tf.Tensor:
+        if arch is None:
+            arch = "max"
+        if isinstance(arch, (tf.Tensor, tf.Variable, np.ndarray)):
+            return tf.cast(arch, tf.int32)
+        size = inputs.shape[1]
+        return self.encode_arch(self.space.parse_arch(arch, resolution=size if size in self.space.resolutions
+                                                     else None))
+
+    # ------------------------------------------------------------------ elastic forward
+    def call(self, inputs, arch=None, training=None):
+        """Runs the subnet `arch` (default: the max net) on `inputs`."""
+        vec = self._arch_tensor(arch, inputs)
+        lay, sp = self.layout, self.space
+        stem_act = activation_fn(sp.stem_activation)
+        x = stem_act(self.stem_bn(self.stem_conv(inputs, out_channels=lay.stem_width(vec)), training=training))
+        for s, stage in enumerate(self.stages):
+            x = stage(x, depth=lay.depth(vec, s), block_choices=lay.block_choices(vec, s),
+                      out_channels=lay.width(vec, s), training=training)
+        head_act = activation_fn(sp.head_activation)
+        if self.final_expand_conv is not None:
+            x = self.final_expand_conv(x, out_channels=lay.final_expand_width(vec))
+            x = head_act(self.final_expand_bn(x, training=training))
+        x = tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+        if self.head_conv is not None:
+            x = head_act(self.head_conv(x, out_channels=lay.head_width(vec)))
+        x = tf.reshape(x, (-1, tf.shape(x)[-1]))
+        x = self.dropout(x, training=training)
+        return self.classifier(x)
+
+    # ------------------------------------------------------------------ static extraction
+    def get_subnet(self, arch: Any, name: str | None = None) -> keras.Model:
+        """A plain functional Keras model of `arch` with the active weights copied out.
+
+        It uses only built-in Keras layers, so `.keras` files of it load without
+        custom objects. BN statistics are copied as they are: recalibrate them first
+        (`ofa_tf.training.recalibrate_bn`) for a subnet trained inside a supernet.
+        """
+        if not self.built:
+            self.build()
+        arch = self.parse_arch(arch)
+        p = plan(self.space, arch)
+        sp = self.space
+        inputs = keras.Input((arch.resolution, arch.resolution, 3), name="image")
+        x = self.stem_conv.to_static(inputs.shape, out_channels=p.stem_width)(inputs)
+        x = self.stem_bn.to_static(x.shape)(x)
+        x = static_activation(sp.stem_activation, "stem_act")(x)
+        for s, stage in enumerate(self.stages):
+            choices = [dict(kernel_size=b.kernel_size, mid_channels=b.mid_channels, se_channels=b.se_channels)
+                       for b in p.blocks if b.stage == s]
+            x = stage.apply_static(x, depth=arch.depths[s], block_choices=choices, out_channels=arch.widths[s])
+        if self.final_expand_conv is not None:
+            x = self.final_expand_conv.to_static(x.shape, out_channels=p.final_expand_width)(x)
+            x = self.final_expand_bn.to_static(x.shape)(x)
+            x = static_activation(sp.head_activation, "final_expand_act")(x)
+        x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(x)
+        if self.head_conv is not None:
+            x = self.head_conv.to_static(x.shape, out_channels=p.head_width)(x)
+            x = static_activation(sp.head_activation, "head_act")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dropout(self.dropout_rate, name="dropout")(x)
+        outputs = self.classifier.to_static(x.shape)(x)
+        return keras.Model(inputs, outputs, name=name or f"{sp.name}_subnet")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(space=self.space.to_config(), num_classes=self.num_classes, dropout=self.dropout_rate,
+                      kernel_mode=self.kernel_mode, block_class=keras.saving.get_registered_name(self.block_class),
+                      bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+        return config

@@ -1,0 +1,40 @@
+"""Search spaces as data (`SearchSpace`, `StageSpec`) and archs as values (`Arch`)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ofa_tf.errors import OfaError
+from ofa_tf.spaces import definitions
+from ofa_tf.spaces.arch import Arch
+from ofa_tf.spaces.divisible import expanded_channels, make_divisible, squeeze_channels
+from ofa_tf.spaces.space import SearchSpace, StageSpec
+
+SPACES: dict[str, Callable[[float], SearchSpace]] = {
+    "ofa_mbv3": definitions.ofa_mbv3,
+    "compofa": definitions.compofa,
+    "proxyless": definitions.proxyless,
+    "tofa": definitions.tofa,
+}
+
+
+def get_space(name: str | SearchSpace, width_mult: float = 1.0,
+              resolutions: Sequence[int] | None = None) -> SearchSpace:
+    """The registered space `name` at `width_mult`, optionally with other input sizes.
+
+    Raises:
+      OfaError: for an unknown name or a non-positive width multiplier.
+    """
+    if isinstance(name, SearchSpace):
+        space = name
+    else:
+        if name not in SPACES:
+            raise OfaError(f"space={name!r}: expected one of {sorted(SPACES)}")
+        if not isinstance(width_mult, (int, float)) or width_mult <= 0:
+            raise OfaError(f"width_mult={width_mult!r}: expected a positive number")
+        space = SPACES[name](float(width_mult))
+    return space.with_resolutions(resolutions) if resolutions else space
+
+
+__all__ = ["Arch", "SPACES", "SearchSpace", "StageSpec", "expanded_channels", "get_space",
+           "make_divisible", "squeeze_channels"]

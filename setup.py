@@ -1,0 +1,30 @@
+"""ofa_tf: once-for-all supernet training (DεpS, OFA, CompOFA, BigNAS, fOFA, TOFA) for Keras 3."""
+
+from setuptools import find_packages, setup
+
+# Versions verified to install and work together on Python 3.11 (see BUILD.md, STACK.md).
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "keras==3.15.1",
+    "tf-keras==2.21.0",  # tensorflow-model-optimization's QAT runs on tf_keras only
+    "tensorflow-datasets==4.9.10",
+    "importlib_resources==7.1.0",  # needed by tensorflow-datasets on 3.11, undeclared there
+    "tensorflow-model-optimization==0.8.1",
+    "absl-py==1.4.0",  # tensorflow-model-optimization pins absl-py ~= 1.2
+    "ai-edge-litert==2.3.0",  # the TFLite runtime (tflite-runtime fails under numpy 2)
+    "numpy==2.4.6",
+    "matplotlib==3.11.2",
+]
+
+setup(
+    name="ofa_tf",
+    version="0.1.0",
+    description="Once-for-all supernet training, search and TFLite deployment for Keras 3 / TensorFlow",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["ofa_tf", "ofa_tf.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,91 @@
+"""Weight-free MACs / params against the reference profiler, and the profile tool."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ofa_tf import OfaError
+from ofa_tf.profile import profile
+from ofa_tf.spaces import get_space
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("arch,macs,params", [("max", 564.9e6, 6.40e6), ("min", 120.0e6, 2.14e6)])
+def test_ofa_mbv3_matches_reference_profiler_at_224(arch, macs, params):
+    result = profile("ofa_mbv3", arch, num_classes=10, resolution=224)
+    assert abs(result["macs"] - macs) / macs < 0.01
+    assert abs(result["params"] - params) / params < 0.01
+
+
+def test_ofa_mbv3_at_32_pixels():
+    space = get_space("ofa_mbv3", resolutions=[32])
+    assert abs(profile(space, "max", 10)["macs"] - 15.2e6) / 15.2e6 < 0.01
+    assert abs(profile(space, "min", 10)["macs"] - 3.9e6) / 3.9e6 < 0.02
+
+
+@pytest.mark.parametrize("name", ["ofa_mbv3", "compofa", "proxyless", "tofa"])
+def test_cost_grows_with_the_subnet(name):
+    space = get_space(name)
+    res = space.resolutions[0]
+    small, big = profile(space, "min", 10, res), profile(space, "max", 10, res)
+    assert small["macs"] < big["macs"] and small["params"] < big["params"]
+    for seed in range(10):
+        mid = profile(space, space.sample(seed, resolution=res), 10)
+        assert small["macs"] <= mid["macs"] <= big["macs"]
+
+
+def test_params_match_the_extracted_keras_subnet():
+    from helpers import tiny_space
+    from ofa_tf.models import Supernet
+    model = Supernet(tiny_space(), num_classes=5)
+    model.build()
+    for seed in range(3):
+        arch = model.space.sample(seed)
+        subnet = model.get_subnet(arch)
+        trainable = sum(int(w.numpy().size) for w in subnet.trainable_weights)
+        assert profile(model.space, arch, 5)["params"] == trainable
+
+
+def test_bad_num_classes():
+    with pytest.raises(OfaError, match="num_classes=0: expected a positive integer"):
+        profile("ofa_mbv3", "max", 0)
+
+
+def _tool(*args):
+    return subprocess.run([sys.executable, "-m", "tools.profile", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_profile_tool_prints_one_json_object():
+    done = _tool("--space=ofa_mbv3", "--arch=max", "--resolution=224", "--num_classes=10")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert abs(result["macs"] - 564.9e6) / 564.9e6 < 0.01 and abs(result["params"] - 6.40e6) / 6.40e6 < 0.01
+
+
+def test_profile_tool_reads_arch_files(tmp_path):
+    arch = get_space("compofa").sample(3)
+    path = tmp_path / "arch.json"
+    path.write_text(arch.to_json())
+    done = _tool("--space=compofa", f"--arch={path}", "--num_classes=10")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["macs"] == profile("compofa", arch, 10)["macs"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--space=resnet"], "space='resnet'"),
+    (["--resolution=100"], "resolution=100"),
+    (["--num_classes=-3"], "num_classes=-3"),
+    (["--arch={\"resolution\": 224}"], "missing field 'depths'"),
+    (["--arch=/no/such/file.json"], "arch='/no/such/file.json'"),
+    (["--resolutions=abc"], "--resolutions=abc"),
+])
+def test_profile_tool_bad_input_is_one_line(args, message):
+    done = _tool(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
