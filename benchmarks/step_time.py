@@ -2,7 +2,8 @@
 
   python benchmarks/step_time.py [--space=ofa_mbv3] [--steps=20] [--batch=64] [--resolution=32]
 
-Every step is SGD on one batch (batch 64, 32x32, 2 threads by default), with the same
+Every step is SGD (plain by default; --momentum to add it) on one batch (batch 64,
+32x32, 2 threads by default), with the same
 `tf.function` train step for all models. Keys (median seconds per step):
   max_step_s / min_step_s: the elastic supernet running its max / min subnet;
   random_step_s: the elastic supernet with a new random subnet every step;
@@ -37,6 +38,7 @@ from ofa_tf.models import Supernet  # noqa: E402
 def make_step(model, optimizer, traces: list | None = None):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     variables = model.trainable_variables
+    optimizer.build(variables)  # slot variables made outside the trace: no second trace
 
     def step(x, y, *arch):
         if traces is not None:
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num_classes", type=int, default=10)
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (0: plain SGD)")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -74,16 +77,17 @@ def main() -> None:
     x = tf.random.normal((args.batch, args.resolution, args.resolution, 3))
     y = tf.random.uniform((args.batch,), 0, args.num_classes, tf.int32)
     traces: list = []
-    step = make_step(model, keras.optimizers.SGD(0.01, momentum=0.9), traces)
+    step = make_step(model, keras.optimizers.SGD(0.01, momentum=args.momentum), traces)
     max_vec, min_vec = model.encode_arch("max"), model.encode_arch("min")
     rng = random.Random(0)
 
-    result = {"space": args.space, "batch": args.batch, "resolution": args.resolution, "threads": args.threads}
+    result = {"space": args.space, "batch": args.batch, "resolution": args.resolution, "threads": args.threads,
+              "momentum": args.momentum, "steps": args.steps}
     result["elastic_trace_s"] = timed(step, x, y, max_vec)
     static_steps = {}
     for kind in ("max", "min"):
         static = model.get_subnet(kind)
-        static_steps[kind] = make_step(static, keras.optimizers.SGD(0.01, momentum=0.9))
+        static_steps[kind] = make_step(static, keras.optimizers.SGD(0.01, momentum=args.momentum))
         first = timed(static_steps[kind], x, y)
         if kind == "max":
             result["static_first_call_s"] = first

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
@@ -147,6 +148,25 @@ class ElasticInvertedResidual(ElasticComposite):
         if self.residual:
             x = keras.layers.Add(name=f"{self.name}_add")([x, inputs])
         return x
+
+    # ------------------------------------------------------------------ channel sorting
+    def mid_channel_importance(self) -> np.ndarray:
+        """L1 norm of the projection weights of each mid channel (OFA's importance)."""
+        return np.abs(self.project_conv.kernel.numpy()).sum(axis=(0, 1, 3))
+
+    def mid_channel_variables(self) -> list[tuple[keras.Variable, int]]:
+        """Every (variable, axis) indexed by mid channel: what a re-sort must permute
+        together so the block computes the same function afterwards."""
+        if not self.has_expand_conv:
+            return []  # mid channels are the block's input channels: not this block's to sort
+        pairs = [(self.expand_conv.kernel, 3)]
+        pairs += [(v, 0) for v in self.expand_bn.sliced_variables]
+        pairs.append((self.depthwise.depthwise_kernel, 2))
+        pairs += [(v, 0) for v in self.depthwise_bn.sliced_variables]
+        if self.use_se:
+            pairs += [(self.se.reduce_conv.kernel, 2), (self.se.expand_conv.kernel, 3), (self.se.expand_conv.bias, 0)]
+        pairs.append((self.project_conv.kernel, 2))
+        return pairs
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,206 @@
+"""`OnceForAllModel`: a supernet whose `train_step` trains the full model and sampled subnets.
+
+One step (papers/000 eq. 4):
+
+    gradient = train_full * G_full  +  ε * Σ_j active_j * G_subnet_j
+
+where G_full is the gradient of the full model's label loss (label smoothing), and each
+subnet's loss is `kd_weight * KD(subnet, teacher) + subnet_label_weight * CE(subnet)`.
+The teacher is the full model's detached output (in-place KD), a frozen snapshot of the
+full model (OFA / CompOFA), or none.
+
+Which subnets, ε and the weights are *state*, held in non-trainable variables that the
+`PhaseController` callback sets before each batch from the method's phases and a sampler
+seeded by the step. The train step reads them as tensors, so one trace serves every
+subnet and every phase; a phase that trains fewer subnets skips the unused slots with
+`tf.cond` (no compute for them). Each subnet's forward/backward runs in one nested
+`tf.function`, traced once and called per slot, so tracing does not grow with the
+number of subnets (STACK.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+from ofa_tf.models.supernet import Supernet
+from ofa_tf.training.distillation import distillation_loss, label_loss
+
+TEACHER_CODES = {"none": 0, "inplace": 1, "frozen": 2}
+
+
+@keras.saving.register_keras_serializable(package="ofa_tf")
+class OnceForAllModel(Supernet):
+    """A `Supernet` trained once-for-all with `compile` / `fit`.
+
+    Args (besides `Supernet`'s):
+      max_subnets: subnet slots per step (the largest `num_subnets` of the method's phases).
+      kd_temperature: distillation temperature T (losses are T^2-scaled).
+      label_smoothing: label smoothing of the label losses.
+      frozen_teacher: keep a second supernet as a frozen teacher (OFA / CompOFA phases).
+    """
+
+    def __init__(self, *args: Any, max_subnets: int = 3, kd_temperature: float = 1.0,
+                 label_smoothing: float = 0.1, frozen_teacher: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if isinstance(max_subnets, bool) or not isinstance(max_subnets, (int, np.integer)) or max_subnets < 0:
+            raise OfaError(f"max_subnets={max_subnets!r}: expected a non-negative integer")
+        if not kd_temperature > 0:
+            raise OfaError(f"--kd_temperature={kd_temperature!r}: expected a positive number")
+        if not 0 <= label_smoothing < 1:
+            raise OfaError(f"--label_smoothing={label_smoothing!r}: expected a value in [0, 1)")
+        self.max_subnets = int(max_subnets)
+        self.kd_temperature = float(kd_temperature)
+        self.label_smoothing = float(label_smoothing)
+        self.frozen_teacher = bool(frozen_teacher)
+        self.teacher = (Supernet(self.space.to_config(), self.num_classes, dropout=self.dropout_rate,
+                                 kernel_mode=self.kernel_mode, block_class=self.block_class,
+                                 bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, name="teacher")
+                        if self.frozen_teacher else None)
+        self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in
+                              ["loss", "loss_full"] + [f"loss_subnet{j}" for j in range(self.max_subnets)]}
+        self._subnet_step = None
+        # Python side effect: runs only while `train_step` is traced. One per input
+        # resolution is expected; more means something retraces per step.
+        self.train_step_traces = 0
+
+    # ------------------------------------------------------------------ state
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if self.teacher is not None:
+            self.teacher.build()
+            self.teacher.trainable = False
+        state = lambda value, dtype, name: keras.Variable(  # noqa: E731
+            value, dtype=dtype, trainable=False, name=name)
+        slots = max(1, self.max_subnets)
+        self.step_archs = state(np.zeros((slots, self.layout.size), np.int32), "int32", "step_archs")
+        self.step_active = state(np.zeros((slots,), np.float32), "float32", "step_active")
+        self.epsilon = state(1.0, "float32", "epsilon")
+        self.train_full = state(1.0, "float32", "train_full")
+        self.kd_weight = state(1.0, "float32", "kd_weight")
+        self.subnet_label_weight = state(0.0, "float32", "subnet_label_weight")
+        self.teacher_code = state(TEACHER_CODES["inplace"], "int32", "teacher_code")
+        self._max_vector = self.layout.encode(self.space.max_arch())
+
+    @property
+    def metrics(self):
+        compiled = getattr(self, "_compile_metrics", None)
+        return list(self.loss_trackers.values()) + ([compiled] if compiled is not None else [])
+
+    def _update_compiled_metrics(self, y, logits) -> None:
+        compiled = getattr(self, "_compile_metrics", None)
+        if compiled is not None:
+            compiled.update_state(y, logits)
+
+    def copy_full_model_to_teacher(self) -> None:
+        """Snapshots the current weights into the frozen teacher (OFA's teacher network)."""
+        if self.teacher is None:
+            raise OfaError("this model was built without frozen_teacher=True")
+        for target, source in zip(self.teacher.weights, self._supernet_weights()):
+            target.assign(source)
+
+    def _supernet_weights(self) -> list:
+        teacher_ids = {id(v) for v in self.teacher.weights} if self.teacher is not None else set()
+        own_state = {id(v) for v in (self.step_archs, self.step_active, self.epsilon, self.train_full,
+                                     self.kd_weight, self.subnet_label_weight, self.teacher_code)}
+        return [v for v in self.weights if id(v) not in teacher_ids and id(v) not in own_state]
+
+    @property
+    def supernet_trainable_variables(self) -> list:
+        teacher_ids = {id(v) for v in self.teacher.weights} if self.teacher is not None else set()
+        return [v for v in self.trainable_variables if id(v) not in teacher_ids]
+
+    # ------------------------------------------------------------------ training
+    def _zero_grads(self, variables):
+        return [tf.zeros(v.shape, v.dtype) for v in variables]
+
+    def _grads(self, tape, loss, variables):
+        grads = tape.gradient(loss, variables)
+        return [tf.zeros(v.shape, v.dtype) if g is None else g for v, g in zip(variables, grads)]
+
+    def _subnet_step_fn(self):
+        """Loss and gradients of one subnet; one nested trace for every slot."""
+        if self._subnet_step is None:
+            variables = self.supernet_trainable_variables
+
+            def subnet_step(x, y, teacher_logits, arch, kd_weight, label_weight):
+                with tf.GradientTape() as tape:
+                    logits = self(x, arch=arch, training=True)
+                    loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
+                    loss += label_weight * label_loss(y, logits, self.label_smoothing)
+                return loss, self._grads(tape, loss, variables)
+
+            self._subnet_step = tf.function(subnet_step, autograph=False)
+        return self._subnet_step
+
+    def train_step(self, data):
+        self.train_step_traces += 1
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        variables = self.supernet_trainable_variables
+        max_vec = tf.constant(self._max_vector)
+
+        def full_branch():
+            with tf.GradientTape() as tape:
+                logits = self(x, arch=max_vec, training=True)
+                loss = label_loss(y, logits, self.label_smoothing)
+            return loss, logits, self._grads(tape, loss, variables)
+
+        def no_full_branch():
+            # In-place distillation still needs the full model's output (forward only).
+            logits = tf.cond(tf.equal(self.teacher_code, TEACHER_CODES["inplace"]),
+                             lambda: self(x, arch=max_vec, training=True),
+                             lambda: tf.zeros((tf.shape(x)[0], self.num_classes)))
+            return tf.constant(0.0), logits, self._zero_grads(variables)
+
+        full_loss, full_logits, grads = tf.cond(self.train_full > 0, full_branch, no_full_branch)
+        grads = [g * self.train_full for g in grads]
+
+        if self.teacher is not None:
+            teacher_logits = tf.cond(
+                tf.equal(self.teacher_code, TEACHER_CODES["frozen"]),
+                lambda: self.teacher(x, arch=max_vec, training=False),
+                lambda: tf.stop_gradient(full_logits))
+        else:
+            teacher_logits = tf.stop_gradient(full_logits)
+        kd_weight = tf.where(tf.equal(self.teacher_code, TEACHER_CODES["none"]), 0.0, self.kd_weight)
+
+        subnet_step = self._subnet_step_fn()
+        total = full_loss * self.train_full
+        logs = {"loss_full": full_loss}
+        for j in range(self.max_subnets):
+            arch = self.step_archs[j]
+            loss_j, grads_j = tf.cond(
+                self.step_active[j] > 0,
+                lambda arch=arch: subnet_step(x, y, teacher_logits, arch, kd_weight,
+                                              tf.convert_to_tensor(self.subnet_label_weight)),
+                lambda: (tf.constant(0.0), self._zero_grads(variables)))
+            weight = self.epsilon * self.step_active[j]
+            grads = [g + weight * gj for g, gj in zip(grads, grads_j)]
+            total += weight * loss_j
+            logs[f"loss_subnet{j}"] = loss_j
+        self.optimizer.apply(grads, variables)
+
+        self.loss_trackers["loss"].update_state(total)
+        for name, value in logs.items():
+            self.loss_trackers[name].update_state(value)
+        self._update_compiled_metrics(y, full_logits)
+        return self.get_metrics_result()
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self(x, arch=tf.constant(self._max_vector), training=False)
+        loss = label_loss(y, logits, self.label_smoothing)
+        self.loss_trackers["loss"].update_state(loss)
+        self.loss_trackers["loss_full"].update_state(loss)
+        self._update_compiled_metrics(y, logits)
+        return {k: v for k, v in self.get_metrics_result().items() if not k.startswith("loss_subnet")}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_subnets=self.max_subnets, kd_temperature=self.kd_temperature,
+                      label_smoothing=self.label_smoothing, frozen_teacher=self.frozen_teacher)
+        return config

@@ -1,0 +1,149 @@
+"""The mathematics of OnceForAllModel.train_step on a tiny supernet (papers/000 eq. 4)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import randomize_weights, tiny_space
+from ofa_tf.training import (OnceForAllModel, PhaseController, build_method, distillation_loss, label_loss,
+                             recalibrate_bn, sort_mid_channels)
+
+LR = 0.1
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = OnceForAllModel(tiny_space(), num_classes=4, max_subnets=2, dropout=0.0, kd_temperature=2.0)
+    model.build()
+    randomize_weights(model, seed=4)
+    model.compile(optimizer=keras.optimizers.SGD(LR))
+    model.optimizer.build(model.supernet_trainable_variables)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 4, size=(8,)).astype("int32")
+    archs = [model.space.min_arch(16), model.space.sample(5, resolution=16)]
+    return model, x, y, archs
+
+
+def _state(model, archs, active, epsilon, train_full=1.0, kd_weight=1.0, label_weight=0.0):
+    slots = np.zeros(model.step_archs.shape, np.int32)
+    for j, arch in enumerate(archs):
+        slots[j] = model.layout.encode(arch)
+    model.step_archs.assign(slots)
+    model.step_active.assign(np.array(active, np.float32))
+    model.epsilon.assign(epsilon)
+    model.train_full.assign(train_full)
+    model.kd_weight.assign(kd_weight)
+    model.subnet_label_weight.assign(label_weight)
+    model.teacher_code.assign(1)
+
+
+def _step(model, x, y):
+    before = [v.numpy() for v in model.supernet_trainable_variables]
+    stats = [v.numpy() for v in model.non_trainable_variables]
+    model.train_on_batch(x, y)
+    after = [v.numpy() for v in model.supernet_trainable_variables]
+    for v, value in zip(model.supernet_trainable_variables, before):  # restore for the next case
+        v.assign(value)
+    for v, value in zip(model.non_trainable_variables, stats):
+        v.assign(value)
+    return [b - a for b, a in zip(before, after)]  # = lr * gradient (plain SGD)
+
+
+def _manual_gradients(model, x, y, archs):
+    variables = model.supernet_trainable_variables
+    with tf.GradientTape() as tape:
+        full = model(x, arch="max", training=True)
+        loss = label_loss(y, full, model.label_smoothing)
+    g_full = tape.gradient(loss, variables)
+    subnet_grads = []
+    for arch in archs:
+        with tf.GradientTape() as tape:
+            loss = distillation_loss(model(x, arch=arch, training=True), full, model.kd_temperature)
+        subnet_grads.append(tape.gradient(loss, variables))
+    zero = lambda g, v: np.zeros(v.shape) if g is None else g.numpy()  # noqa: E731
+    return ([zero(g, v) for g, v in zip(g_full, variables)],
+            [[zero(g, v) for g, v in zip(gs, variables)] for gs in subnet_grads])
+
+
+def test_epsilon_zero_equals_a_full_model_only_step(setup):
+    model, x, y, archs = setup
+    _state(model, archs, [1, 1], epsilon=0.0)
+    with_subnets = _step(model, x, y)
+    _state(model, archs, [0, 0], epsilon=1.0)
+    full_only = _step(model, x, y)
+    for a, b in zip(with_subnets, full_only):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+    assert any(np.any(d) for d in full_only)
+
+
+def test_epsilon_one_equals_the_summed_gradients(setup):
+    model, x, y, archs = setup
+    g_full, g_subnets = _manual_gradients(model, x, y, archs)
+    _state(model, archs, [1, 1], epsilon=1.0)
+    update = _step(model, x, y)
+    for j, u in enumerate(update):
+        expected = LR * (g_full[j] + g_subnets[0][j] + g_subnets[1][j])
+        np.testing.assert_allclose(u, expected, atol=2e-5, rtol=1e-3)
+    _state(model, archs, [1, 1], epsilon=0.25)
+    quarter = _step(model, x, y)
+    for j, u in enumerate(quarter):
+        expected = LR * (g_full[j] + 0.25 * (g_subnets[0][j] + g_subnets[1][j]))
+        np.testing.assert_allclose(u, expected, atol=2e-5, rtol=1e-3)
+
+
+def test_subnet_terms_do_not_train_the_teacher_output(setup):
+    # With the full model's own loss switched off, the only gradient comes from the
+    # subnets' distillation towards the detached full output: weights that only the max
+    # net uses (its extra block of stage 1) receive none.
+    model, x, y, archs = setup
+    small = [model.space.min_arch(16)] * 2
+    _state(model, small, [1, 1], epsilon=1.0, train_full=0.0)
+    update = _step(model, x, y)
+    used_only_by_max = [i for i, v in enumerate(model.supernet_trainable_variables)
+                        if "stage1_block2" in v.path]
+    assert used_only_by_max and all(not np.any(update[i]) for i in used_only_by_max)
+    assert any(np.any(u) for u in update)
+
+
+def test_train_step_is_traced_once_across_phases_and_subnets(setup):
+    model, x, y, archs = setup
+    model.make_train_function(force=True)
+    method = build_method("deps", model.space, steps_per_epoch=4, warmup_fraction=0.5, epsilon_ramp_epochs=1,
+                          num_subnets=2)
+    controller = PhaseController(method, total_steps=8, seed=1)
+    model.optimizer.iterations.assign(0)
+    traces_before = model.train_step_traces
+    history = model.fit(x, y, batch_size=4, epochs=4, callbacks=[controller], verbose=0)
+    assert [h["phase"] for h in controller.history] == ["fm_warmup", "shrink"]
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.train_step_traces - traces_before == 1  # 8 steps, 2 phases, 6 different subnets
+
+
+def test_channel_sorting_keeps_the_function_and_orders_by_importance(setup):
+    model, x, _, _ = setup
+    before = model(x, arch="max").numpy()
+    assert sort_mid_channels(model, model.optimizer) > 0
+    np.testing.assert_allclose(model(x, arch="max").numpy(), before, atol=1e-5)
+    for stage in model.stages:
+        for block in stage.blocks:
+            if block.mid_channel_variables():
+                importance = block.mid_channel_importance()
+                assert np.all(np.diff(importance) <= 1e-6)
+
+
+def test_bn_recalibration_sets_cumulative_batch_statistics():
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(loc=i, size=(5, 4, 4, 3)).astype("float32") for i in range(4)]
+    used = recalibrate_bn(model, batches, num_images=17)
+    assert used == 17
+    bn = model.layers[-1]
+    cut = batches[:3] + [batches[3][:2]]
+    means = np.mean([b.reshape(-1, 3).mean(0) for b in cut], 0)
+    variances = np.mean([b.reshape(-1, 3).var(0) for b in cut], 0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), means, rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), variances, rtol=1e-4)
+    assert bn.momentum == 0.99

@@ -1,0 +1,149 @@
+"""The composable training pieces: ε schedule, samplers, presets as phases, controller, KD."""
+
+import math
+import random
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import tiny_space
+from ofa_tf import OfaError
+from ofa_tf.spaces import get_space
+from ofa_tf.training import (EpsilonSchedule, OnceForAllModel, PhaseController, RestrictedSampler, SandwichSampler,
+                             UpperAttentiveSampler, build_method, distillation_loss, step_rng)
+
+
+def test_linear_epsilon_follows_its_schedule_step_by_step():
+    schedule = EpsilonSchedule(start=1e-4, ramp_steps=10)
+    values = [schedule.value(t) for t in range(14)]
+    assert values[0] == pytest.approx(1e-4)
+    increments = np.diff(values[:11])
+    assert np.allclose(increments, (1 - 1e-4) / 10)  # a constant increment per step ...
+    assert values[10:] == [1.0] * 4  # ... reaching 1 and staying there
+    assert EpsilonSchedule(0.5, 0).value(0) == 1.0  # no ramp: no ε-shrinking
+
+
+def test_lr_ratio_epsilon_is_ramped_lr_over_scheduled_lr():
+    def lr_at(step):  # cosine over 100 steps
+        return 0.1 * 0.5 * (1 + math.cos(math.pi * step / 100))
+
+    schedule = EpsilonSchedule(start=1e-3, ramp_steps=10, mode="lr_ratio")
+    for t in range(1, 10):
+        expected = (t / 10) * lr_at(50 + 10) / lr_at(50 + t)
+        assert schedule.value(t, lr_at, 50) == pytest.approx(min(1.0, expected))
+    assert schedule.value(0, lr_at, 50) == pytest.approx(1e-3)
+    assert schedule.value(10, lr_at, 50) == 1.0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"start": 0.0}, r"epsilon_start=0.0: expected a value in \(0, 1\]"),
+    ({"start": 1.5}, r"epsilon_start=1.5"),
+    ({"mode": "cubic"}, r"epsilon_mode='cubic'"),
+])
+def test_bad_epsilon_settings(kwargs, match):
+    with pytest.raises(OfaError, match=match):
+        EpsilonSchedule(**kwargs)
+
+
+def test_samplers_draw_the_same_subnets_for_the_same_step():
+    space = get_space("ofa_mbv3")
+    sampler = SandwichSampler(3)
+    first = sampler.sample(space, step_rng(7, 123))
+    assert first == sampler.sample(space, step_rng(7, 123))
+    assert first != sampler.sample(space, step_rng(7, 124))
+    assert [k for k, _ in first] == ["min", "random", "random"] and first[0][1] == space.min_arch()
+    assert all(k == "random" for k, _ in UpperAttentiveSampler(2).sample(space, random.Random(0)))
+
+
+def test_restricted_sampler_keeps_unlisted_choices_at_max():
+    space = get_space("ofa_mbv3")
+    kernel_phase = RestrictedSampler(1, kernels=[3, 5, 7])
+    for seed in range(20):
+        (_, arch), = kernel_phase.sample(space, random.Random(seed))
+        assert arch.depths == space.max_arch().depths
+        assert all(e == 6.0 for stage in arch.expands[1:] for e in stage)
+    depth_phase = RestrictedSampler(2, kernels=[3, 5, 7], depths=[3, 4])
+    depths = {d for seed in range(20) for _, a in depth_phase.sample(space, random.Random(seed)) for d in a.depths[1:]}
+    assert depths == {3, 4}
+
+
+@pytest.mark.parametrize("name,phases", [
+    ("full", ["full"]),
+    ("deps", ["fm_warmup", "shrink"]),
+    ("bignas", ["sandwich"]),
+    ("fofa", ["warmup", "upper_attentive"]),
+    ("ofa", ["full", "kernel", "depth_1", "depth_2", "expand_1", "expand_2"]),
+    ("compofa", ["full", "compound_1", "compound_2"]),
+    ("tofa", ["sandwich"]),
+])
+def test_each_preset_produces_its_phases(name, phases):
+    space = get_space("compofa" if name == "compofa" else "ofa_mbv3")
+    method = build_method(name, space, steps_per_epoch=10)
+    assert [p.name for p in method.phases] == phases
+    assert sum(p.fraction for p in method.phases) == pytest.approx(1.0)
+    bounds = method.phase_bounds(1000)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+
+
+def test_deps_preset_follows_the_paper():
+    method = build_method("deps", get_space("ofa_mbv3"), steps_per_epoch=100, warmup_fraction=0.4,
+                          epsilon_start=1e-3, epsilon_ramp_epochs=2)
+    warmup, shrink = method.phases
+    assert warmup.fraction == 0.4 and warmup.sampler.num_subnets == 0 and warmup.train_full
+    assert shrink.train_full and shrink.teacher == "inplace" and shrink.sort_channels
+    assert shrink.epsilon == EpsilonSchedule(1e-3, 200, "linear")
+    assert [k for k in shrink.sampler.kinds()] == ["min", "random", "random"]
+    ofa = build_method("ofa", get_space("ofa_mbv3"))
+    assert all(p.teacher == "frozen" and not p.train_full for p in ofa.phases[1:])
+    assert build_method("bignas").clipnorm == 1.0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"name": "dino"}, r"--method='dino': expected one of"),
+    ({"name": "deps", "warmup_fraction": 1.0}, r"--warmup_fraction=1.0: expected a fraction in \[0, 1\)"),
+    ({"name": "deps", "warmup_fraction": -0.1}, r"--warmup_fraction=-0.1"),
+    ({"name": "deps", "epsilon_start": 0.0}, r"--?epsilon_start=0.0"),
+    ({"name": "deps", "num_subnets": -1}, r"--num_subnets=-1"),
+    ({"name": "compofa", "space": get_space("ofa_mbv3")}, r"--method=compofa needs a space with coupled depth"),
+])
+def test_bad_method_knobs(kwargs, match):
+    kwargs = dict(kwargs)
+    with pytest.raises(OfaError, match=match):
+        build_method(kwargs.pop("name"), kwargs.pop("space", None), **kwargs)
+
+
+def test_distillation_sends_no_gradient_to_the_teacher():
+    teacher = tf.Variable([[1.0, 2.0, 0.5]])
+    student = tf.Variable([[0.3, -0.2, 0.1]])
+    with tf.GradientTape(persistent=True) as tape:
+        loss = distillation_loss(student * 1.0, teacher * 1.0, temperature=2.0)
+    assert tape.gradient(loss, teacher) is None
+    assert np.any(tape.gradient(loss, student).numpy())
+    t = tf.nn.softmax(teacher / 2.0)
+    expected = 4.0 * -tf.reduce_sum(t * tf.nn.log_softmax(student / 2.0))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_no_subnet_is_sampled_before_the_warmup_fraction():
+    model = OnceForAllModel(tiny_space(), num_classes=3, max_subnets=3)
+    model.build()
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.optimizer.build(model.supernet_trainable_variables)
+    method = build_method("deps", model.space, steps_per_epoch=10, warmup_fraction=0.6, epsilon_ramp_epochs=1)
+    controller = PhaseController(method, total_steps=50, seed=3)
+    controller.set_model(model)
+    epsilons = []
+    for step in range(50):
+        controller.prepare_step(step)
+        active = model.step_active.numpy()
+        if step < 30:
+            assert not active.any() and controller.phase.name == "fm_warmup"
+        else:
+            assert active.tolist() == [1.0, 1.0, 1.0] and controller.phase.name == "shrink"
+            epsilons.append(float(model.epsilon.numpy()))
+    assert epsilons[0] == pytest.approx(1e-4) and epsilons[-1] == 1.0
+    assert np.all(np.diff(epsilons) >= 0)
+    assert [h["phase"] for h in controller.history] == ["fm_warmup", "shrink"]
