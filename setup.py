@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "ai-edge-litert==2.3.0",  # the TFLite runtime (tflite-runtime fails under numpy 2)
     "numpy==2.4.6",
     "matplotlib==3.11.2",
+    "tensorboard==2.21.0",  # TensorBoard logs of training runs (not pulled in by tensorflow 2.21)
 ]
 
 setup(

@@ -57,6 +57,9 @@ class Phase:
             raise OfaError(f"teacher={self.teacher!r}: expected one of {list(TEACHERS)}")
         if self.fraction < 0:
             raise OfaError(f"phase {self.name!r}: fraction={self.fraction!r}: expected >= 0")
+        if self.teacher == "inplace" and not self.train_full:
+            raise OfaError(f"phase {self.name!r}: an in-place teacher is the full model's output, "
+                           "so the phase must train the full model (train_full=True)")
 
     def to_config(self) -> dict[str, Any]:
         config = dataclasses.asdict(self)

@@ -123,7 +123,8 @@ class OnceForAllModel(Supernet):
         return [tf.zeros(v.shape, v.dtype) if g is None else g for v, g in zip(variables, grads)]
 
     def _subnet_step_fn(self):
-        """Loss and gradients of one subnet; one nested trace for every slot."""
+        """Loss, logits and gradients of one arch: a nested function traced once and called
+        for the full model and for every subnet slot (tracing does not grow with them)."""
         if self._subnet_step is None:
             variables = self.supernet_trainable_variables
 
@@ -132,7 +133,7 @@ class OnceForAllModel(Supernet):
                     logits = self(x, arch=arch, training=True)
                     loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
                     loss += label_weight * label_loss(y, logits, self.label_smoothing)
-                return loss, self._grads(tape, loss, variables)
+                return loss, logits, self._grads(tape, loss, variables)
 
             self._subnet_step = tf.function(subnet_step, autograph=False)
         return self._subnet_step
@@ -141,22 +142,16 @@ class OnceForAllModel(Supernet):
         self.train_step_traces += 1
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.supernet_trainable_variables
+        step = self._subnet_step_fn()
         max_vec = tf.constant(self._max_vector)
+        no_logits = tf.zeros((tf.shape(x)[0], self.num_classes))
 
-        def full_branch():
-            with tf.GradientTape() as tape:
-                logits = self(x, arch=max_vec, training=True)
-                loss = label_loss(y, logits, self.label_smoothing)
-            return loss, logits, self._grads(tape, loss, variables)
-
-        def no_full_branch():
-            # In-place distillation still needs the full model's output (forward only).
-            logits = tf.cond(tf.equal(self.teacher_code, TEACHER_CODES["inplace"]),
-                             lambda: self(x, arch=max_vec, training=True),
-                             lambda: tf.zeros((tf.shape(x)[0], self.num_classes)))
-            return tf.constant(0.0), logits, self._zero_grads(variables)
-
-        full_loss, full_logits, grads = tf.cond(self.train_full > 0, full_branch, no_full_branch)
+        # The full model: its label loss only (in-place KD needs it, so phases with an
+        # in-place teacher always train it; see Phase).
+        full_loss, full_logits, grads = tf.cond(
+            self.train_full > 0,
+            lambda: step(x, y, no_logits, max_vec, tf.constant(0.0), tf.constant(1.0)),
+            lambda: (tf.constant(0.0), no_logits, self._zero_grads(variables)))
         grads = [g * self.train_full for g in grads]
 
         if self.teacher is not None:
@@ -167,17 +162,16 @@ class OnceForAllModel(Supernet):
         else:
             teacher_logits = tf.stop_gradient(full_logits)
         kd_weight = tf.where(tf.equal(self.teacher_code, TEACHER_CODES["none"]), 0.0, self.kd_weight)
+        label_weight = tf.convert_to_tensor(self.subnet_label_weight)
 
-        subnet_step = self._subnet_step_fn()
         total = full_loss * self.train_full
         logs = {"loss_full": full_loss}
         for j in range(self.max_subnets):
             arch = self.step_archs[j]
-            loss_j, grads_j = tf.cond(
+            loss_j, _, grads_j = tf.cond(
                 self.step_active[j] > 0,
-                lambda arch=arch: subnet_step(x, y, teacher_logits, arch, kd_weight,
-                                              tf.convert_to_tensor(self.subnet_label_weight)),
-                lambda: (tf.constant(0.0), self._zero_grads(variables)))
+                lambda arch=arch: step(x, y, teacher_logits, arch, kd_weight, label_weight),
+                lambda: (tf.constant(0.0), no_logits, self._zero_grads(variables)))
             weight = self.epsilon * self.step_active[j]
             grads = [g + weight * gj for g, gj in zip(grads, grads_j)]
             total += weight * loss_j

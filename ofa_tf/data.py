@@ -1,0 +1,286 @@
+"""Datasets for once-for-all training: four sources, one pipeline.
+
+Sources (`--dataset=KIND:WHERE`):
+  tfds:NAME     a TensorFlow Datasets dataset, prepared under `--data_dir` (downloads are
+                off unless asked for, so an offline machine gets a clear error, never a hang).
+  folder:PATH   one sub-folder per class, any image format TF decodes (checked up front:
+                a corrupt file is named before training starts).
+  idx:DIR       MNIST-family `*-ubyte.gz` files (train-/t10k- images and labels).
+  npz:FILE      a NumPy archive with x_train, y_train, x_test, y_test (Keras datasets' keys).
+
+Every source becomes uint8 HxWxC images with int labels. The pipeline turns grayscale into
+RGB, applies training augmentation (random flip, pad-and-crop), normalises with ImageNet
+statistics, and gives each *batch* one input resolution drawn (seeded by the batch
+index) from the supernet's resolutions: elastic resolution, one size per batch as OFA does.
+The validation split is a deterministic function of each example's index and the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+DATASET_KINDS = ("tfds", "folder", "idx", "npz")
+
+
+@dataclasses.dataclass
+class DataSource:
+    """A dataset as uint8 images and int labels; `train` / `test` yield (image, label)."""
+
+    name: str
+    class_names: list[str]
+    train: tf.data.Dataset
+    test: tf.data.Dataset | None
+    num_train: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+# ---------------------------------------------------------------------------- loading
+def load_dataset(spec: str, data_dir: str | None = None, image_size: int | None = None,
+                 download: bool = False) -> DataSource:
+    """Loads `spec` (`tfds:NAME`, `folder:PATH`, `idx:DIR`, `npz:FILE`).
+
+    Args:
+      image_size: folder images are resized to this square size when loaded (they differ
+        in size); other sources keep their own size.
+    Raises:
+      OfaError: unknown kind, missing / empty / unreadable data, corrupt images, labels out
+        of range; always naming the bad value.
+    """
+    kind, _, where = spec.partition(":")
+    if kind not in DATASET_KINDS or not where:
+        raise OfaError(f"--dataset={spec!r}: expected KIND:WHERE with KIND one of {list(DATASET_KINDS)}")
+    if kind == "tfds":
+        return _load_tfds(where, data_dir, download)
+    if kind == "folder":
+        return _load_folder(where, image_size)
+    arrays = _read_idx(where) if kind == "idx" else _read_npz(where)
+    return from_arrays(spec, *arrays)
+
+
+def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None = None,
+                y_test: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> DataSource:
+    """A `DataSource` from in-memory arrays (checks shapes and label ranges)."""
+    x_train, y_train = _check_pair(name, "train", x_train, y_train)
+    if x_test is not None:
+        x_test, y_test = _check_pair(name, "test", x_test, y_test)
+    num_classes = len(class_names) if class_names else int(y_train.max()) + 1
+    for split, y in (("y_train", y_train), ("y_test", y_test)):
+        if y is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
+            bad = int(y.min()) if y.min() < 0 else int(y.max())
+            raise OfaError(f"{name}: label {bad} in {split} is out of range; expected 0..{num_classes - 1}")
+    names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+    test = tf.data.Dataset.from_tensor_slices((x_test, y_test)) if x_test is not None else None
+    return DataSource(name, names, tf.data.Dataset.from_tensor_slices((x_train, y_train)), test, len(x_train))
+
+
+def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise OfaError(f"{name}: x_{split} has shape {x.shape}; expected (N, H, W) or (N, H, W, 1|3)")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != len(x):
+        raise OfaError(f"{name}: y_{split} has shape {y.shape}; expected ({len(x)},) integer labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise OfaError(f"{name}: y_{split} holds non-integer labels")
+    if x.dtype != np.uint8:
+        x = np.clip(x * (255.0 if x.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return x, y.astype(np.int64)
+
+
+def _read_npz(path: str):
+    if not os.path.isfile(path):
+        raise OfaError(f"npz:{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("x_train", "y_train") if k not in data]
+            if missing:
+                raise OfaError(f"npz:{path}: missing array {missing[0]!r}; expected x_train, y_train, x_test, y_test")
+            arrays = [data[k] if k in data else None for k in ("x_train", "y_train", "x_test", "y_test")]
+            names = [str(n) for n in data["class_names"]] if "class_names" in data else None
+    except (OSError, ValueError) as e:
+        raise OfaError(f"npz:{path}: not a readable .npz file ({e})") from None
+    return (*arrays, names)
+
+
+_IDX_FILES = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+              "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
+
+
+def _read_idx(directory: str):
+    if not os.path.isdir(directory):
+        raise OfaError(f"idx:{directory}: no such directory")
+    arrays = {}
+    for key, filename in _IDX_FILES.items():
+        path = os.path.join(directory, filename)
+        if not os.path.isfile(path):
+            if key.endswith("test"):
+                arrays[key] = None
+                continue
+            raise OfaError(f"idx:{directory}: missing {filename}")
+        arrays[key] = read_idx_file(path)
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], None
+
+
+def read_idx_file(path: str) -> np.ndarray:
+    """One IDX file (gzip or plain): big-endian magic 0x0000080N, N dimension sizes, uint8 data."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(4)
+            if len(header) != 4 or header[:2] != b"\x00\x00" or header[2] != 0x08:
+                raise OfaError(f"{path}: not an IDX file of unsigned bytes")
+            dims = struct.unpack(">" + "I" * header[3], f.read(4 * header[3]))
+            data = np.frombuffer(f.read(), np.uint8)
+    except (OSError, EOFError, struct.error) as e:
+        raise OfaError(f"{path}: unreadable IDX file ({e})") from None
+    if data.size != int(np.prod(dims)):
+        raise OfaError(f"{path}: holds {data.size} bytes; its header says {int(np.prod(dims))}")
+    return data.reshape(dims)
+
+
+def _load_folder(path: str, image_size: int | None) -> DataSource:
+    if not os.path.isdir(path):
+        raise OfaError(f"folder:{path}: no such directory")
+    try:
+        classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+        files = [(os.path.join(path, c, f), i) for i, c in enumerate(classes)
+                 for f in sorted(os.listdir(os.path.join(path, c))) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    except PermissionError as e:
+        raise OfaError(f"folder:{path}: cannot read {e.filename} (permission denied)") from None
+    if not files:
+        raise OfaError(f"folder:{path}: no images found (expected one sub-folder per class holding "
+                       f"{'/'.join(IMAGE_EXTENSIONS)} files)")
+    size = image_size or 224
+    images = np.zeros((len(files), size, size, 3), np.uint8)
+    for n, (file, _) in enumerate(files):
+        try:
+            raw = tf.io.read_file(file)
+            image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+        except tf.errors.PermissionDeniedError:
+            raise OfaError(f"{file}: cannot read (permission denied)") from None
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            raise OfaError(f"{file}: not a decodable image (corrupt or unsupported format)") from None
+        images[n] = tf.cast(tf.image.resize(image, (size, size)), tf.uint8).numpy()
+    labels = np.array([label for _, label in files], np.int64)
+    return from_arrays(f"folder:{path}", images, labels, None, None, classes)
+
+
+def _load_tfds(name: str, data_dir: str | None, download: bool) -> DataSource:
+    import tensorflow_datasets as tfds  # imported lazily: slow, and only this source needs it
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if download:
+            builder.download_and_prepare()
+        elif not builder.is_prepared():
+            where = data_dir or "the default TFDS directory"
+            raise OfaError(f"tfds:{name}: not prepared in {where} and downloads are off "
+                           f"(prepare it there, or pass --download)")
+        splits = builder.info.splits
+        train = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False)
+        test_split = "test" if "test" in splits else ("validation" if "validation" in splits else None)
+        test = builder.as_dataset(split=test_split, as_supervised=True) if test_split else None
+        label = builder.info.features["label"]
+        names = list(label.names) if getattr(label, "names", None) else [str(i) for i in range(label.num_classes)]
+        num_train = splits["train"].num_examples
+    except OfaError:
+        raise
+    except Exception as e:  # tfds raises many kinds (DatasetNotFoundError, AssertionError, ...)
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OfaError(f"tfds:{name}: cannot load ({message})") from None
+    return DataSource(f"tfds:{name}", names, train, test, num_train)
+
+
+# ---------------------------------------------------------------------------- pipeline
+def split_validation(dataset: tf.data.Dataset, fraction: float, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(train, validation): example i goes to validation when a stateless random number
+    drawn from (seed, i) is below `fraction`, the same on every run and machine."""
+    if not 0 <= fraction < 1:
+        raise OfaError(f"--validation_fraction={fraction!r}: expected a fraction in [0, 1)")
+
+    def in_validation(index, _):
+        draw = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64), index]))
+        return draw < fraction
+
+    indexed = dataset.enumerate()
+    drop_index = lambda i, example: example  # noqa: E731
+    train = indexed.filter(lambda i, e: tf.logical_not(in_validation(i, e))).map(drop_index)
+    validation = indexed.filter(in_validation).map(drop_index)
+    return train, validation
+
+
+def to_rgb_float(image: tf.Tensor) -> tf.Tensor:
+    """uint8 HxWx(1|3) -> float32 RGB in [0, 1]."""
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    return image
+
+
+def normalize(images: tf.Tensor) -> tf.Tensor:
+    return (images - tf.constant(MEAN)) / tf.constant(STD)
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Standard light augmentation: random horizontal flip and pad-4-then-crop (per image,
+    stateless, so a given seed always gives the same pipeline)."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
+    return tf.image.stateless_random_crop(padded, tf.stack([height, width, 3]), seeds[1])
+
+
+def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequence[int], *, training: bool,
+                  seed: int = 0, shuffle_buffer: int = 10_000, repeat: bool = False) -> tf.data.Dataset:
+    """Batches of (normalised float images, int32 labels), one resolution per batch.
+
+    Training: shuffled (seeded), augmented, each batch resized to a resolution drawn from
+    `resolutions` by (seed, batch index). Evaluation: the largest resolution, in order.
+    """
+    if batch_size <= 0:
+        raise OfaError(f"--batch_size={batch_size}: expected a positive number")
+    resolutions = tf.constant(sorted(int(r) for r in resolutions), tf.int32)
+    ds = dataset
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.enumerate().map(
+            lambda i, example: (augment(to_rgb_float(example[0]), tf.stack([tf.cast(seed, tf.int64), i])),
+                                example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: (to_rgb_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+
+    def resize(index, batch):
+        images, labels = batch
+        if training and len(resolutions.shape) and resolutions.shape[0] > 1:
+            pick = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64) + 1, index]),
+                                               maxval=resolutions.shape[0], dtype=tf.int32)
+        else:
+            pick = tf.shape(resolutions)[0] - 1
+        size = resolutions[pick]
+        return normalize(tf.image.resize(images, tf.stack([size, size]))), tf.cast(labels, tf.int32)
+
+    return ds.enumerate().map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

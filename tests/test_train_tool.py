@@ -1,0 +1,113 @@
+"""tools.train and tools.evaluate end to end on the demo data, plus their bad-input errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
+SMALL_RUN = ["--method=deps", "--space=ofa_mbv3", f"--dataset=npz:{DEMO}", "--image_size=32", "--epochs=2",
+             "--steps_per_epoch=3", "--batch_size=16", "--bn_calibration_images=64", "--num_subnets=2",
+             "--epsilon_ramp_epochs=0.5"]
+
+
+def _tool(name, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", f"tools.{name}", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _one_line_error(done, message):
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+
+
+def test_train_resume_and_evaluate(tmp_path):
+    run_dir = tmp_path / "run"
+    done = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 2 and summary["resumed_from"] == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert [p["name"] for p in config["method"]["phases"]] == ["fm_warmup", "shrink"]
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert [r["phase"] for r in rows] == ["fm_warmup", "shrink"]
+    assert rows[0]["loss_min"] == "" and float(rows[1]["loss_min"]) > 0  # no subnet before the switch
+    assert float(rows[1]["epsilon"]) == 1.0 and 0 <= float(rows[1]["val_accuracy_min"]) <= 1
+    assert sorted(os.listdir(run_dir / "checkpoints"))[-1].startswith("ckpt-0002")
+    assert os.listdir(run_dir / "logs")
+    assert not [f for f in os.listdir(run_dir / "checkpoints") if f.startswith(".tmp")]
+
+    again = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}")  # same command: already complete
+    assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["resumed_from"] == 2
+
+    other = _tool("train", *SMALL_RUN[:-1], "--epsilon_ramp_epochs=1", f"--model_dir={run_dir}")
+    _one_line_error(other, "holds a run with a different config: epsilon_ramp_epochs=0.5 there, 1.0 now")
+
+    evaluated = _tool("evaluate", f"--model_dir={run_dir}", "--archs=max,min", "--num_random=1",
+                      "--bn_calibration_images=64")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    results = json.loads(evaluated.stdout.strip().splitlines()[-1])["results"]
+    assert len(results) == 3 and results[0]["macs"] > results[1]["macs"]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in results)
+
+    for checkpoint in (run_dir / "checkpoints").glob("*.weights.h5"):
+        checkpoint.write_bytes(b"garbage")
+    broken = _tool("evaluate", f"--model_dir={run_dir}")
+    _one_line_error(broken, "does not match the run's space")
+
+
+def _folder_with(tmp_path, corrupt: bool):
+    import tensorflow as tf
+    for c in ("a", "b"):
+        os.makedirs(tmp_path / "imgs" / c)
+        tf.io.write_file(str(tmp_path / "imgs" / c / "0.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
+    if corrupt:
+        (tmp_path / "imgs" / "b" / "1.png").write_bytes(b"\x89PNG broken")
+    return tmp_path / "imgs"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--warmup_fraction=1.5"], "--warmup_fraction=1.5: expected a fraction in [0, 1)"),
+    (["--warmup_fraction=-0.2"], "--warmup_fraction=-0.2"),
+    (["--epsilon_start=0"], "--epsilon_start=0.0: expected a value in (0, 1]"),
+    (["--epsilon_start=2"], "--epsilon_start=2.0"),
+    (["--method=alphanet"], "--method='alphanet': expected one of"),
+    (["--dataset=mnist"], "--dataset='mnist': expected KIND:WHERE"),
+    (["--strategy=tpu_pod"], "--strategy='tpu_pod': expected one of"),
+    (["--kernel_mode=warp"], "--kernel_mode='warp'"),
+    (["--space=resnet"], "space='resnet'"),
+    (["--dataset=npz:/does/not/exist.npz"], "npz:/does/not/exist.npz: no such file"),
+])
+def test_bad_training_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    run_dir = tmp_path / "run"
+    done = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}", *args)
+    _one_line_error(done, message)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "corrupt", "labels"])
+def test_bad_data_is_one_line_and_writes_nothing(tmp_path, kind):
+    if kind == "empty":
+        os.makedirs(tmp_path / "empty")
+        dataset, message = f"folder:{tmp_path / 'empty'}", "no images found"
+    elif kind == "corrupt":
+        dataset, message = f"folder:{_folder_with(tmp_path, True)}", "1.png: not a decodable image"
+    else:
+        x = np.zeros((20, 8, 8), np.uint8)
+        np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(20), class_names=np.array(["a", "b"]))
+        dataset, message = f"npz:{tmp_path / 'bad.npz'}", "label 19 in y_train is out of range; expected 0..1"
+    run_dir = tmp_path / "run"
+    done = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}", f"--dataset={dataset}")
+    _one_line_error(done, message)
+    assert not run_dir.exists()
+
+
+def test_evaluate_needs_a_trained_run(tmp_path):
+    _one_line_error(_tool("evaluate", f"--model_dir={tmp_path}"), "no config.json (not a training run directory)")
+    _one_line_error(_tool("evaluate"), "--model_dir is required")
