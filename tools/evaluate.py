@@ -8,6 +8,7 @@ random subnets (seeded). Evaluation uses the run's validation split (or --split=
 
 from __future__ import annotations
 
+import tools._quiet_tf  # noqa: F401  (first: silences TensorFlow start-up logs)
 import json
 import random
 

@@ -8,6 +8,7 @@ Flags can also come from a file: --flagfile=run.flags. --helpfull lists them by 
 
 from __future__ import annotations
 
+import tools._quiet_tf  # noqa: F401  (first: silences TensorFlow start-up logs)
 import json
 
 from absl import flags
