@@ -306,7 +306,8 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
     callbacks = [controller, report, RunCheckpoint(os.path.join(model_dir, CHECKPOINT_DIR)),
                  keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq="epoch")]
     history = model.fit(train_batches, epochs=config.epochs, steps_per_epoch=run.steps_per_epoch,
-                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                        shuffle=False)  # the pipeline shuffles (seeded)
     last = {k: float(v[-1]) for k, v in history.history.items() if v}
     return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_epoch, **last}
 

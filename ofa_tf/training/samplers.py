@@ -74,17 +74,12 @@ class SandwichSampler(Sampler):
 
 
 @dataclasses.dataclass
-class UpperAttentiveSampler(Sampler):
+class UpperAttentiveSampler(UniformSampler):
     """fOFA's upper-attentive sampling (papers/001 §3.4): the full net plus n-1 random
-    subnets, no forced min. `num_subnets` counts the random ones (n - 1)."""
+    subnets, no forced min. The step always trains the full net, so this is uniform
+    sampling of `num_subnets` = n - 1 subnets; the name records the method's rule."""
 
     num_subnets: int = 2
-
-    def kinds(self) -> list[str]:
-        return ["random"] * self.num_subnets
-
-    def sample(self, space, rng, resolution=None):
-        return [("random", space.sample(rng, resolution)) for _ in range(self.num_subnets)]
 
 
 @dataclasses.dataclass
