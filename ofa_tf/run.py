@@ -79,9 +79,9 @@ class RunConfig:
 def atomic_write(path: str, write) -> None:
     """Calls `write(tmp_path)`, then renames tmp_path to `path` (same directory)."""
     directory = os.path.dirname(path) or "."
-    suffix = "".join(os.path.basename(path).partition(".")[1:])
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + suffix.split(".", 1)[-1] if suffix else "",
-                               dir=directory)
+    name = os.path.basename(path)
+    suffix = name[name.index("."):] if "." in name else ""  # keep e.g. ".weights.h5": Keras checks it
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     os.close(fd)
     try:
         write(tmp)
@@ -206,7 +206,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         base = os.path.join(self.directory, f"ckpt-{epoch + 1:04d}")
         atomic_write(base + ".weights.h5", self.model.save_weights)
         optimizer_state = {f"v{i:05d}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
-        atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(open(tmp, "wb"), **optimizer_state))
+        atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp, **optimizer_state))
         _write_json(base + ".json", {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())})
         for old in sorted(glob.glob(os.path.join(self.directory, "ckpt-*.json")))[:-self.keep]:
             for path in glob.glob(old[:-len(".json")] + ".*"):
