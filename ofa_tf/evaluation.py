@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf.data import make_pipeline
 from ofa_tf.models import Supernet
 from ofa_tf.profile import profile
 from ofa_tf.spaces import Arch
@@ -53,11 +54,12 @@ def evaluate_archs(supernet: Supernet, archs: Sequence[Arch], calibration: Itera
     return results
 
 
-def calibration_images(dataset: tf.data.Dataset, resolution: int, num_images: int) -> list[np.ndarray]:
-    """Materialises the calibration batches once, so every subnet sees the same images."""
+def calibration_images(train_split: tf.data.Dataset, resolution: int, num_images: int,
+                       seed: int) -> list[np.ndarray]:
+    """BN-calibration batches (training augmentation, batch 200, one resolution), made once
+    so every subnet is recalibrated on the same images."""
     batches, seen = [], 0
-    for images, _ in dataset:
-        images = tf.image.resize(images, (resolution, resolution)) if images.shape[1] != resolution else images
+    for images, _ in make_pipeline(train_split, 200, [resolution], training=True, seed=seed):
         batches.append(images.numpy())
         seen += images.shape[0]
         if seen >= num_images:

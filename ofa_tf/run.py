@@ -23,9 +23,8 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from ofa_tf.data import DataSource, load_dataset, make_pipeline, split_validation
+from ofa_tf.data import MEAN, STD, DataSource, load_dataset, make_pipeline, split_validation
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import calibration_images, evaluate_arch
 from ofa_tf.layers import KERNEL_MODES
@@ -162,12 +161,12 @@ class PreparedRun:
         return checkpoints[-1][:-len(".json")] if checkpoints else None
 
 
-def build_model(run: PreparedRun) -> OnceForAllModel:
-    c = run.config
+def build_model(config: RunConfig, space: SearchSpace, num_classes: int, method: Method) -> OnceForAllModel:
+    """The (built) model a run trains: the same for a new run and for a loaded one."""
     model = OnceForAllModel(
-        run.space, num_classes=run.data.num_classes, dropout=c.dropout, kernel_mode=c.kernel_mode,
-        max_subnets=run.method.max_subnets, kd_temperature=c.kd_temperature, label_smoothing=c.label_smoothing,
-        frozen_teacher=any(p.teacher == "frozen" for p in run.method.phases))
+        space, num_classes=num_classes, dropout=config.dropout, kernel_mode=config.kernel_mode,
+        max_subnets=method.max_subnets, kd_temperature=config.kd_temperature,
+        label_smoothing=config.label_smoothing, frozen_teacher=any(p.teacher == "frozen" for p in method.phases))
     model.build()
     return model
 
@@ -278,7 +277,7 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
         raise OfaError("--model_dir is required: the run directory to write (or resume)")
     run = PreparedRun(config, model_dir, download)  # every input checked; nothing written yet
     keras.utils.set_random_seed(config.seed)
-    model = build_model(run)
+    model = build_model(config, run.space, run.data.num_classes, run.method)
     schedule = learning_rate_schedule(run)
     model.compile(optimizer=make_optimizer(run, schedule), metrics=["accuracy"])
     initial_epoch = restore_checkpoint(model, run.previous_checkpoint) if run.previous_checkpoint else 0
@@ -289,7 +288,7 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
         _write_json(config_path, {"run": config.to_dict(), "method": run.method.to_config(),
                                   "space": run.space.to_config(), "class_names": run.data.class_names,
                                   "num_classes": run.data.num_classes, "steps_per_epoch": run.steps_per_epoch,
-                                  "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}})
+                                  "normalization": {"mean": list(MEAN), "std": list(STD)}})
     if initial_epoch >= config.epochs:
         return {"model_dir": model_dir, "epochs": initial_epoch, "resumed_from": initial_epoch}
 
@@ -298,9 +297,8 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
     resolutions = run.space.resolutions
     train_batches = make_pipeline(run.train_split, config.batch_size, resolutions, training=True,
                                   seed=config.seed, repeat=True)
-    calibration = calibration_images(
-        make_pipeline(run.train_split, 200, [max(resolutions)], training=True, seed=config.seed + 1),
-        max(resolutions), config.bn_calibration_images)
+    calibration = calibration_images(run.train_split, max(resolutions), config.bn_calibration_images,
+                                     config.seed + 1)
     validation = list(make_pipeline(run.validation_split, 256, resolutions, training=False))
     report = EpochReport(run, controller, calibration, validation, os.path.join(model_dir, METRICS_FILE))
     callbacks = [controller, report, RunCheckpoint(os.path.join(model_dir, CHECKPOINT_DIR)),
@@ -325,13 +323,9 @@ def load_trained_supernet(model_dir: str) -> tuple[OnceForAllModel, dict[str, An
     checkpoints = sorted(glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "ckpt-*.weights.h5")))
     if not checkpoints:
         raise OfaError(f"--model_dir={model_dir}: no trained supernet (no checkpoint yet)")
-    space = SearchSpace.from_config(saved["space"])
-    run = saved["run"]
-    model = OnceForAllModel(space, num_classes=saved["num_classes"], dropout=run["dropout"],
-                            kernel_mode=run["kernel_mode"],
-                            max_subnets=max(p["sampler"]["num_subnets"] for p in saved["method"]["phases"]),
-                            frozen_teacher=any(p["teacher"] == "frozen" for p in saved["method"]["phases"]))
-    model.build()
+    config = RunConfig(**{**saved["run"], "image_size": tuple(saved["run"]["image_size"])})
+    model = build_model(config, SearchSpace.from_config(saved["space"]), saved["num_classes"],
+                        Method.from_config(saved["method"]))
     try:
         model.load_weights(checkpoints[-1])
     except (OSError, ValueError) as e:

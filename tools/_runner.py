@@ -6,7 +6,6 @@ naming the bad value, and exit status 2; never a traceback from deep inside Tens
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable
 

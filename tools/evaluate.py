@@ -44,8 +44,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.split == "test" and data.test is None:
         raise OfaError(f"--split=test: dataset {cfg['dataset']} has no test split")
     eval_split = data.test if FLAGS.split == "test" else validation_split
-    calibration = calibration_images(make_pipeline(train_split, 200, [resolution], training=True, seed=cfg["seed"] + 1),
-                                     resolution, FLAGS.bn_calibration_images)
+    calibration = calibration_images(train_split, resolution, FLAGS.bn_calibration_images, cfg["seed"] + 1)
     evaluation = list(make_pipeline(eval_split, 256, [resolution], training=False))
     results = evaluate_archs(model, archs, calibration, evaluation, FLAGS.bn_calibration_images, progress=True)
     text = json.dumps({"model_dir": FLAGS.model_dir, "split": FLAGS.split, "results": results})

@@ -6,7 +6,6 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ofa_tf.errors import OfaError
 from ofa_tf.layers.base import ElasticComposite, activation_fn, static_activation

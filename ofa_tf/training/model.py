@@ -103,15 +103,18 @@ class OnceForAllModel(Supernet):
         for target, source in zip(self.teacher.weights, self._supernet_weights()):
             target.assign(source)
 
+    def _teacher_ids(self) -> set[int]:
+        return {id(v) for v in self.teacher.weights} if self.teacher is not None else set()
+
     def _supernet_weights(self) -> list:
-        teacher_ids = {id(v) for v in self.teacher.weights} if self.teacher is not None else set()
+        teacher_ids = self._teacher_ids()
         own_state = {id(v) for v in (self.step_archs, self.step_active, self.epsilon, self.train_full,
                                      self.kd_weight, self.subnet_label_weight, self.teacher_code)}
         return [v for v in self.weights if id(v) not in teacher_ids and id(v) not in own_state]
 
     @property
     def supernet_trainable_variables(self) -> list:
-        teacher_ids = {id(v) for v in self.teacher.weights} if self.teacher is not None else set()
+        teacher_ids = self._teacher_ids()
         return [v for v in self.trainable_variables if id(v) not in teacher_ids]
 
     # ------------------------------------------------------------------ training
