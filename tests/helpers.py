@@ -38,3 +38,20 @@ def randomize_weights(model, seed: int = 0) -> None:
             v.assign(rng.normal(0, 0.1, shape).astype("float32"))
         elif name.startswith("transform_"):
             v.assign((np.eye(shape[0]) + rng.normal(0, 0.1, shape)).astype("float32"))
+
+
+def run_tool(name: str, *args: str, timeout: int = 900):
+    """Runs `python -m tools.NAME ARGS...` from the repository root, capturing output."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-m", f"tools.{name}", *args], cwd=root, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_one_line_error(done, message: str) -> None:
+    """A user error: exit status 2 and exactly one stderr line, containing `message`."""
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]

@@ -1,17 +1,14 @@
 """Weight-free MACs / params against the reference profiler, and the profile tool."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from helpers import assert_one_line_error, run_tool
 from ofa_tf import OfaError
 from ofa_tf.profile import profile
 from ofa_tf.spaces import get_space
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("arch,macs,params", [("max", 564.9e6, 6.40e6), ("min", 120.0e6, 2.14e6)])
@@ -56,8 +53,7 @@ def test_bad_num_classes():
 
 
 def _tool(*args):
-    return subprocess.run([sys.executable, "-m", "tools.profile", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return run_tool("profile", *args, timeout=120)
 
 
 def test_profile_tool_prints_one_json_object():
@@ -85,7 +81,4 @@ def test_profile_tool_reads_arch_files(tmp_path):
     (["--resolutions=abc"], "--resolutions=abc"),
 ])
 def test_profile_tool_bad_input_is_one_line(args, message):
-    done = _tool(*args)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert_one_line_error(_tool(*args), message)

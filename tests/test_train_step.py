@@ -106,7 +106,12 @@ def test_distillation_sends_no_gradient_into_the_teacher(setup):
     assert used_only_by_max
     for i in used_only_by_max:
         np.testing.assert_allclose(update[i], LR * g_full[i], atol=1e-6, rtol=1e-4)
-        assert np.any(update[i])
+    # Not vacuous: every max-only weight with a real gradient moved. (The block's last BN
+    # beta has none: the next training-mode BN removes any per-channel constant, so its
+    # gradient is float noise around 0.)
+    moving = [i for i in used_only_by_max if np.abs(g_full[i]).max() > 1e-6]
+    assert len(moving) >= len(used_only_by_max) - 1
+    assert all(np.any(update[i]) for i in moving)
 
 
 def test_train_step_is_traced_once_across_phases_and_subnets(setup):
@@ -117,7 +122,12 @@ def test_train_step_is_traced_once_across_phases_and_subnets(setup):
     controller = PhaseController(method, total_steps=8, seed=1)
     model.optimizer.iterations.assign(0)
     traces_before = model.train_step_traces
-    history = model.fit(x, y, batch_size=4, epochs=4, callbacks=[controller], verbose=0)
+    saved = [v.numpy() for v in model.weights]  # the fixture is shared: leave it as found
+    try:
+        history = model.fit(x, y, batch_size=4, epochs=4, callbacks=[controller], verbose=0)
+    finally:
+        for v, value in zip(model.weights, saved):
+            v.assign(value)
     assert [h["phase"] for h in controller.history] == ["fm_warmup", "shrink"]
     assert np.all(np.isfinite(history.history["loss"]))
     assert model.train_step_traces - traces_before == 1  # 8 steps, 2 phases, 6 different subnets

@@ -3,11 +3,11 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from helpers import assert_one_line_error, run_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
@@ -16,20 +16,9 @@ SMALL_RUN = ["--method=deps", "--space=ofa_mbv3", f"--dataset=npz:{DEMO}", "--im
              "--epsilon_ramp_epochs=0.5"]
 
 
-def _tool(name, *args, timeout=900):
-    return subprocess.run([sys.executable, "-m", f"tools.{name}", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def _one_line_error(done, message):
-    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
-
-
 def test_train_resume_and_evaluate(tmp_path):
     run_dir = tmp_path / "run"
-    done = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}")
+    done = run_tool("train", *SMALL_RUN, f"--model_dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 2 and summary["resumed_from"] == 0
@@ -43,13 +32,13 @@ def test_train_resume_and_evaluate(tmp_path):
     assert os.listdir(run_dir / "logs")
     assert not [f for f in os.listdir(run_dir / "checkpoints") if f.startswith(".tmp")]
 
-    again = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}")  # same command: already complete
+    again = run_tool("train", *SMALL_RUN, f"--model_dir={run_dir}")  # same command: already complete
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["resumed_from"] == 2
 
-    other = _tool("train", *SMALL_RUN[:-1], "--epsilon_ramp_epochs=1", f"--model_dir={run_dir}")
-    _one_line_error(other, "holds a run with a different config: epsilon_ramp_epochs=0.5 there, 1.0 now")
+    other = run_tool("train", *SMALL_RUN[:-1], "--epsilon_ramp_epochs=1", f"--model_dir={run_dir}")
+    assert_one_line_error(other, "holds a run with a different config: epsilon_ramp_epochs=0.5 there, 1.0 now")
 
-    evaluated = _tool("evaluate", f"--model_dir={run_dir}", "--archs=max,min", "--num_random=1",
+    evaluated = run_tool("evaluate", f"--model_dir={run_dir}", "--archs=max,min", "--num_random=1",
                       "--bn_calibration_images=64")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     results = json.loads(evaluated.stdout.strip().splitlines()[-1])["results"]
@@ -58,8 +47,8 @@ def test_train_resume_and_evaluate(tmp_path):
 
     for checkpoint in (run_dir / "checkpoints").glob("*.weights.h5"):
         checkpoint.write_bytes(b"garbage")
-    broken = _tool("evaluate", f"--model_dir={run_dir}")
-    _one_line_error(broken, "does not match the run's space")
+    broken = run_tool("evaluate", f"--model_dir={run_dir}")
+    assert_one_line_error(broken, "does not match the run's space")
 
 
 def _folder_with(tmp_path, corrupt: bool):
@@ -86,8 +75,8 @@ def _folder_with(tmp_path, corrupt: bool):
 ])
 def test_bad_training_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     run_dir = tmp_path / "run"
-    done = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}", *args)
-    _one_line_error(done, message)
+    done = run_tool("train", *SMALL_RUN, f"--model_dir={run_dir}", *args)
+    assert_one_line_error(done, message)
     assert not run_dir.exists()
 
 
@@ -103,11 +92,11 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, kind):
         np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(20), class_names=np.array(["a", "b"]))
         dataset, message = f"npz:{tmp_path / 'bad.npz'}", "label 19 in y_train is out of range; expected 0..1"
     run_dir = tmp_path / "run"
-    done = _tool("train", *SMALL_RUN, f"--model_dir={run_dir}", f"--dataset={dataset}")
-    _one_line_error(done, message)
+    done = run_tool("train", *SMALL_RUN, f"--model_dir={run_dir}", f"--dataset={dataset}")
+    assert_one_line_error(done, message)
     assert not run_dir.exists()
 
 
 def test_evaluate_needs_a_trained_run(tmp_path):
-    _one_line_error(_tool("evaluate", f"--model_dir={tmp_path}"), "no config.json (not a training run directory)")
-    _one_line_error(_tool("evaluate"), "--model_dir is required")
+    assert_one_line_error(run_tool("evaluate", f"--model_dir={tmp_path}"), "no config.json (not a training run directory)")
+    assert_one_line_error(run_tool("evaluate"), "--model_dir is required")
