@@ -55,3 +55,36 @@ def assert_one_line_error(done, message: str) -> None:
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+
+
+def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset: str | None = None,
+                 method: str = "deps", image_size=None) -> str:
+    """A run directory as `tools.train` leaves it (config.json + one checkpoint), without
+    training: the supernet gets `randomize_weights`, so tools that load a run (evaluate,
+    search, export) can be tested in seconds. `space` defaults to `tiny_space()`; the
+    dataset defaults to the shipped Fashion-MNIST subset."""
+    import json
+    import os
+
+    from ofa_tf.data import MEAN, STD
+    from ofa_tf.run import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, build_model
+    from ofa_tf.training import build_method
+
+    space = space or tiny_space()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dataset = dataset or "npz:" + os.path.join(root, "data", "fashion_mnist_small.npz")
+    image_size = tuple(image_size or space.resolutions)
+    config = RunConfig(method=method, space=space.name, image_size=image_size, dataset=dataset, seed=seed,
+                       epochs=1, steps_per_epoch=1, batch_size=16, bn_calibration_images=64)
+    method_obj = build_method(method, space, steps_per_epoch=1)
+    model = build_model(config, space, num_classes, method_obj)
+    randomize_weights(model, seed)
+    os.makedirs(os.path.join(path, CHECKPOINT_DIR), exist_ok=True)
+    with open(os.path.join(path, CONFIG_FILE), "w") as f:
+        json.dump({"run": config.to_dict(), "method": method_obj.to_config(), "space": space.to_config(),
+                   "class_names": [str(i) for i in range(num_classes)], "num_classes": num_classes,
+                   "steps_per_epoch": 1, "normalization": {"mean": list(MEAN), "std": list(STD)}}, f)
+    model.save_weights(os.path.join(path, CHECKPOINT_DIR, "ckpt-0001.weights.h5"))
+    with open(os.path.join(path, CHECKPOINT_DIR, "ckpt-0001.json"), "w") as f:
+        json.dump({"epoch": 1, "step": 1}, f)
+    return str(path)
