@@ -250,12 +250,26 @@ def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.stateless_random_crop(padded, tf.stack([height, width, 3]), seeds[1])
 
 
+def batch_resolution(index: tf.Tensor, resolutions: tf.Tensor, seed: int) -> tf.Tensor:
+    """The input size of training batch `index`: drawn from the sorted `resolutions` by
+    (seed, index), so every run, replica and resumed run gives batch i the same size."""
+    if resolutions.shape[0] == 1:
+        return resolutions[0]
+    pick = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64) + 1, index]),
+                                       maxval=resolutions.shape[0], dtype=tf.int32)
+    return resolutions[pick]
+
+
 def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequence[int], *, training: bool,
-                  seed: int = 0, shuffle_buffer: int = 10_000, repeat: bool = False) -> tf.data.Dataset:
+                  seed: int = 0, shuffle_buffer: int = 10_000, repeat: bool = False,
+                  start_batch: int = 0) -> tf.data.Dataset:
     """Batches of (normalised float images, int32 labels), one resolution per batch.
 
     Training: shuffled (seeded), augmented, each batch resized to a resolution drawn from
     `resolutions` by (seed, batch index). Evaluation: the largest resolution, in order.
+    `start_batch` (training) starts the stream at that batch, identical to what an
+    uninterrupted stream yields there (examples are skipped before augmentation, which is
+    seeded by the example's index, so resuming costs no image work).
     """
     if batch_size <= 0:
         raise OfaError(f"--batch_size={batch_size}: expected a positive number")
@@ -265,7 +279,7 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        ds = ds.enumerate().map(
+        ds = ds.enumerate().skip(int(start_batch) * batch_size).map(
             lambda i, example: (augment(to_rgb_float(example[0]), tf.stack([tf.cast(seed, tf.int64), i])),
                                 example[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
@@ -275,12 +289,8 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
 
     def resize(index, batch):
         images, labels = batch
-        if training and len(resolutions.shape) and resolutions.shape[0] > 1:
-            pick = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64) + 1, index]),
-                                               maxval=resolutions.shape[0], dtype=tf.int32)
-        else:
-            pick = tf.shape(resolutions)[0] - 1
-        size = resolutions[pick]
+        size = batch_resolution(index, resolutions, seed) if training else resolutions[-1]
         return normalize(tf.image.resize(images, tf.stack([size, size]))), tf.cast(labels, tf.int32)
 
-    return ds.enumerate().map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.enumerate(start=int(start_batch) if training else 0).map(
+        resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -4,6 +4,7 @@ Run directory layout (`--model_dir`):
   config.json           every setting of the run (a re-run must match it to resume)
   checkpoints/ckpt-NNNN.weights.h5 + ckpt-NNNN.optimizer.npz + ckpt-NNNN.json
                         model weights, optimizer state, and {epoch, step} after epoch NNNN
+  sampled_subnets.json  every subnet the run trained, with the last step that trained it
   metrics.csv           one row per epoch: losses per subnet kind, ε, LR, max / min accuracy
   logs/                 TensorBoard
 Every file is written to a temporary name and renamed, so a killed run never leaves a
@@ -17,6 +18,7 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -24,17 +26,23 @@ from typing import Any
 import keras
 import numpy as np
 
+from ofa_tf.distribute import (PEER_FAILURES, STRATEGIES, WorkerLost, current_strategy, is_chief, replica_batches,
+                               worker_name)
 from ofa_tf.data import MEAN, STD, DataSource, load_dataset, make_pipeline, split_validation
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import calibration_images, evaluate_arch
 from ofa_tf.layers import KERNEL_MODES
 from ofa_tf.spaces import SearchSpace, get_space
 from ofa_tf.training import OnceForAllModel, PhaseController, build_method
+from ofa_tf.training.loop import train_steps
 from ofa_tf.training.methods import Method
+from ofa_tf.training.record import RECORD_FILE, SampledRecord
+from ofa_tf.transfer import (check_semi_supervised_method, load_init_checkpoint, prepare_transfer,
+                             semi_supervised_pipeline)
 
-# tf.distribute strategies a run can use (multi-worker arrives with the scale-out work).
-STRATEGIES = ("default",)
 CONFIG_FILE = "config.json"
+# settings a resumed run may change: how it runs, not what it computes
+RESUMABLE_CHANGES = frozenset({"strategy", "checkpoint_every_steps"})
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.csv"
 
@@ -70,6 +78,14 @@ class RunConfig:
     kd_temperature: float = 1.0
     kernel_mode: str = "center_crop"
     bn_calibration_images: int = 2000
+    checkpoint_every_steps: int | None = None
+    # TOFA transfer and semi-supervised training (ofa_tf/transfer.py); defaults: off
+    labelled_per_class: int = 0
+    unlabelled_dataset: str | None = None
+    unlabelled_ratio: int = 1
+    unlabelled_weight: float = 1.0
+    fixmatch_threshold: float = 0.95
+    init_checkpoint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -109,12 +125,18 @@ class PreparedRun:
         self.data: DataSource = load_dataset(config.dataset, config.data_dir, max(config.image_size), download)
         self.train_split, self.validation_split = split_validation(self.data.train, config.validation_fraction,
                                                                    config.seed)
+        # labelled subset, unlabelled images (None: supervised run), pretrained start (None: random)
+        transfer = prepare_transfer(config, self.data, self.train_split, self.space, download)
+        self.train_split, self.unlabelled, self.init_checkpoint = transfer.labelled, transfer.unlabelled, transfer.init
+        self.calibration_split = transfer.calibration
         self.steps_per_epoch = config.steps_per_epoch or self._count_steps()
         self.method: Method = build_method(
-            config.method, self.space, steps_per_epoch=self.steps_per_epoch,
+            config.method, self.space, steps_per_epoch=self.steps_per_epoch, epochs=config.epochs,
             warmup_fraction=config.warmup_fraction, epsilon_start=config.epsilon_start,
             epsilon_ramp_epochs=config.epsilon_ramp_epochs, epsilon_mode=config.epsilon_mode,
             num_subnets=config.num_subnets, clipnorm=config.grad_clip)
+        if self.unlabelled is not None:
+            check_semi_supervised_method(self.method)
         self.previous_checkpoint = self._check_model_dir()
 
     def _check_numbers(self) -> None:
@@ -126,6 +148,8 @@ class PreparedRun:
             (c.batch_size > 0, f"--batch_size={c.batch_size}: expected a positive number"),
             (c.learning_rate > 0, f"--learning_rate={c.learning_rate}: expected a positive number"),
             (c.strategy in STRATEGIES, f"--strategy={c.strategy!r}: expected one of {list(STRATEGIES)}"),
+            (c.checkpoint_every_steps is None or c.checkpoint_every_steps > 0,
+             f"--checkpoint_every_steps={c.checkpoint_every_steps}: expected a positive number"),
             (c.bn_calibration_images > 0, f"--bn_calibration_images={c.bn_calibration_images}: expected > 0"),
             (c.kernel_mode in KERNEL_MODES, f"--kernel_mode={c.kernel_mode!r}: expected one of {list(KERNEL_MODES)}"),
         ]
@@ -151,8 +175,9 @@ class PreparedRun:
                 saved = json.load(f)["run"]
         except (OSError, ValueError, KeyError):
             raise OfaError(f"--model_dir={self.model_dir}: unreadable {CONFIG_FILE}") from None
-        current = self.config.to_dict()
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        current, defaults = self.config.to_dict(), RunConfig().to_dict()  # a key missing there: its default
+        changed = sorted(k for k in set(saved) | set(current)
+                         if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current.get(k))
         if changed:
             k = changed[0]
             raise OfaError(f"--model_dir={self.model_dir} holds a run with a different config: "
@@ -166,7 +191,8 @@ def build_model(config: RunConfig, space: SearchSpace, num_classes: int, method:
     model = OnceForAllModel(
         space, num_classes=num_classes, dropout=config.dropout, kernel_mode=config.kernel_mode,
         max_subnets=method.max_subnets, kd_temperature=config.kd_temperature,
-        label_smoothing=config.label_smoothing, frozen_teacher=any(p.teacher == "frozen" for p in method.phases))
+        label_smoothing=config.label_smoothing, frozen_teacher=any(p.teacher == "frozen" for p in method.phases),
+        fixmatch_threshold=config.fixmatch_threshold, unlabelled_weight=config.unlabelled_weight)
     model.build()
     return model
 
@@ -193,41 +219,83 @@ def make_optimizer(run: PreparedRun, schedule) -> keras.optimizers.Optimizer:
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """After every epoch: weights, optimizer state and {epoch, step}, each written atomically."""
+    """Weights, optimizer state and {epoch, step} after every epoch and, with `every_steps`,
+    every that many global steps (Keras `BackupAndRestore` semantics: a killed run resumes
+    from the last one). Each file is written atomically, the `.json` last: a checkpoint
+    exists only once complete. Files are named by global step (`ckpt-00000300.*`).
 
-    def __init__(self, directory: str, keep: int = 2):
+    Under multi-worker training every worker runs this callback (reading replicated state
+    is a collective operation), but only the chief keeps the files.
+    """
+
+    def __init__(self, directory: str, keep: int = 2, record: SampledRecord | None = None,
+                 every_steps: int | None = None, steps_per_epoch: int = 1, chief: bool = True):
         super().__init__()
         self.directory = directory
         self.keep = keep
+        self.record = record
+        self.every_steps = every_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.chief = chief
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.every_steps and step % self.every_steps == 0 and step % self.steps_per_epoch:
+            self.save(step)
 
     def on_epoch_end(self, epoch, logs=None):
-        os.makedirs(self.directory, exist_ok=True)
-        base = os.path.join(self.directory, f"ckpt-{epoch + 1:04d}")
+        self.save(int(self.model.optimizer.iterations.numpy()))
+
+    def save(self, step: int) -> None:
+        directory = self.directory if self.chief else tempfile.mkdtemp(prefix=".worker-")
+        os.makedirs(directory, exist_ok=True)
+        base = os.path.join(directory, f"ckpt-{step:08d}")
         atomic_write(base + ".weights.h5", self.model.save_weights)
-        optimizer_state = {f"v{i:05d}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
-        atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp, **optimizer_state))
-        _write_json(base + ".json", {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())})
+        state = {f"v{i:05d}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
+        state.update({f"rng{i:05d}": v.numpy() for i, v in enumerate(random_state_variables(self.model))})
+        atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp, **state))
+        if not self.chief:
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+        if self.record is not None:
+            self.record.save(os.path.dirname(self.directory))
+        _write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step})
         for old in sorted(glob.glob(os.path.join(self.directory, "ckpt-*.json")))[:-self.keep]:
             for path in glob.glob(old[:-len(".json")] + ".*"):
                 os.remove(path)
 
 
+def random_state_variables(model: keras.Model) -> list:
+    """The model's random-generator states (dropout's SeedGenerator): part of `variables`
+    but not of the saved weights, yet a resumed run needs them to draw the same masks."""
+    weight_ids = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weight_ids]
+
+
 def restore_checkpoint(model: OnceForAllModel, base: str) -> int:
-    """Loads a RunCheckpoint; returns the epoch it ended. Raises OfaError when it does not fit."""
+    """Loads a RunCheckpoint; returns the global step it was taken at. Raises OfaError when
+    it does not fit the model."""
     try:
         model.load_weights(base + ".weights.h5")
         model.optimizer.build(model.supernet_trainable_variables)
         with np.load(base + ".optimizer.npz") as saved:
-            values = [saved[k] for k in sorted(saved.files)]
+            values = [saved[k] for k in sorted(saved.files) if k.startswith("v")]
+            random_states = [saved[k] for k in sorted(saved.files) if k.startswith("rng")]
         if len(values) != len(model.optimizer.variables):
             raise ValueError("optimizer state has another layout")
         for variable, value in zip(model.optimizer.variables, values):
             variable.assign(value)
+        for variable, value in zip(random_state_variables(model), random_states):
+            variable.assign(value)
         with open(base + ".json") as f:
-            return int(json.load(f)["epoch"])
+            step = int(json.load(f)["step"])
     except (OSError, ValueError, KeyError) as e:
         raise OfaError(f"checkpoint {base}.weights.h5 does not match this run's space and model "
                        f"({str(e).splitlines()[0][:160]})") from None
+    if int(model.optimizer.iterations.numpy()) != step:
+        raise OfaError(f"checkpoint {base}: optimizer step {int(model.optimizer.iterations.numpy())} "
+                       f"!= recorded step {step}")
+    return step
 
 
 class EpochReport(keras.callbacks.Callback):
@@ -262,6 +330,8 @@ class EpochReport(keras.callbacks.Callback):
                                    self.run.config.bn_calibration_images)
             row[f"val_accuracy_{name}"] = logs[f"val_accuracy_{name}"] = result["accuracy"]
         row["seconds"] = round(time.time() - self.started, 2)
+        if self.path is None:  # a non-chief worker: it evaluates (collectives) but writes nothing
+            return
         new = not os.path.exists(self.path)
         with open(self.path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.FIELDS)
@@ -272,42 +342,95 @@ class EpochReport(keras.callbacks.Callback):
 
 
 def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = False) -> dict[str, Any]:
-    """Runs (or resumes) a training run; returns a summary dict."""
+    """Runs (or resumes) a training run; returns a summary dict.
+
+    Re-running the same config on the same `model_dir` continues from the last checkpoint
+    at its exact global step: weights, optimizer state (and so the LR schedule), phase,
+    ε, the subnets of each step (sampled from the step's seed) and the data stream
+    (`make_pipeline(start_batch=...)`) all come back as an uninterrupted run has them.
+    """
     if not model_dir:
         raise OfaError("--model_dir is required: the run directory to write (or resume)")
+    if config.strategy not in STRATEGIES:  # before anything starts TensorFlow's runtime
+        raise OfaError(f"--strategy={config.strategy!r}: expected one of {list(STRATEGIES)}")
+    strategy = current_strategy(config.strategy)
     run = PreparedRun(config, model_dir, download)  # every input checked; nothing written yet
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise OfaError(f"--batch_size={config.batch_size}: must be divisible by the "
+                       f"{strategy.num_replicas_in_sync} replicas of --strategy={config.strategy}")
+    chief = is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config, run.space, run.data.num_classes, run.method)
     schedule = learning_rate_schedule(run)
-    model.compile(optimizer=make_optimizer(run, schedule), metrics=["accuracy"])
-    initial_epoch = restore_checkpoint(model, run.previous_checkpoint) if run.previous_checkpoint else 0
-
-    os.makedirs(model_dir, exist_ok=True)
-    config_path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(config_path):
-        _write_json(config_path, {"run": config.to_dict(), "method": run.method.to_config(),
-                                  "space": run.space.to_config(), "class_names": run.data.class_names,
-                                  "num_classes": run.data.num_classes, "steps_per_epoch": run.steps_per_epoch,
-                                  "normalization": {"mean": list(MEAN), "std": list(STD)}})
-    if initial_epoch >= config.epochs:
-        return {"model_dir": model_dir, "epochs": initial_epoch, "resumed_from": initial_epoch}
+    with strategy.scope():
+        model = build_model(config, run.space, run.data.num_classes, run.method)
+        model.compile(optimizer=make_optimizer(run, schedule), metrics=["accuracy"])
+        model.optimizer.build(model.supernet_trainable_variables)
+    initial_step = restore_checkpoint(model, run.previous_checkpoint) if run.previous_checkpoint else 0
+    if run.init_checkpoint is not None and not run.previous_checkpoint:
+        load_init_checkpoint(model, run.init_checkpoint)  # a mismatch raises before anything is written
 
     total_steps = config.epochs * run.steps_per_epoch
-    controller = PhaseController(run.method, total_steps, seed=config.seed, lr_at=lambda s: float(schedule(s)))
+    if chief:
+        os.makedirs(model_dir, exist_ok=True)
+        config_path = os.path.join(model_dir, CONFIG_FILE)
+        if not os.path.exists(config_path):
+            _write_json(config_path, {"run": config.to_dict(), "method": run.method.to_config(),
+                                      "space": run.space.to_config(), "class_names": run.data.class_names,
+                                      "num_classes": run.data.num_classes, "steps_per_epoch": run.steps_per_epoch,
+                                      "normalization": {"mean": list(MEAN), "std": list(STD)}})
+    if initial_step >= total_steps:
+        return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
+                "resumed_from_step": initial_step}
+
+    record = (SampledRecord.load(model_dir) if initial_step and os.path.exists(os.path.join(model_dir, RECORD_FILE))
+              else SampledRecord())
+    controller = PhaseController(run.method, total_steps, seed=config.seed, lr_at=lambda s: float(schedule(s)),
+                                 record=record)
     resolutions = run.space.resolutions
-    train_batches = make_pipeline(run.train_split, config.batch_size, resolutions, training=True,
-                                  seed=config.seed, repeat=True)
-    calibration = calibration_images(run.train_split, max(resolutions), config.bn_calibration_images,
+    batches = replica_batches(
+        strategy, lambda: make_pipeline(run.train_split, config.batch_size, resolutions, training=True,
+                                        seed=config.seed, repeat=True, start_batch=initial_step)
+        if run.unlabelled is None else semi_supervised_pipeline(
+            run.train_split, run.unlabelled, config.batch_size, config.unlabelled_ratio, resolutions,
+            seed=config.seed, start_batch=initial_step),
+        config.batch_size)
+    calibration = calibration_images(run.calibration_split, max(resolutions), config.bn_calibration_images,
                                      config.seed + 1)
     validation = list(make_pipeline(run.validation_split, 256, resolutions, training=False))
-    report = EpochReport(run, controller, calibration, validation, os.path.join(model_dir, METRICS_FILE))
-    callbacks = [controller, report, RunCheckpoint(os.path.join(model_dir, CHECKPOINT_DIR)),
-                 keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq="epoch")]
-    history = model.fit(train_batches, epochs=config.epochs, steps_per_epoch=run.steps_per_epoch,
-                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                        shuffle=False)  # the pipeline shuffles (seeded)
-    last = {k: float(v[-1]) for k, v in history.history.items() if v}
-    return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_epoch, **last}
+    metrics_path = os.path.join(model_dir, METRICS_FILE) if chief else None
+    callbacks = [controller, EpochReport(run, controller, calibration, validation, metrics_path),
+                 RunCheckpoint(os.path.join(model_dir, CHECKPOINT_DIR), record=record,
+                               every_steps=config.checkpoint_every_steps, steps_per_epoch=run.steps_per_epoch,
+                               chief=chief)]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq="epoch"))
+    try:
+        history = train_steps(model, batches, strategy=strategy, epochs=config.epochs,
+                              steps_per_epoch=run.steps_per_epoch, initial_step=initial_step, callbacks=callbacks,
+                              verbose=verbose if chief else 0)
+    except PEER_FAILURES as e:
+        if config.strategy != "multi_worker":
+            raise
+        raise WorkerLost(f"{worker_name(strategy)}: a peer worker was lost at step "
+                         f"{int(model.optimizer.iterations.numpy())} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120]})") from None
+    last = {k: float(v[-1]) for k, v in history.items() if v}
+    return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
+            "resumed_from_step": initial_step, "replicas": strategy.num_replicas_in_sync,
+            "worker": worker_name(strategy), "weights_sha256": weights_fingerprint(model), **last}
+
+
+def weights_fingerprint(model: OnceForAllModel) -> str:
+    """sha256 of this process's copy of the trainable weights (replica 0): equal on every
+    worker of a healthy multi-worker run; reading it needs no collective operation."""
+    import hashlib
+
+    import tensorflow as tf
+    digest = hashlib.sha256()
+    for variable in model.supernet_trainable_variables:
+        value = tf.distribute.get_strategy().experimental_local_results(variable.value)[0]
+        digest.update(np.ascontiguousarray(value.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def load_trained_supernet(model_dir: str) -> tuple[OnceForAllModel, dict[str, Any]]:

@@ -84,7 +84,7 @@ def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset
         json.dump({"run": config.to_dict(), "method": method_obj.to_config(), "space": space.to_config(),
                    "class_names": [str(i) for i in range(num_classes)], "num_classes": num_classes,
                    "steps_per_epoch": 1, "normalization": {"mean": list(MEAN), "std": list(STD)}}, f)
-    model.save_weights(os.path.join(path, CHECKPOINT_DIR, "ckpt-0001.weights.h5"))
-    with open(os.path.join(path, CHECKPOINT_DIR, "ckpt-0001.json"), "w") as f:
+    model.save_weights(os.path.join(path, CHECKPOINT_DIR, "ckpt-00000001.weights.h5"))
+    with open(os.path.join(path, CHECKPOINT_DIR, "ckpt-00000001.json"), "w") as f:
         json.dump({"epoch": 1, "step": 1}, f)
     return str(path)

@@ -28,7 +28,7 @@ def test_train_resume_and_evaluate(tmp_path):
     assert [r["phase"] for r in rows] == ["fm_warmup", "shrink"]
     assert rows[0]["loss_min"] == "" and float(rows[1]["loss_min"]) > 0  # no subnet before the switch
     assert float(rows[1]["epsilon"]) == 1.0 and 0 <= float(rows[1]["val_accuracy_min"]) <= 1
-    assert sorted(os.listdir(run_dir / "checkpoints"))[-1].startswith("ckpt-0002")
+    assert sorted(os.listdir(run_dir / "checkpoints"))[-1].startswith("ckpt-00000006")
     assert os.listdir(run_dir / "logs")
     assert not [f for f in os.listdir(run_dir / "checkpoints") if f.startswith(".tmp")]
 

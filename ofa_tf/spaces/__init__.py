@@ -22,11 +22,16 @@ def get_space(name: str | SearchSpace, width_mult: float = 1.0,
               resolutions: Sequence[int] | None = None) -> SearchSpace:
     """The registered space `name` at `width_mult`, optionally with other input sizes.
 
+    `name` may also be a JSON file holding `SearchSpace.to_config()` (a space of your own,
+    or the "space" entry of a run's config.json); `width_mult` does not apply to it.
+
     Raises:
-      OfaError: for an unknown name or a non-positive width multiplier.
+      OfaError: for an unknown name, an unreadable space file or a non-positive width multiplier.
     """
     if isinstance(name, SearchSpace):
         space = name
+    elif name not in SPACES and name.endswith(".json"):
+        space = _space_from_file(name)
     else:
         if name not in SPACES:
             raise OfaError(f"space={name!r}: expected one of {sorted(SPACES)}")
@@ -34,6 +39,18 @@ def get_space(name: str | SearchSpace, width_mult: float = 1.0,
             raise OfaError(f"width_mult={width_mult!r}: expected a positive number")
         space = SPACES[name](float(width_mult))
     return space.with_resolutions(resolutions) if resolutions else space
+
+
+def _space_from_file(path: str) -> SearchSpace:
+    import json
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        return SearchSpace.from_config(config.get("space", config))
+    except OSError as e:
+        raise OfaError(f"--space={path}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise OfaError(f"--space={path}: not a search space config ({type(e).__name__}: {e})") from None
 
 
 __all__ = ["Arch", "SPACES", "SearchSpace", "StageSpec", "expanded_channels", "get_space",

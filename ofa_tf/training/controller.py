@@ -18,6 +18,7 @@ from ofa_tf.errors import OfaError
 from ofa_tf.training.channel_sorting import sort_mid_channels
 from ofa_tf.training.methods import Method, Phase
 from ofa_tf.training.model import TEACHER_CODES, OnceForAllModel
+from ofa_tf.training.record import SampledRecord
 from ofa_tf.training.samplers import step_rng
 
 
@@ -30,10 +31,12 @@ class PhaseController(keras.callbacks.Callback):
         fractions of it.
       seed: sampler seed; subnets of step t come from `step_rng(seed, t)`.
       lr_at: scheduled learning rate at a global step (for ε's "lr_ratio" mode).
+      record: where to note every trained subnet and its step (TOFA's zero-cost selection);
+        a new empty record by default.
     """
 
     def __init__(self, method: Method, total_steps: int, seed: int = 0,
-                 lr_at: Callable[[int], float] | None = None):
+                 lr_at: Callable[[int], float] | None = None, record: SampledRecord | None = None):
         super().__init__()
         if total_steps <= 0:
             raise OfaError(f"total steps={total_steps}: expected a positive number of training steps")
@@ -41,6 +44,7 @@ class PhaseController(keras.callbacks.Callback):
         self.total_steps = int(total_steps)
         self.seed = int(seed)
         self.lr_at = lr_at
+        self.record = record if record is not None else SampledRecord()
         self.phase_index: int | None = None
         self.current_kinds: list[str] = []
         self.current_epsilon = 1.0
@@ -77,7 +81,9 @@ class PhaseController(keras.callbacks.Callback):
         model = self._check_model()
         index, phase, start = self.method.phase_at(step, self.total_steps)
         if index != self.phase_index:
-            self._enter_phase(model, index, phase, step)
+            # A run resumed in the middle of a phase restores the phase's settings but not its
+            # one-off entry actions (channel sort, teacher snapshot): the checkpoint has them.
+            self._enter_phase(model, index, phase, step, entering=step == start)
         archs = phase.sampler.sample(model.space, step_rng(self.seed, step))
         slots = np.zeros(model.step_archs.shape, np.int32)
         active = np.zeros(model.step_active.shape, np.float32)
@@ -85,15 +91,20 @@ class PhaseController(keras.callbacks.Callback):
             slots[j] = model.layout.encode(arch)
             active[j] = 1.0
         self.current_kinds = [kind for kind, _ in archs]
+        trained = [arch for _, arch in archs]
+        if phase.train_full:
+            trained.append(model.space.max_arch())
+        self.record.update(step, trained)
         model.step_archs.assign(slots)
         model.step_active.assign(active)
         self.current_epsilon = (phase.epsilon.value(step - start, self.lr_at, start) if phase.epsilon else 1.0)
         model.epsilon.assign(self.current_epsilon)
 
-    def _enter_phase(self, model: OnceForAllModel, index: int, phase: Phase, step: int) -> None:
-        if phase.sort_channels and step > 0:
+    def _enter_phase(self, model: OnceForAllModel, index: int, phase: Phase, step: int,
+                     entering: bool = True) -> None:
+        if entering and phase.sort_channels and step > 0:
             sort_mid_channels(model, model.optimizer)
-        if phase.teacher == "frozen":
+        if entering and phase.teacher == "frozen":
             model.copy_full_model_to_teacher()
         model.train_full.assign(1.0 if phase.train_full else 0.0)
         model.teacher_code.assign(TEACHER_CODES[phase.teacher])

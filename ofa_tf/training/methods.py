@@ -120,7 +120,7 @@ def _check_fraction(name: str, value: float) -> float:
 
 
 def build_method(name: str, space: SearchSpace | None = None, *, steps_per_epoch: int = 1,
-                 warmup_fraction: float | None = None, epsilon_start: float = 1e-4,
+                 epochs: float | None = None, warmup_fraction: float | None = None, epsilon_start: float = 1e-4,
                  epsilon_ramp_epochs: float | None = None, epsilon_mode: str = "linear",
                  num_subnets: int | None = None, clipnorm: float | None = None) -> Method:
     """The preset `name` with its knobs; None means the paper's default for that method.
@@ -136,7 +136,7 @@ def build_method(name: str, space: SearchSpace | None = None, *, steps_per_epoch
     if epsilon_ramp_epochs is not None and epsilon_ramp_epochs < 0:
         raise OfaError(f"--epsilon_ramp_epochs={epsilon_ramp_epochs!r}: expected >= 0")
     EpsilonSchedule(epsilon_start, 0, epsilon_mode)  # validates start and mode
-    knobs = dict(steps_per_epoch=max(1, int(steps_per_epoch)), warmup_fraction=warmup_fraction,
+    knobs = dict(steps_per_epoch=max(1, int(steps_per_epoch)), epochs=epochs, warmup_fraction=warmup_fraction,
                  epsilon_start=epsilon_start, epsilon_ramp_epochs=epsilon_ramp_epochs,
                  epsilon_mode=epsilon_mode, num_subnets=num_subnets)
     method = PRESETS[name](space, **knobs)
@@ -149,13 +149,16 @@ def _full(space, **_) -> Method:
     return Method("full", (Phase("full", 1.0, FullOnlySampler()),))
 
 
-def _deps(space, *, steps_per_epoch, warmup_fraction, epsilon_start, epsilon_ramp_epochs, epsilon_mode,
+def _deps(space, *, steps_per_epoch, epochs, warmup_fraction, epsilon_start, epsilon_ramp_epochs, epsilon_mode,
           num_subnets, **_) -> Method:
     """DεpS (papers/000): FM-Warmup for P_fm of the run, then sandwich shrinking (max + min
     + random, as the public code) with in-place KD from the warmed-up full model and ε
-    ramping from 1e-4 to 1 over 5 of 270 epochs' share; channels sorted at the switch."""
+    ramping from 1e-4 to 1; channels sorted at the switch. The paper ramps over 5 of 270
+    epochs, so the default ramp is that share of the run (`epochs`; 5 epochs when unknown)."""
     warmup = 0.5 if warmup_fraction is None else warmup_fraction
-    ramp_steps = int(round((5.0 if epsilon_ramp_epochs is None else epsilon_ramp_epochs) * steps_per_epoch))
+    if epsilon_ramp_epochs is None:
+        epsilon_ramp_epochs = 5.0 if epochs is None else 5.0 / 270.0 * epochs
+    ramp_steps = int(round(epsilon_ramp_epochs * steps_per_epoch))
     subnets = 3 if num_subnets is None else num_subnets
     return Method("deps", (
         Phase("fm_warmup", warmup, FullOnlySampler()),

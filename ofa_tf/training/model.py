@@ -16,6 +16,12 @@ subnet and every phase; a phase that trains fewer subnets skips the unused slots
 `tf.cond` (no compute for them). Each subnet's forward/backward runs in one nested
 `tf.function`, traced once and called per slot, so tracing does not grow with the
 number of subnets (STACK.md).
+
+A semi-supervised batch (`({labelled, unlabelled_weak, unlabelled_strong}, labels)`, TOFA,
+papers/004) changes two things only: the full model's loss adds λ_u x FixMatch on the
+unlabelled views, and the subnets distil on labelled + weakly augmented unlabelled images
+(`semi_supervised.py`). It is a second batch structure, so a second trace; the supervised
+step is unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import tensorflow as tf
 
 from ofa_tf.errors import OfaError
 from ofa_tf.models.supernet import Supernet
+from ofa_tf.training import semi_supervised
 from ofa_tf.training.distillation import distillation_loss, label_loss
 
 TEACHER_CODES = {"none": 0, "inplace": 1, "frozen": 2}
@@ -42,10 +49,13 @@ class OnceForAllModel(Supernet):
       kd_temperature: distillation temperature T (losses are T^2-scaled).
       label_smoothing: label smoothing of the label losses.
       frozen_teacher: keep a second supernet as a frozen teacher (OFA / CompOFA phases).
+      fixmatch_threshold, unlabelled_weight: confidence threshold and weight λ_u of the
+        max net's FixMatch loss on semi-supervised batches (TOFA; see semi_supervised.py).
     """
 
     def __init__(self, *args: Any, max_subnets: int = 3, kd_temperature: float = 1.0,
-                 label_smoothing: float = 0.1, frozen_teacher: bool = False, **kwargs: Any):
+                 label_smoothing: float = 0.1, frozen_teacher: bool = False, fixmatch_threshold: float = 0.95,
+                 unlabelled_weight: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if isinstance(max_subnets, bool) or not isinstance(max_subnets, (int, np.integer)) or max_subnets < 0:
             raise OfaError(f"max_subnets={max_subnets!r}: expected a non-negative integer")
@@ -53,16 +63,23 @@ class OnceForAllModel(Supernet):
             raise OfaError(f"--kd_temperature={kd_temperature!r}: expected a positive number")
         if not 0 <= label_smoothing < 1:
             raise OfaError(f"--label_smoothing={label_smoothing!r}: expected a value in [0, 1)")
+        if not 0 < fixmatch_threshold <= 1:
+            raise OfaError(f"--fixmatch_threshold={fixmatch_threshold!r}: expected a value in (0, 1]")
+        if not unlabelled_weight >= 0:
+            raise OfaError(f"--unlabelled_weight={unlabelled_weight!r}: expected a number >= 0")
         self.max_subnets = int(max_subnets)
         self.kd_temperature = float(kd_temperature)
         self.label_smoothing = float(label_smoothing)
         self.frozen_teacher = bool(frozen_teacher)
+        self.fixmatch_threshold = float(fixmatch_threshold)
+        self.unlabelled_weight = float(unlabelled_weight)
         self.teacher = (Supernet(self.space.to_config(), self.num_classes, dropout=self.dropout_rate,
                                  kernel_mode=self.kernel_mode, block_class=self.block_class,
                                  bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, name="teacher")
                         if self.frozen_teacher else None)
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in
-                              ["loss", "loss_full"] + [f"loss_subnet{j}" for j in range(self.max_subnets)]}
+                              ["loss", "loss_full"] + [f"loss_subnet{j}" for j in range(self.max_subnets)]
+                              + list(semi_supervised.LOG_NAMES)}
         self._subnet_step = None
         # Python side effect: runs only while `train_step` is traced. One per input
         # resolution is expected; more means something retraces per step.
@@ -96,6 +113,14 @@ class OnceForAllModel(Supernet):
         if compiled is not None:
             compiled.update_state(y, logits)
 
+    def build_metrics(self) -> None:
+        """Creates the compiled metrics' variables now (call under the strategy's scope):
+        variables must not first appear inside a distributed or traced train step."""
+        compiled = getattr(self, "_compile_metrics", None)
+        if compiled is not None and not compiled.built:
+            compiled.update_state(tf.zeros((1,), tf.int32), tf.zeros((1, self.num_classes)))
+            compiled.reset_state()
+
     def copy_full_model_to_teacher(self) -> None:
         """Snapshots the current weights into the frozen teacher (OFA's teacher network)."""
         if self.teacher is None:
@@ -113,6 +138,11 @@ class OnceForAllModel(Supernet):
         return [v for v in self.weights if id(v) not in teacher_ids and id(v) not in own_state]
 
     @property
+    def supernet_weights(self) -> list:
+        """Every weight of the supernet itself: no frozen teacher, no per-step state."""
+        return self._supernet_weights()
+
+    @property
     def supernet_trainable_variables(self) -> list:
         teacher_ids = self._teacher_ids()
         return [v for v in self.trainable_variables if id(v) not in teacher_ids]
@@ -127,19 +157,28 @@ class OnceForAllModel(Supernet):
 
     def _subnet_step_fn(self):
         """Loss, logits and gradients of one arch: a nested function traced once and called
-        for the full model and for every subnet slot (tracing does not grow with them)."""
+        for the full model and for every subnet slot (tracing does not grow with them).
+
+        Under a tf.distribute strategy the function is inlined instead: a nested
+        `tf.function` traced in a replica context loses the link between the replica's
+        variable reads and the distributed variables, and its gradients come back empty."""
+        if tf.distribute.has_strategy():
+            return self._subnet_step_python()
         if self._subnet_step is None:
-            variables = self.supernet_trainable_variables
-
-            def subnet_step(x, y, teacher_logits, arch, kd_weight, label_weight):
-                with tf.GradientTape() as tape:
-                    logits = self(x, arch=arch, training=True)
-                    loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
-                    loss += label_weight * label_loss(y, logits, self.label_smoothing)
-                return loss, logits, self._grads(tape, loss, variables)
-
-            self._subnet_step = tf.function(subnet_step, autograph=False)
+            self._subnet_step = tf.function(self._subnet_step_python(), autograph=False)
         return self._subnet_step
+
+    def _subnet_step_python(self):
+        variables = self.supernet_trainable_variables
+
+        def subnet_step(x, y, teacher_logits, arch, kd_weight, label_weight):
+            with tf.GradientTape() as tape:
+                logits = self(x, arch=arch, training=True)
+                loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
+                loss += label_weight * label_loss(y, logits, self.label_smoothing)
+            return loss, logits, self._grads(tape, loss, variables)
+
+        return subnet_step
 
     def train_step(self, data):
         self.train_step_traces += 1
@@ -147,28 +186,37 @@ class OnceForAllModel(Supernet):
         variables = self.supernet_trainable_variables
         step = self._subnet_step_fn()
         max_vec = tf.constant(self._max_vector)
-        no_logits = tf.zeros((tf.shape(x)[0], self.num_classes))
+        labels = y
 
-        # The full model: its label loss only (in-place KD needs it, so phases with an
-        # in-place teacher always train it; see Phase).
-        full_loss, full_logits, grads = tf.cond(
-            self.train_full > 0,
-            lambda: step(x, y, no_logits, max_vec, tf.constant(0.0), tf.constant(1.0)),
-            lambda: (tf.constant(0.0), no_logits, self._zero_grads(variables)))
+        if semi_supervised.is_semi_supervised_batch(x):
+            # TOFA: the max net learns from labels + FixMatch on the unlabelled views; the
+            # subnets distil from it on labelled and weakly augmented unlabelled images.
+            full_loss, full_logits, grads, x, y, teacher_source, logs = semi_supervised.full_model_part(
+                self, x, y, variables, max_vec)
+        else:
+            # The full model: its label loss only (in-place KD needs it, so phases with an
+            # in-place teacher always train it; see Phase).
+            no_logits = tf.zeros((tf.shape(x)[0], self.num_classes))
+            full_loss, full_logits, grads = tf.cond(
+                self.train_full > 0,
+                lambda: step(x, y, no_logits, max_vec, tf.constant(0.0), tf.constant(1.0)),
+                lambda: (tf.constant(0.0), no_logits, self._zero_grads(variables)))
+            teacher_source, logs = full_logits, {}
         grads = [g * self.train_full for g in grads]
+        no_logits = tf.zeros((tf.shape(x)[0], self.num_classes))  # subnet-slot shape (x: the subnets' inputs)
 
         if self.teacher is not None:
             teacher_logits = tf.cond(
                 tf.equal(self.teacher_code, TEACHER_CODES["frozen"]),
                 lambda: self.teacher(x, arch=max_vec, training=False),
-                lambda: tf.stop_gradient(full_logits))
+                lambda: tf.stop_gradient(teacher_source))
         else:
-            teacher_logits = tf.stop_gradient(full_logits)
+            teacher_logits = tf.stop_gradient(teacher_source)
         kd_weight = tf.where(tf.equal(self.teacher_code, TEACHER_CODES["none"]), 0.0, self.kd_weight)
         label_weight = tf.convert_to_tensor(self.subnet_label_weight)
 
         total = full_loss * self.train_full
-        logs = {"loss_full": full_loss}
+        logs["loss_full"] = full_loss
         for j in range(self.max_subnets):
             arch = self.step_archs[j]
             loss_j, _, grads_j = tf.cond(
@@ -184,8 +232,9 @@ class OnceForAllModel(Supernet):
         self.loss_trackers["loss"].update_state(total)
         for name, value in logs.items():
             self.loss_trackers[name].update_state(value)
-        self._update_compiled_metrics(y, full_logits)
-        return self.get_metrics_result()
+        self._update_compiled_metrics(labels, full_logits)
+        return {k: v for k, v in self.get_metrics_result().items()
+                if k in logs or k not in semi_supervised.LOG_NAMES}  # no FixMatch logs in supervised runs
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -194,10 +243,12 @@ class OnceForAllModel(Supernet):
         self.loss_trackers["loss"].update_state(loss)
         self.loss_trackers["loss_full"].update_state(loss)
         self._update_compiled_metrics(y, logits)
-        return {k: v for k, v in self.get_metrics_result().items() if not k.startswith("loss_subnet")}
+        return {k: v for k, v in self.get_metrics_result().items()
+                if not k.startswith("loss_subnet") and k not in semi_supervised.LOG_NAMES}
 
     def get_config(self):
         config = super().get_config()
         config.update(max_subnets=self.max_subnets, kd_temperature=self.kd_temperature,
-                      label_smoothing=self.label_smoothing, frozen_teacher=self.frozen_teacher)
+                      label_smoothing=self.label_smoothing, frozen_teacher=self.frozen_teacher,
+                      fixmatch_threshold=self.fixmatch_threshold, unlabelled_weight=self.unlabelled_weight)
         return config

@@ -1,0 +1,182 @@
+"""Every training preset at one step budget on the full Fashion-MNIST, compared as the papers do.
+
+  python benchmarks/compare_methods.py [--data=idx:../shared/data/fashion-mnist] \
+      [--methods=deps,bignas,ofa,full,fofa,compofa,tofa] [--epochs=3] [--steps_per_epoch=50] \
+      [--output_dir=runs/methods]
+
+Each method trains with `python -m tools.train` into OUTPUT_DIR/METHOD (same data, seed,
+batch, LR schedule and number of steps; `compofa` on its own coupled space, every other
+method on `ofa_mbv3`), one after another, so their wall times come from the same machine
+in the same hour. Then every run is measured the same way: the max, the min and
+--num_random random subnets (the same random archs for every run of a space), each
+BN-recalibrated, on the first --eval_images images of the test split. Reported per method
+(papers/000 §5.1):
+  wall_s            wall time of the training command (tracing and per-epoch evaluation included);
+  train_s           sum of the per-epoch times in metrics.csv;
+  subnet_passes     forward+backward passes the method's phases ask for (steps x subnets
+                    trained per step): the machine-independent cost;
+  max_acc / min_acc test accuracy of the max / min subnet;
+  buckets           the most accurate measured subnet in each of 6 equal slices of the
+                    ofa_mbv3 MACs range at this resolution;
+  mean_pareto_acc   area under the accuracy vs normalised-MACs Pareto front.
+Prints a Markdown table and one JSON object; OUTPUT_DIR/compare.json is rewritten after
+each method, so a comparison cut short still holds the methods done so far.
+A finished run is not retrained: its recorded wall time is reused (delete the run
+directory to re-time it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+METHODS = ("deps", "bignas", "ofa", "full", "fofa", "compofa", "tofa")
+TIMING_FILE = "benchmark_timing.json"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="idx:" + os.path.join(os.path.dirname(ROOT), "shared", "data", "fashion-mnist"))
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--space", default="ofa_mbv3", help="space of every method but compofa")
+    p.add_argument("--image_size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--steps_per_epoch", type=int, default=50)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--learning_rate", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num_random", type=int, default=12, help="random subnets measured per run")
+    p.add_argument("--eval_images", type=int, default=2000, help="test images per subnet")
+    p.add_argument("--calibration_images", type=int, default=500, help="BN-recalibration images per subnet")
+    p.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "methods"))
+    return p.parse_args()
+
+
+def train_command(args: argparse.Namespace, method: str, model_dir: str) -> list[str]:
+    space = "compofa" if method == "compofa" else args.space
+    return [sys.executable, "-m", "tools.train", f"--method={method}", f"--space={space}",
+            f"--dataset={args.data}", f"--image_size={args.image_size}", f"--epochs={args.epochs}",
+            f"--steps_per_epoch={args.steps_per_epoch}", f"--batch_size={args.batch_size}",
+            f"--learning_rate={args.learning_rate}", f"--seed={args.seed}",
+            f"--bn_calibration_images={args.calibration_images}", f"--model_dir={model_dir}"]
+
+
+def train_one(args: argparse.Namespace, method: str) -> float:
+    """Trains `method` (unless already timed); returns its wall seconds."""
+    model_dir = os.path.join(args.output_dir, method)
+    timing = os.path.join(model_dir, TIMING_FILE)
+    if os.path.exists(timing):
+        with open(timing) as f:
+            return json.load(f)["wall_s"]
+    print(f"[compare_methods] training {method} -> {model_dir}", file=sys.stderr, flush=True)
+    started = time.time()
+    done = subprocess.run(train_command(args, method, model_dir), cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"error: training {method} failed (exit {done.returncode})")
+    wall = round(time.time() - started, 1)
+    with open(timing, "w") as f:
+        json.dump({"wall_s": wall}, f)
+    return wall
+
+
+def subnet_passes(method_config: dict, total_steps: int) -> int:
+    from ofa_tf.training.methods import Method
+    method = Method.from_config(method_config)
+    return sum((end - start) * (int(phase.train_full) + phase.sampler.num_subnets)
+               for phase, (start, end) in zip(method.phases, method.phase_bounds(total_steps)))
+
+
+class Measurer:
+    """Measures trained runs the same way: same test images, calibration images and random archs."""
+
+    def __init__(self, args: argparse.Namespace):
+        from ofa_tf.data import load_dataset, make_pipeline, split_validation
+        from ofa_tf.evaluation import calibration_images
+        from ofa_tf.profile import profile
+        from ofa_tf.spaces import get_space
+
+        self.args = args
+        reference = get_space(args.space, resolutions=(args.image_size,))
+        self.low = profile(reference, reference.min_arch(), 10)["macs"]
+        self.high = profile(reference, reference.max_arch(), 10)["macs"]
+        data = load_dataset(args.data, None, args.image_size)
+        train_split, _ = split_validation(data.train, 0.1, args.seed)
+        self.calibration = calibration_images(train_split, args.image_size, args.calibration_images, args.seed + 1)
+        self.evaluation = list(make_pipeline(data.test.take(args.eval_images), 250, [args.image_size],
+                                             training=False))
+
+    def __call__(self, method: str, wall_s: float) -> dict:
+        import csv
+
+        from ofa_tf.evaluation import evaluate_archs
+        from ofa_tf.reports import cost_buckets, mean_pareto_accuracy
+        from ofa_tf.run import load_trained_supernet
+
+        args = self.args
+        model_dir = os.path.join(args.output_dir, method)
+        model, saved = load_trained_supernet(model_dir)
+        space = model.space
+        rng = random.Random(args.seed)  # the same random archs for every run of a space
+        archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(args.num_random)]
+        print(f"[compare_methods] measuring {method}: {len(archs)} subnets", file=sys.stderr, flush=True)
+        points = evaluate_archs(model, archs, self.calibration, self.evaluation, args.calibration_images,
+                                progress=True)
+        with open(os.path.join(model_dir, "metrics.csv")) as f:
+            train_s = sum(float(row["seconds"]) for row in csv.DictReader(f))
+        buckets = cost_buckets(points, self.low, self.high, 6)
+        return {
+            "space": space.name, "wall_s": wall_s, "train_s": round(train_s, 1),
+            "subnet_passes": subnet_passes(saved["method"], args.epochs * args.steps_per_epoch),
+            "max_acc": points[0]["accuracy"], "min_acc": points[1]["accuracy"],
+            "max_macs": points[0]["macs"], "min_macs": points[1]["macs"],
+            "buckets": [None if b["best"] is None else round(b["best"]["accuracy"], 4) for b in buckets],
+            "mean_pareto_acc": round(mean_pareto_accuracy(points, self.low, self.high), 4),
+            "subnets": [{"macs": p["macs"], "accuracy": p["accuracy"]} for p in points],
+        }
+
+
+def table(report: dict) -> str:
+    low, high = report["macs_range"]
+    width = (high - low) / 6
+    heads = [f"{(low + b * width) / 1e6:.1f}-{(low + (b + 1) * width) / 1e6:.1f}M" for b in range(6)]
+    lines = ["| method | wall s | subnet passes | max acc | min acc | " + " | ".join(heads) + " | mean Pareto acc |",
+             "|---" * (6 + len(heads)) + "|"]
+    for method, r in report["results"].items():
+        cells = ["-" if a is None else f"{100 * a:.1f}" for a in r["buckets"]]
+        lines.append(f"| {method} | {r['wall_s']:.0f} | {r['subnet_passes']} | {100 * r['max_acc']:.1f} | "
+                     f"{100 * r['min_acc']:.1f} | " + " | ".join(cells) + f" | {100 * r['mean_pareto_acc']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"error: --methods={unknown[0]!r}: expected some of {list(METHODS)}")
+    os.makedirs(args.output_dir, exist_ok=True)
+    measure = None
+    report_path = os.path.join(args.output_dir, "compare.json")
+    report = {"settings": dict(vars(args)), "results": {}}
+    for method in methods:  # train, then measure at once: a partial comparison is already usable
+        wall = train_one(args, method)
+        measure = measure or Measurer(args)
+        report["macs_range"] = [measure.low, measure.high]
+        report["results"][method] = measure(method, wall)
+        with open(report_path, "w") as f:
+            json.dump(report, f, indent=1)
+    print(table(report))
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""TFLite export of a trained run's subnets: accuracy per quantisation mode and host latency, as JSON.
+
+  python benchmarks/export_accuracy.py --model_dir=runs/compare/deps [--out_dir=runs/export/bench]
+
+For the max and min subnets (BN-recalibrated) and every mode (none, float16, dynamic,
+int8, qat) it exports with `ofa_tf.export.export_subnet` and reports, on the test split,
+Keras vs TFLite accuracy, their top-1 agreement and max |logit difference|. Then it times
+the float32 and int8 models of the max, a mid and the min subnet on this machine (LiteRT,
+interleaved rounds, both the XNNPACK and the built-in op resolvers) and reports whether
+the latency order is max > mid > min and the float32 / int8 speed ratio. Exports already
+in --out_dir (same arch and mode, metadata beside) are reused, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from ofa_tf.export import ExportOptions, export_subnet  # noqa: E402
+from ofa_tf.latency import summarize_ms, time_interleaved  # noqa: E402
+from ofa_tf.run import load_trained_supernet  # noqa: E402
+from ofa_tf.spaces import Arch  # noqa: E402
+
+MODES = ("none", "float16", "dynamic", "int8", "qat")
+
+
+def mid_arch(space, resolution: int) -> Arch:
+    """The middle choice of every elastic dimension."""
+    mid = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    depths = [mid(s.depths) for s in space.stages]
+    return space.validate(Arch.from_dict({
+        "resolution": resolution, "stem_width": mid(space.stem_widths), "widths": [mid(s.widths) for s in space.stages],
+        "depths": depths, "kernels": [[mid(s.kernels)] * d for s, d in zip(space.stages, depths)],
+        "expands": [[mid(s.expands)] * d for s, d in zip(space.stages, depths)],
+        "head_width": mid(space.head_widths) if space.head_widths else 0}))
+
+
+def _previous(output: str, arch: Arch, mode: str) -> dict | None:
+    """The metadata of an earlier export of `arch` in `mode` at `output`, if there is one."""
+    path = output[: -len(".tflite")] + ".json"
+    if not (os.path.isfile(path) and os.path.isfile(output)):
+        return None
+    with open(path) as f:
+        meta = json.load(f)
+    return meta if meta.get("arch") == arch.to_dict() and meta.get("quantize") == mode else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--out_dir", default="runs/export/bench")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--qat_epochs", type=int, default=2)
+    parser.add_argument("--qat_steps_per_epoch", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--runs_per_round", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick_eval_images", type=int, default=2000,
+                        help="test images for the mid subnet (timed only) and float16 (checked for logit drift)")
+    args = parser.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    started = time.time()
+    supernet, _ = load_trained_supernet(args.model_dir)
+    resolution = max(supernet.space.resolutions)
+    archs = {"max": supernet.space.max_arch(resolution), "mid": mid_arch(supernet.space, resolution),
+             "min": supernet.space.min_arch(resolution)}
+    del supernet
+    requested = args.modes.split(",")
+    modes = [m for m in requested if m in MODES and m != "qat"] + (["qat"] if "qat" in requested else [])
+    accuracy, files = {}, {}  # qat last: importing tfmot flips tf.keras for the process
+    for mode in modes:
+        for name in (("max", "mid", "min") if mode in ("none", "int8") else ("max", "min")):
+            output = os.path.join(args.out_dir, f"{name}_{mode}.tflite")
+            meta = _previous(output, archs[name], mode)  # resume: an earlier run's export of the same thing
+            if meta is None:
+                options = ExportOptions(
+                    quantize=mode, split="test", qat_epochs=args.qat_epochs,
+                    qat_steps_per_epoch=args.qat_steps_per_epoch, verbose=0,
+                    max_eval_images=args.quick_eval_images if (name == "mid" or mode == "float16") else None)
+                meta = export_subnet(args.model_dir, archs[name].to_dict(), output, options)
+            files[(name, mode)] = output
+            accuracy.setdefault(name, {})[mode] = {**meta["accuracy"], "tflite_bytes": meta["tflite_bytes"],
+                                                   "export_seconds": meta["export_seconds"]}
+            if mode == "qat":
+                accuracy[name][mode]["qat"] = meta["qat"]
+            print(f"{name} {mode}: {json.dumps(accuracy[name][mode])}", file=sys.stderr, flush=True)
+
+    checks = {}
+    for name, per_mode in accuracy.items():
+        base = per_mode.get("none", {}).get("keras_accuracy")
+        if "int8" in per_mode:
+            checks[f"{name}_int8_top1_agreement"] = per_mode["int8"]["top1_agreement"]
+            checks[f"{name}_int8_accuracy_drop_points"] = 100 * (base - per_mode["int8"]["tflite_accuracy"])
+        if "qat" in per_mode and "int8" in per_mode:
+            checks[f"{name}_qat_minus_ptq_int8_points"] = 100 * (per_mode["qat"]["tflite_accuracy"]
+                                                                 - per_mode["int8"]["tflite_accuracy"])
+        if "none" in per_mode:
+            checks[f"{name}_float32_max_abs_diff"] = per_mode["none"]["max_abs_logit_diff"]
+        if "float16" in per_mode:
+            checks[f"{name}_float16_max_abs_diff"] = per_mode["float16"]["max_abs_logit_diff"]
+
+    latency = {}
+    timed = [(n, m) for n in ("max", "mid", "min") for m in ("none", "int8") if (n, m) in files]
+    for resolver in ("xnnpack", "builtin"):
+        times = time_interleaved([files[k] for k in timed], args.threads, resolver, args.rounds, args.runs_per_round)
+        stats = {f"{n}_{m}": summarize_ms(t) for (n, m), t in zip(timed, times)}
+        median = {k: v["median_ms"] for k, v in stats.items()}
+        result = {"stats": stats}
+        if all(f"{n}_none" in median for n in ("max", "mid", "min")):
+            result["float32_order_max_gt_mid_gt_min"] = median["max_none"] > median["mid_none"] > median["min_none"]
+        if all(f"{n}_int8" in median for n in ("max", "mid", "min")):
+            result["int8_order_max_gt_mid_gt_min"] = median["max_int8"] > median["mid_int8"] > median["min_int8"]
+        result["float32_over_int8"] = {n: median[f"{n}_none"] / median[f"{n}_int8"] for n in ("max", "mid", "min")
+                                       if f"{n}_none" in median and f"{n}_int8" in median}
+        result["noise_cv_median"] = float(np.median([t.std() / t.mean() for t in times]))
+        latency[resolver] = result
+    report = {"model_dir": args.model_dir, "resolution": resolution, "split": "test",
+              "archs": {k: v.to_dict() for k, v in archs.items()}, "checks": checks, "accuracy": accuracy,
+              "latency_host": {"threads": args.threads, "runs": args.rounds * args.runs_per_round, **latency},
+              "seconds": round(time.time() - started, 1)}
+    text = json.dumps(report)
+    with open(os.path.join(args.out_dir, "export_accuracy.json"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Speed of OFA's evolutionary search with the accuracy predictor and a FLOPs constraint.
+
+  python benchmarks/search_speed.py [--generations=500] [--population=100] [--space=ofa_mbv3]
+
+Runs the full default search (100 x 500 = 50,100 predictor evaluations) on the ofa_mbv3
+space at 32x32 with a randomly initialised 3 x 400 predictor (speed does not depend on
+its weights) under a mid-range MACs budget, and prints JSON: wall and CPU seconds (on a
+shared machine the wall time mostly measures the other processes; the load average is
+printed too), seconds per generation, and, measured in the same process, how much the fast paths save: the
+per-block cost table vs `ofa_tf.profile.profile`, and the batched encoder vs
+`SearchSpace.encode`, as ratios (the machine is shared and noisy; ratios hold better).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as tools.search does (small matrices)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ofa_tf.profile import profile  # noqa: E402
+from ofa_tf.search import AccuracyPredictor, ArchCostTable, ArchEncoder, CostModels, EvolutionSearch  # noqa: E402
+from ofa_tf.spaces import get_space  # noqa: E402
+
+
+def _per_call(fn, items) -> float:
+    started = time.perf_counter()
+    for item in items:
+        fn(item)
+    return (time.perf_counter() - started) / len(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="ofa_mbv3")
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--population", type=int, default=100)
+    parser.add_argument("--generations", type=int, default=500)
+    parser.add_argument("--budget_fraction", type=float, default=0.5,
+                        help="MACs budget as a fraction of the way from the min to the max subnet")
+    args = parser.parse_args()
+
+    space = get_space(args.space, resolutions=[args.resolution])
+    encoder = ArchEncoder(space)
+    rng = np.random.default_rng(0)
+    sizes = [encoder.size, 400, 400, 400, 1]
+    layers = [(rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32), np.zeros(b, np.float32))
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    predictor = AccuracyPredictor(space, layers, base=0.8, scale=0.05)
+    costs = CostModels(space, 10)
+    low, high = costs.costs(space.min_arch())["macs"], costs.costs(space.max_arch())["macs"]
+    budget = low + args.budget_fraction * (high - low)
+    constraints = costs.constraints({"flops": budget})
+
+    calls = {"archs": 0, "seconds": 0.0}
+
+    def fitness(archs):
+        started = time.perf_counter()
+        calls["archs"] += len(archs)
+        scores = predictor.predict(archs)
+        calls["seconds"] += time.perf_counter() - started
+        return scores
+
+    search = EvolutionSearch(space, population_size=args.population, generations=args.generations, seed=0)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = search.search(fitness, constraints)
+    total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+
+    sample = [space.sample(random.Random(i)) for i in range(300)]
+    fresh = ArchCostTable(space, 10)
+    table_s = _per_call(fresh, sample)
+    profile_s = _per_call(lambda a: profile(space, a, 10), sample)
+    batched_s = _per_call(lambda chunk: encoder.encode(chunk), [sample[i:i + 100] for i in range(0, 300, 100)]) / 100
+    encode_s = _per_call(space.encode, sample)
+    print(json.dumps({
+        "space": args.space, "resolution": args.resolution, "population": args.population,
+        "generations": args.generations, "budget_macs": budget, "min_macs": low, "max_macs": high,
+        "seconds": round(total, 2), "cpu_seconds": round(cpu, 2), "seconds_per_generation": round(total / max(1, args.generations), 4),
+        "evaluations": result.evaluations, "predictor_seconds": round(calls["seconds"], 2),
+        "best_predicted": result.fitness, "best_macs": costs.costs(result.arch)["macs"],
+        "within_budget": costs.costs(result.arch)["macs"] <= budget,
+        "cost_table_us_per_arch_uncached": round(table_s * 1e6, 1), "profile_us_per_arch": round(profile_s * 1e6, 1),
+        "profile_over_cost_table": round(profile_s / table_s, 1),
+        "batched_encode_us_per_arch": round(batched_s * 1e6, 1), "space_encode_us_per_arch": round(encode_s * 1e6, 1),
+        "space_encode_over_batched": round(encode_s / batched_s, 1),
+        "load_average_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Exporting one subnet of a trained run: recalibrate BN, extract, convert, measure, write.
+
+`export_subnet` is what `tools/export_tflite.py` runs. Every input is checked before
+anything heavy starts (output path writable, quantisation mode and data), and every file
+is written to a temporary name and renamed only once all conversions and measurements
+have succeeded, so a failure never leaves a half-written `.tflite` (or `.keras`,
+SavedModel, metadata) behind.
+
+Outputs, for `--output=DIR/NAME.tflite`:
+  NAME.tflite          the converted model (float32 input and output in every mode)
+  NAME.json            metadata: arch, input contract, normalisation, classes, MACs,
+                       params, accuracy before / after conversion on the validation split
+  NAME.keras           (formats=keras) the static Keras 3 subnet, BN recalibrated
+  NAME_saved_model/    (formats=saved_model) its inference SavedModel
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Sequence
+
+import keras
+
+from ofa_tf.data import MEAN, STD, load_dataset, make_pipeline, split_validation
+from ofa_tf.errors import OfaError
+from ofa_tf.evaluation import calibration_images
+from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
+                                  export_saved_model, keras_to_tflite, representative_dataset)
+from ofa_tf.profile import profile
+from ofa_tf.run import CHECKPOINT_DIR, load_trained_supernet
+from ofa_tf.spaces import Arch
+from ofa_tf.training.bn_recalibration import recalibrate_bn
+
+FORMATS = ("tflite", "keras", "saved_model")
+METADATA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how (the tool's flags)."""
+
+    quantize: str = "none"
+    formats: tuple[str, ...] = ("tflite",)
+    dataset: str | None = None  # None: the run's own; "none": no data (no BN recalibration / accuracy)
+    split: str = "validation"
+    bn_calibration_images: int | None = None  # None: the run's setting
+    representative_images: int = 500
+    max_eval_images: int | None = None  # None: the whole split
+    qat_epochs: int = 2
+    qat_steps_per_epoch: int | None = None  # None: one pass over the training split
+    qat_learning_rate: float = 1e-3
+    qat_batch_size: int = 64
+    seed: int = 0  # for arch "random"
+    verbose: int = 1
+
+
+def output_paths(output: str, formats: Sequence[str]) -> dict[str, str]:
+    """Where each file of an export goes (see the module docstring)."""
+    stem = output[: -len(".tflite")]
+    paths = {"metadata": stem + ".json", "tflite": output}
+    if "keras" in formats:
+        paths["keras"] = stem + ".keras"
+    if "saved_model" in formats:
+        paths["saved_model"] = stem + "_saved_model"
+    return paths
+
+
+def check_request(output: str, options: ExportOptions) -> None:
+    """The checks that need no model: output path, formats, mode and its data."""
+    check_quantize(options.quantize)
+    if not output or not output.endswith(".tflite"):
+        raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
+    for fmt in options.formats:
+        if fmt not in FORMATS:
+            raise OfaError(f"--formats={','.join(options.formats)}: {fmt!r} is not one of {list(FORMATS)}")
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise OfaError(f"--output={output}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OfaError(f"--output={output}: directory {directory} is not writable")
+    if os.path.isdir(output):
+        raise OfaError(f"--output={output}: is a directory")
+    if options.quantize in MODES_NEEDING_DATA and options.dataset == "none":
+        need = "a representative dataset" if options.quantize == "int8" else "fine-tuning data"
+        raise OfaError(f"--quantize={options.quantize} needs training images ({need}) but --dataset=none")
+    if options.split not in ("validation", "test"):
+        raise OfaError(f"--split={options.split!r}: expected validation or test")
+
+
+def load_run(model_dir: str):
+    """`load_trained_supernet` with a config missing fields reported as one line."""
+    if not model_dir:
+        raise OfaError("--model_dir is required: a run directory written by tools.train")
+    if not os.path.isdir(model_dir):
+        raise OfaError(f"--model_dir={model_dir}: no such directory")
+    try:
+        return load_trained_supernet(model_dir)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise OfaError(f"--model_dir={model_dir}: config.json is incomplete or corrupt ({e!r:.80})") from None
+
+
+def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOptions = ExportOptions()
+                  ) -> dict[str, Any]:
+    """Exports one subnet of the run in `model_dir`; returns the metadata it wrote."""
+    check_request(output, options)
+    supernet, saved = load_run(model_dir)
+    run = saved["run"]
+    arch: Arch = supernet.space.parse_arch(arch_spec, rng=options.seed)
+    started = time.time()
+
+    data = None
+    if options.dataset != "none":
+        data = load_dataset(options.dataset or run["dataset"], run.get("data_dir"), max(run["image_size"]))
+    subnet = supernet.get_subnet(arch)
+    res = arch.resolution
+    n_calibration = options.bn_calibration_images or run.get("bn_calibration_images", 2000)
+    evaluation = train_split = None
+    if data is not None:
+        train_split, validation_split = split_validation(data.train, run["validation_fraction"], run["seed"])
+        if options.split == "test" and data.test is None:
+            raise OfaError(f"--split=test: dataset {data.name} has no test split")
+        eval_split = data.test if options.split == "test" else validation_split
+        if options.max_eval_images:
+            eval_split = eval_split.take(options.max_eval_images)
+        recalibrate_bn(subnet, calibration_images(train_split, res, n_calibration, run["seed"] + 1), n_calibration)
+        evaluation = [(x.numpy(), y.numpy()) for x, y in make_pipeline(eval_split, 256, [res], training=False)]
+
+    qat_history: dict[str, float] = {}
+    if options.quantize == "qat":
+        from ofa_tf.export import qat
+        qat_model = qat.quantize_model(subnet)
+        steps = options.qat_steps_per_epoch or max(1, (data.num_train or 10_000) // options.qat_batch_size)
+        batches = make_pipeline(train_split, options.qat_batch_size, [res], training=True, seed=run["seed"] + 2,
+                                repeat=True)
+        qat_history = qat.fine_tune(qat_model, batches, options.qat_epochs, steps, options.qat_learning_rate,
+                                    verbose=options.verbose)
+        tflite_bytes = qat.qat_to_tflite(qat_model)
+    else:
+        representative = None
+        if options.quantize == "int8":
+            representative = representative_dataset(
+                make_pipeline(train_split, 100, [res], training=False), options.representative_images)
+        tflite_bytes = keras_to_tflite(subnet, options.quantize, representative)
+
+    comparison = compare_on(subnet, TFLiteClassifier(tflite_bytes), evaluation) if evaluation else None
+    cost = profile(supernet.space, arch, supernet.num_classes)
+    checkpoints = sorted(glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "ckpt-*.weights.h5")))
+    normalization = saved.get("normalization") or {"mean": list(MEAN), "std": list(STD)}
+    paths = output_paths(output, options.formats)
+    metadata = {
+        "format_version": METADATA_VERSION,
+        "space": supernet.space.name,
+        "arch": arch.to_dict(),
+        "quantize": options.quantize,
+        "input": {
+            "name": "image", "shape": [None, res, res, 3], "dtype": "float32", "layout": "NHWC, RGB",
+            "preprocessing": "pixels / 255 (grayscale repeated to RGB), resized to the input size, then "
+                             "(x - mean) / std per channel",
+            "normalization": normalization,
+        },
+        "output": {"dtype": "float32", "shape": [None, supernet.num_classes], "meaning": "logits"},
+        "class_names": saved.get("class_names"),
+        "num_classes": supernet.num_classes,
+        "macs": cost["macs"], "params": cost["params"],
+        "tflite_bytes": len(tflite_bytes),
+        "bn_recalibration_images": n_calibration if data is not None else 0,
+        "accuracy": None if comparison is None else {"split": options.split, **comparison},
+        "qat": {"epochs": options.qat_epochs, **qat_history} if options.quantize == "qat" else None,
+        "source": {"model_dir": os.path.abspath(model_dir),
+                   "checkpoint": os.path.basename(checkpoints[-1]) if checkpoints else None,
+                   "dataset": None if data is None else data.name},
+        "files": {k: os.path.basename(v) for k, v in paths.items()},
+        "export_seconds": None,
+    }
+    _write_all(paths, tflite_bytes, subnet, metadata, started)
+    return metadata
+
+
+def _write_all(paths: dict[str, str], tflite_bytes: bytes, subnet: keras.Model, metadata: dict[str, Any],
+               started: float) -> None:
+    """Writes every file to a temporary name first, then renames them all."""
+    staged: list[tuple[str, str]] = []
+    directory = os.path.dirname(os.path.abspath(paths["tflite"]))
+    scratch = tempfile.mkdtemp(prefix=".tmp-export-", dir=directory)
+    try:
+        def stage(key: str, write) -> None:
+            tmp = os.path.join(scratch, os.path.basename(paths[key]))
+            write(tmp)
+            staged.append((tmp, paths[key]))
+
+        stage("tflite", lambda p: _write_bytes(p, tflite_bytes))
+        if "keras" in paths:
+            stage("keras", subnet.save)
+        if "saved_model" in paths:
+            stage("saved_model", lambda p: export_saved_model(subnet, p))
+        metadata["export_seconds"] = round(time.time() - started, 1)
+        stage("metadata", lambda p: _write_bytes(p, json.dumps(metadata, indent=1).encode()))
+        for tmp, final in staged:
+            if os.path.isdir(final) and not os.path.islink(final):
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+__all__ = ["ExportOptions", "FORMATS", "check_request", "export_subnet", "output_paths"]

@@ -1,0 +1,188 @@
+"""Quantisation-aware training of an extracted subnet, then int8 conversion.
+
+tensorflow-model-optimization 0.8.1 rejects Keras 3 models, so the static subnet (plain
+Keras 3 layers, `Supernet.get_subnet`) is rebuilt layer by layer in tf_keras with the
+same weights (STACK.md: matches to ~1e-6), annotated for QAT, fine-tuned for a few
+epochs and converted. tfmot has no quantize config for hard-swish / hard-sigmoid
+activations or `Multiply` (squeeze-excite), so they become small tf_keras layers with an
+output-only quantize config; the converter then emits TFLite's HARD_SWISH op.
+
+Importing tfmot sets TF_USE_LEGACY_KERAS=1 for the process (after which `tf.keras` is
+tf_keras), so this module imports it lazily and the project never uses `tf.keras`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+from ofa_tf.export.tflite import quiet_conversion
+
+_SIMPLE = ("Conv2D", "DepthwiseConv2D", "BatchNormalization", "GlobalAveragePooling2D", "Add", "Multiply",
+           "Flatten", "Dropout", "Dense")
+
+
+def _tfk():
+    import tf_keras
+    return tf_keras
+
+
+def _custom_layers() -> dict[str, type]:
+    """tf_keras HardSwish / HardSigmoid (Keras 3's definitions: relu6(x + 3) / 6)."""
+    if _CUSTOM:
+        return _CUSTOM
+    tfk = _tfk()
+
+    class HardSigmoid(tfk.layers.Layer):
+        def call(self, x):
+            return tf.nn.relu6(x + 3.0) / 6.0
+
+    class HardSwish(tfk.layers.Layer):
+        def call(self, x):
+            return x * tf.nn.relu6(x + 3.0) / 6.0
+
+    _CUSTOM.update(HardSigmoid=HardSigmoid, HardSwish=HardSwish)
+    return _CUSTOM
+
+
+_CUSTOM: dict[str, type] = {}
+
+
+def _inbound_names(node_args: Any) -> list[str]:
+    """Names of the layers feeding one node of a Keras 3 functional config."""
+    if isinstance(node_args, dict):
+        if node_args.get("class_name") == "__keras_tensor__":
+            return [node_args["config"]["keras_history"][0]]
+        return [n for v in node_args.values() for n in _inbound_names(v)]
+    if isinstance(node_args, (list, tuple)):
+        return [n for v in node_args for n in _inbound_names(v)]
+    return []
+
+
+def _tf_keras_layer(layer: keras.layers.Layer):
+    tfk = _tfk()
+    name, kind = layer.name, type(layer).__name__
+    config = layer.get_config()
+    if kind == "Activation":
+        activation = config["activation"]
+        custom = {"hard_swish": "HardSwish", "hard_silu": "HardSwish", "hard_sigmoid": "HardSigmoid"}.get(activation)
+        if custom:
+            return _custom_layers()[custom](name=name)
+        if activation not in ("relu", "relu6", "linear"):
+            raise OfaError(f"QAT: activation {activation!r} of layer {name} has no quantize config")
+        return tfk.layers.Activation(activation, name=name)
+    if kind not in _SIMPLE:
+        raise OfaError(f"QAT: layer {name} ({kind}) has no tf_keras counterpart here")
+    keep = {"Conv2D": ("filters", "kernel_size", "strides", "padding", "use_bias"),
+            "DepthwiseConv2D": ("kernel_size", "strides", "padding", "use_bias"),
+            "BatchNormalization": ("momentum", "epsilon"),
+            "GlobalAveragePooling2D": ("keepdims",), "Dropout": ("rate",), "Dense": ("units", "use_bias")}
+    return getattr(tfk.layers, kind)(name=name, **{k: config[k] for k in keep.get(kind, ())})
+
+
+def to_tf_keras(model: keras.Model):
+    """The static Keras 3 functional `model` rebuilt in tf_keras, weights copied."""
+    tfk = _tfk()
+    layers_config = model.get_config()["layers"]
+    tensors: dict[str, Any] = {}
+    for entry in layers_config:
+        layer = model.get_layer(entry["name"])
+        if entry["class_name"] == "InputLayer":
+            tensors[layer.name] = tfk.Input(tuple(layer.output.shape[1:]), name=layer.name)
+            continue
+        inbound = [tensors[n] for n in _inbound_names(entry["inbound_nodes"][0]["args"])]
+        new = _tf_keras_layer(layer)
+        tensors[layer.name] = new(inbound if len(inbound) > 1 else inbound[0])
+        new.set_weights(layer.get_weights())
+    output_name = model.outputs[0]._keras_history[0].name
+    input_name = model.inputs[0]._keras_history[0].name
+    return tfk.Model(tensors[input_name], tensors[output_name], name=model.name)
+
+
+def _output_only_config():
+    import tensorflow_model_optimization as tfmot
+
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """Quantises a layer's output only (no weights): hard-swish, hard-sigmoid, Multiply."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return OutputQuantizeConfig
+
+
+def quantize_model(model: keras.Model):
+    """A QAT (fake-quantised) tf_keras copy of the static Keras 3 `model`."""
+    import tensorflow_model_optimization as tfmot
+
+    tfk = _tfk()
+    qk = tfmot.quantization.keras
+    output_only = _output_only_config()
+    custom = tuple(_custom_layers().values()) + (tfk.layers.Multiply,)
+    source = to_tf_keras(model)
+
+    def annotate(layer):
+        if isinstance(layer, custom):
+            return qk.quantize_annotate_layer(layer, output_only())
+        if isinstance(layer, tfk.layers.InputLayer):
+            return layer
+        return qk.quantize_annotate_layer(layer)
+
+    annotated = tfk.models.clone_model(source, clone_function=annotate)
+    annotated.set_weights(source.get_weights())
+    with qk.quantize_scope({"OutputQuantizeConfig": output_only, **_custom_layers()}):
+        return qk.quantize_apply(annotated)
+
+
+def fine_tune(qat_model, batches: tf.data.Dataset, epochs: int, steps_per_epoch: int,
+              learning_rate: float = 1e-3, verbose: int = 1) -> dict[str, float]:
+    """A few epochs of SGD (momentum 0.9, cosine decay) on (images, labels) batches."""
+    tfk = _tfk()
+    if epochs < 0 or steps_per_epoch <= 0:
+        raise OfaError(f"--qat_epochs={epochs}, --qat_steps_per_epoch={steps_per_epoch}: expected >= 0 and > 0")
+    if epochs == 0:
+        return {}
+    schedule = tfk.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
+    qat_model.compile(optimizer=tfk.optimizers.SGD(schedule, momentum=0.9),
+                      loss=tfk.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = qat_model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
+    return {k: float(v[-1]) for k, v in history.history.items()}
+
+
+def qat_to_tflite(qat_model) -> bytes:
+    """int8 `.tflite` bytes of a fine-tuned QAT model (float32 input and output)."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with quiet_conversion():
+        return converter.convert()
+
+
+def max_rebuild_error(model: keras.Model, images: Iterable[np.ndarray]) -> float:
+    """Max |logit difference| between `model` and its tf_keras rebuild (a sanity check)."""
+    rebuilt = to_tf_keras(model)
+    worst = 0.0
+    for batch in images:
+        worst = max(worst, float(np.abs(np.asarray(model(batch, training=False))
+                                        - rebuilt(batch, training=False).numpy()).max()))
+    return worst

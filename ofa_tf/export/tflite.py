@@ -1,0 +1,195 @@
+"""Keras model -> `.tflite` bytes in every quantisation mode, and LiteRT inference.
+
+Conversion goes Keras 3 `model.export(format="tf_saved_model")` -> `TFLiteConverter.
+from_saved_model`, the path STACK.md measured to be exact (float32 within ~1e-5);
+`from_concrete_functions` wrote NaN models there. Every mode keeps float32 input and
+output tensors (int8 models quantise / dequantise at their edges), so a caller feeds
+all of them the same normalised images.
+
+Inference uses the LiteRT interpreter (`ai-edge-litert`): tflite-runtime breaks under
+numpy 2 (STACK.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from typing import Callable, Iterable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
+# Modes that need training images: a representative set (int8) or fine-tuning data (qat).
+MODES_NEEDING_DATA = ("int8", "qat")
+# Interpreter op resolvers: XNNPACK (LiteRT's default on CPU), the built-in kernels without
+# default delegates (faster for full-int8 on some x86 CPUs, STACK.md), the reference kernels.
+OP_RESOLVERS = ("xnnpack", "builtin", "reference")
+
+
+def check_quantize(mode: str) -> str:
+    if mode not in QUANTIZE_MODES:
+        raise OfaError(f"--quantize={mode!r}: expected one of {list(QUANTIZE_MODES)}")
+    return mode
+
+
+def configure_converter(converter: "tf.lite.TFLiteConverter", mode: str,
+                        representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> None:
+    """Sets the converter options of `mode` (`qat` models carry their own ranges)."""
+    check_quantize(mode)
+    if mode == "none":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if representative is None:
+            raise OfaError("--quantize=int8: needs a representative dataset (training images)")
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+
+@contextlib.contextmanager
+def quiet_conversion():
+    """Keeps SavedModel writing / conversion chatter (graph dumps on stdout, absl INFO lines
+    on stderr) out of a tool's output."""
+    from absl import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), quiet_native_logs():
+            yield
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def saved_model_to_tflite(saved_model_dir: str, mode: str = "none",
+                          representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    configure_converter(converter, mode, representative)
+    with quiet_conversion():
+        return converter.convert()
+
+
+def export_saved_model(model: keras.Model, directory: str) -> None:
+    """Keras 3 inference SavedModel (signature `serving_default`), quietly."""
+    with quiet_conversion():
+        model.export(directory, format="tf_saved_model", verbose=False)
+
+
+def keras_to_tflite(model: keras.Model, mode: str = "none",
+                    representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+    """`.tflite` bytes of a Keras 3 model (`mode` in none/float16/dynamic/int8)."""
+    if check_quantize(mode) == "qat":
+        raise OfaError("--quantize=qat: use ofa_tf.export.qat (the model must be fine-tuned first)")
+    directory = tempfile.mkdtemp(prefix="ofa_tf_export_")
+    try:
+        export_saved_model(model, directory)
+        return saved_model_to_tflite(directory, mode, representative)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def representative_dataset(batches: Iterable, num_images: int) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """A converter `representative_dataset`: `num_images` single images from `batches`
+    (arrays or (images, labels) tuples) of the same normalised data the model sees."""
+    images: list[np.ndarray] = []
+    for batch in batches:
+        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
+        images.extend(np.asarray(batch, np.float32)[: num_images - len(images)])
+        if len(images) >= num_images:
+            break
+    if not images:
+        raise OfaError("representative dataset: the data yielded no images")
+
+    def generate() -> Iterator[list[np.ndarray]]:
+        for image in images:
+            yield [image[None]]
+    return generate
+
+
+def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack"):
+    """A LiteRT `Interpreter` for a `.tflite` path or bytes (tensors not yet allocated)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if op_resolver not in OP_RESOLVERS:
+        raise OfaError(f"--op_resolver={op_resolver!r}: expected one of {list(OP_RESOLVERS)}")
+    resolver = {"xnnpack": OpResolverType.AUTO, "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                "reference": OpResolverType.BUILTIN_REF}[op_resolver]
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
+    if isinstance(model, str) and not os.path.isfile(model):
+        raise OfaError(f"{model}: no such .tflite file")
+    try:
+        with quiet_native_logs():
+            return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver)
+    except ValueError as e:
+        name = model if isinstance(model, str) else "model bytes"
+        raise OfaError(f"{name}: not a loadable TFLite model ({str(e).splitlines()[0][:120]})") from None
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Silences C++ chatter on fd 2 (LiteRT's "Created TensorFlow Lite XNNPACK delegate",
+    the converter's quantisation summary); OFA_TF_TF_LOGS=1 keeps it."""
+    if os.environ.get("OFA_TF_TF_LOGS") == "1":
+        yield
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class TFLiteClassifier:
+    """Runs a float-I/O `.tflite` classifier on batches of normalised images.
+
+    The batch dimension is resized per call (the exported models have a dynamic batch).
+    """
+
+    def __init__(self, model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack"):
+        self.interpreter = make_interpreter(model, num_threads, op_resolver)
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if self._batch != images.shape[0]:
+            with quiet_native_logs():
+                self.interpreter.resize_tensor_input(self._input["index"], list(images.shape))
+                self.interpreter.allocate_tensors()
+            self._batch = images.shape[0]
+        self.interpreter.set_tensor(self._input["index"], images)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output["index"]).copy()
+
+
+def compare_on(keras_model: keras.Model, tflite_model: TFLiteClassifier, batches: Iterable) -> dict[str, float]:
+    """Accuracy of both models, their top-1 agreement and max |logit difference| on (images,
+    labels) batches: the before/after-conversion figures of an export."""
+    right_keras = right_tflite = agree = total = 0
+    max_diff = 0.0
+    for images, labels in batches:
+        images, labels = np.asarray(images), np.asarray(labels)
+        a = np.asarray(keras_model(images, training=False))
+        b = tflite_model(images)
+        pa, pb = a.argmax(-1), b.argmax(-1)
+        right_keras += int((pa == labels).sum())
+        right_tflite += int((pb == labels).sum())
+        agree += int((pa == pb).sum())
+        total += len(labels)
+        max_diff = max(max_diff, float(np.abs(a - b).max()))
+    total = max(total, 1)
+    return {"keras_accuracy": right_keras / total, "tflite_accuracy": right_tflite / total,
+            "top1_agreement": agree / total, "max_abs_logit_diff": max_diff, "num_images": total}

@@ -1,0 +1,131 @@
+"""Building latency tables: each op as a small stand-alone model, converted and timed.
+
+The op models are cut from a `Supernet` of the space with its own static twins (the
+same layers `Supernet.get_subnet` emits), so an op model runs exactly the TFLite ops the
+op contributes to an exported subnet. Weights do not matter for float latency; they are
+the supernet's initial ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import keras
+import numpy as np
+
+from ofa_tf.export.tflite import keras_to_tflite
+from ofa_tf.latency.host import time_interleaved
+from ofa_tf.latency.lut import LatencyTable, OpSpec, distinct_op_specs
+from ofa_tf.layers.base import static_activation
+from ofa_tf.models import Supernet
+from ofa_tf.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from ofa_tf.latency.android import AndroidBenchmark
+
+
+def op_model(supernet: Supernet, op: OpSpec) -> keras.Model:
+    """A Keras model computing `op` alone (batch 1)."""
+    sp = supernet.space
+    inputs = keras.Input(op.in_shape, batch_size=1, name="x")
+    x = inputs
+    if op.kind == "stem":
+        x = supernet.stem_conv.to_static(x.shape, out_channels=op.out_shape[-1])(x)
+        x = supernet.stem_bn.to_static(x.shape)(x)
+        x = static_activation(sp.stem_activation, "stem_act")(x)
+    elif op.kind == "block":
+        block = supernet.stages[op.stage].blocks[op.index]
+        x = block.apply_static(x, kernel_size=op.kernel, mid_channels=op.mid_channels,
+                               out_channels=op.out_shape[-1], se_channels=op.se_channels or None)
+    elif op.kind == "final_expand":
+        x = supernet.final_expand_conv.to_static(x.shape, out_channels=op.out_shape[-1])(x)
+        x = supernet.final_expand_bn.to_static(x.shape)(x)
+        x = static_activation(sp.head_activation, "final_expand_act")(x)
+    elif op.kind == "head":  # as the tail of Supernet.get_subnet
+        x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(x)
+        if op.mid_channels:
+            x = supernet.head_conv.to_static(x.shape, out_channels=op.mid_channels)(x)
+            x = static_activation(sp.head_activation, "head_act")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = supernet.classifier.to_static(x.shape)(x)
+    else:
+        raise ValueError(f"unknown op kind {op.kind!r}")
+    return keras.Model(inputs, x, name=op.kind)
+
+
+def overhead_model(channels: int = 8) -> keras.Model:
+    """A model that does almost nothing (one ReLU on 8 numbers): its latency is the
+    per-invocation cost every stand-alone op model pays once."""
+    inputs = keras.Input((1, 1, channels), batch_size=1)
+    return keras.Model(inputs, keras.layers.ReLU()(inputs), name="overhead")
+
+
+def convert_ops(supernet: Supernet, ops: Sequence[OpSpec], quantize: str = "none",
+                progress: Callable[[int], Any] | None = None) -> list[bytes]:
+    """`.tflite` bytes of every op model (float32 unless `quantize` is float16/dynamic).
+
+    Full-int8 tables would need a representative set per op; they are not built here."""
+    models = []
+    for op in ops:
+        models.append(keras_to_tflite(op_model(supernet, op), quantize))
+        if progress:
+            progress(1)
+    return models
+
+
+def stats(times_ms: np.ndarray) -> dict[str, float]:
+    """A table entry: count / mean / std / median in ms."""
+    t = np.asarray(times_ms, np.float64)
+    return {"count": int(t.size), "mean": float(t.mean()), "std": float(t.std()), "median": float(np.median(t))}
+
+
+def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int], num_threads: int = 1,
+                op_resolver: str = "xnnpack", rounds: int = 20, runs_per_round: int = 10,
+                android: "AndroidBenchmark | None" = None, verbose: bool = True) -> LatencyTable:
+    """Times every distinct op of `space` at each resolution (host LiteRT, or a phone when
+    `android` is given) and returns the tables."""
+    supernet = Supernet(space, num_classes)
+    supernet.build()
+    tables = {}
+    for resolution in resolutions:
+        space.parse_arch("max", resolution=resolution)  # OfaError for a resolution outside the space
+        ops = distinct_op_specs(space, resolution, num_classes)
+        bar = keras.utils.Progbar(len(ops) + 1, unit_name="op") if verbose else None
+        if bar:
+            print(f"resolution {resolution}: converting {len(ops)} ops", flush=True)
+        models = convert_ops(supernet, ops, progress=bar.add if bar else None)
+        models.append(keras_to_tflite(overhead_model()))
+        if bar:
+            bar.add(1)
+        if android is None:
+            times = time_interleaved(models, num_threads, op_resolver, rounds, runs_per_round)
+            entries = [stats(t) for t in times]
+        else:
+            entries = _time_on_android(android, models, num_threads, rounds * runs_per_round, verbose)
+        tables[resolution] = {"overhead_ms": entries[-1]["mean"],
+                              "ops": {op.key: entry for op, entry in zip(ops, entries[:-1])}}
+    settings = {"threads": num_threads, "op_resolver": op_resolver if android is None else None,
+                "runs": rounds * runs_per_round, "rounds": rounds, "quantize": "none"}
+    device = "host" if android is None else f"android:{android.serial}"
+    return LatencyTable(space, num_classes, tables, device, settings)
+
+
+def _time_on_android(android: "AndroidBenchmark", models: Sequence[bytes], num_threads: int, runs: int,
+                     verbose: bool) -> list[dict[str, float]]:
+    import os
+    import tempfile
+
+    android.check_device()
+    bar = keras.utils.Progbar(len(models), unit_name="op") if verbose else None
+    entries = []
+    with tempfile.TemporaryDirectory() as directory:
+        for i, model in enumerate(models):
+            path = os.path.join(directory, f"op{i:04d}.tflite")
+            with open(path, "wb") as f:
+                f.write(model)
+            result = android.run(path, num_threads=num_threads, runs=runs)
+            entries.append({"count": result["runs"] or runs, "mean": result["mean_ms"], "std": result["std_ms"],
+                            "median": result["median_ms"]})
+            if bar:
+                bar.add(1)
+    return entries

@@ -1,0 +1,18 @@
+"""Subnet search: cost models, the accuracy predictor, searchers and measured accuracy.
+
+TensorFlow is only imported by `measure` (and when saving a predictor), so searching with
+a saved predictor and the cost models stays fast to start.
+"""
+
+from ofa_tf.search.costs import (CONSTRAINT_NAMES, ArchCostTable, Constraint, CostModels, LatencyCost,
+                                 LatencyPredictor, MacsCost, ParamsCost, format_cost, parse_budget, parse_target,
+                                 satisfies, zip_targets)
+from ofa_tf.search.encoding import ArchEncoder, space_fingerprint
+from ofa_tf.search.predictor import PREDICTOR_DIR, AccuracyPredictor, kendall_tau, spearman
+from ofa_tf.search.searchers import (SEARCHERS, EvolutionSearch, ExhaustiveSearch, RandomSearch, SearchResult,
+                                     zero_cost_select)
+
+__all__ = ["CONSTRAINT_NAMES", "PREDICTOR_DIR", "SEARCHERS", "AccuracyPredictor", "ArchCostTable", "ArchEncoder",
+           "Constraint", "CostModels", "EvolutionSearch", "ExhaustiveSearch", "LatencyCost", "LatencyPredictor",
+           "MacsCost", "ParamsCost", "RandomSearch", "SearchResult", "format_cost", "kendall_tau", "parse_budget",
+           "parse_target", "satisfies", "space_fingerprint", "spearman", "zero_cost_select", "zip_targets"]

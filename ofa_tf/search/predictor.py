@@ -1,0 +1,213 @@
+"""OFA's accuracy predictor: an MLP on the arch encoding (REFERENCE §4), in NumPy.
+
+Input: `ArchEncoder` (= `SearchSpace.encode`, OFA's one-hot layout). Network: 3 x 400 ReLU
+-> 1, plus a constant base accuracy; trained with Adam (lr 1e-3, L2 weight decay 1e-4 as
+PyTorch's Adam applies it) on the MSE to measured, BN-recalibrated accuracies. It ranks
+subnets; it is not calibrated.
+
+Why NumPy and not Keras: search calls it on batches of 100 archs 500 times per target, and
+a Keras call costs more in dispatch than the three matrix products it does; NumPy also
+keeps search free of TensorFlow start-up. Training a net this small on a few hundred
+samples takes seconds in NumPy too.
+
+Saved as `<dir>/predictor.npz` (the weights and a JSON header with the space's config and
+fingerprint, so loading it for another space fails with one line) plus a readable
+`<dir>/predictor.json` report (settings, held-out Kendall tau and Spearman).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ofa_tf.errors import OfaError
+from ofa_tf.search.encoding import ArchEncoder, space_fingerprint
+from ofa_tf.spaces import Arch, SearchSpace
+
+PREDICTOR_DIR = "predictor"
+WEIGHTS_FILE = "predictor.npz"
+REPORT_FILE = "predictor.json"
+
+
+# ----------------------------------------------------------------------- rank statistics
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties get their average rank (as scipy.stats.rankdata)."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    ranks = np.empty(len(values), np.float64)
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or sorted_values[end] != sorted_values[start]:
+            ranks[order[start:end]] = (start + end + 1) / 2.0
+            start = end
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (Pearson correlation of tie-averaged ranks)."""
+    ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denominator) if denominator else 0.0
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b (accounts for ties in either sequence), O(n^2) memory-light loop."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    concordant_minus_discordant = 0.0
+    pairs_a = pairs_b = 0.0
+    for i in range(len(a) - 1):
+        da = np.sign(a[i + 1:] - a[i])
+        db = np.sign(b[i + 1:] - b[i])
+        concordant_minus_discordant += float((da * db).sum())
+        pairs_a += float(np.count_nonzero(da))
+        pairs_b += float(np.count_nonzero(db))
+    denominator = np.sqrt(pairs_a * pairs_b)
+    return float(concordant_minus_discordant / denominator) if denominator else 0.0
+
+
+# ----------------------------------------------------------------------------- the model
+class AccuracyPredictor:
+    """accuracy(arch) ~ base + scale * MLP(encode(arch)), batched in NumPy."""
+
+    def __init__(self, space: SearchSpace, layers: list[tuple[np.ndarray, np.ndarray]], base: float,
+                 scale: float, info: dict[str, Any] | None = None):
+        self.space = space
+        self.encoder = ArchEncoder(space)
+        if layers[0][0].shape[0] != self.encoder.size:
+            raise OfaError(f"predictor input size {layers[0][0].shape[0]} does not match space "
+                           f"{space.name!r} (encoding size {self.encoder.size})")
+        self.layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
+        self.base, self.scale = float(base), float(scale)
+        self.info = dict(info or {})
+
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Predicted accuracy of each arch (float64 vector)."""
+        if not len(archs):
+            return np.zeros(0)
+        return self.base + self.scale * _forward(self.layers, self.encoder.encode(archs))[0][:, 0].astype(np.float64)
+
+    __call__ = predict
+
+    # ------------------------------------------------------------------- training
+    @classmethod
+    def fit(cls, space: SearchSpace, archs: Sequence[Arch], accuracies: Sequence[float], *, seed: int = 0,
+            hidden: Sequence[int] = (400, 400, 400), epochs: int = 300, batch_size: int = 64,
+            learning_rate: float = 1e-3, weight_decay: float = 1e-4) -> "AccuracyPredictor":
+        """Trains on (arch, measured accuracy) pairs; deterministic for a given seed."""
+        if len(archs) != len(accuracies) or len(archs) < 2:
+            raise OfaError(f"predictor training needs >= 2 measured archs, got {len(archs)}")
+        encoder = ArchEncoder(space)
+        x = encoder.encode(archs)
+        y = np.asarray(accuracies, np.float64)
+        base, scale = float(y.mean()), float(y.std()) or 1.0
+        target = ((y - base) / scale).astype(np.float32)[:, None]
+        rng = np.random.default_rng(seed)
+        sizes = [x.shape[1], *hidden, 1]
+        layers = [(rng.uniform(-1, 1, (n_in, n_out)).astype(np.float32) * np.float32(np.sqrt(6.0 / n_in)),
+                   np.zeros(n_out, np.float32)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        adam = _Adam(layers, learning_rate)
+        for _ in range(epochs):
+            order = rng.permutation(len(x))
+            for start in range(0, len(x), batch_size):
+                batch = order[start:start + batch_size]
+                grads = _backward(layers, x[batch], target[batch])
+                grads = [(gw + weight_decay * w, gb + weight_decay * b) for (gw, gb), (w, b) in zip(grads, layers)]
+                adam.step(layers, grads)
+        info = {"hidden": list(hidden), "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "weight_decay": weight_decay, "seed": seed, "num_train": len(archs)}
+        return cls(space, layers, base, scale, info)
+
+    # --------------------------------------------------------------- save / load
+    def save(self, directory: str) -> None:
+        """Writes predictor.npz (weights + header) and predictor.json (readable report)."""
+        from ofa_tf.run import atomic_write  # ofa_tf.run imports TensorFlow: only when saving
+
+        os.makedirs(directory, exist_ok=True)
+        header = {"space": self.space.to_config(), "fingerprint": space_fingerprint(self.space),
+                  "encoding_size": self.encoder.size, "base": self.base, "scale": self.scale, "info": self.info}
+        arrays = {f"w{i}": w for i, (w, _) in enumerate(self.layers)}
+        arrays.update({f"b{i}": b for i, (_, b) in enumerate(self.layers)})
+        arrays["header"] = np.array(json.dumps(header))
+        atomic_write(os.path.join(directory, WEIGHTS_FILE), lambda tmp: np.savez(tmp, **arrays))
+
+        def write_report(tmp):
+            with open(tmp, "w") as f:
+                json.dump({k: v for k, v in header.items() if k != "space"} | {"space_name": self.space.name},
+                          f, indent=1)
+        atomic_write(os.path.join(directory, REPORT_FILE), write_report)
+
+    @classmethod
+    def load(cls, directory: str, space: SearchSpace) -> "AccuracyPredictor":
+        """The predictor saved in `directory`, checked to be trained for `space`.
+
+        Raises:
+          OfaError: missing / unreadable file, or a predictor for another space.
+        """
+        path = os.path.join(directory, WEIGHTS_FILE)
+        if not os.path.isfile(path):
+            raise OfaError(f"{directory}: no trained accuracy predictor ({WEIGHTS_FILE}); "
+                           "run tools.train_predictor first or use --fitness=measured")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                count = sum(1 for k in data.files if k.startswith("w"))
+                layers = [(data[f"w{i}"], data[f"b{i}"]) for i in range(count)]
+        except (OSError, ValueError, KeyError) as e:
+            raise OfaError(f"{path}: unreadable predictor ({e})") from None
+        if header.get("fingerprint") != space_fingerprint(space):
+            theirs = header.get("space", {}).get("name", "?")
+            raise OfaError(f"{path}: predictor was trained for another space ({theirs!r}, fingerprint "
+                           f"{header.get('fingerprint')}) than this run's {space.name!r} "
+                           f"({space_fingerprint(space)}); retrain it with tools.train_predictor")
+        return cls(space, layers, header["base"], header["scale"], header.get("info"))
+
+
+def _forward(layers, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Output and the activations each layer consumed (for backprop)."""
+    inputs = []
+    h = x
+    for i, (w, b) in enumerate(layers):
+        inputs.append(h)
+        h = h @ w + b
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    return h, inputs
+
+
+def _backward(layers, x: np.ndarray, target: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Gradients of the mean squared error w.r.t. every (weight, bias)."""
+    out, inputs = _forward(layers, x)
+    grad = (2.0 / len(x)) * (out - target)
+    grads = []
+    for i in range(len(layers) - 1, -1, -1):
+        w, _ = layers[i]
+        grads.append((inputs[i].T @ grad, grad.sum(0)))
+        if i:
+            grad = (grad @ w.T) * (inputs[i] > 0)
+    return grads[::-1]
+
+
+class _Adam:
+    """Adam (Kingma & Ba), updating the (weight, bias) arrays in place."""
+
+    def __init__(self, layers, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.lr, self.b1, self.b2, self.eps, self.t = learning_rate, beta1, beta2, eps, 0
+        self.m = [np.zeros_like(p) for layer in layers for p in layer]
+        self.v = [np.zeros_like(p) for layer in layers for p in layer]
+
+    def step(self, layers, grads) -> None:
+        self.t += 1
+        params = [p for layer in layers for p in layer]
+        flat = [g for pair in grads for g in pair]
+        correction = np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        for p, g, m, v in zip(params, flat, self.m, self.v):
+            m *= self.b1
+            m += (1 - self.b1) * g
+            v *= self.b2
+            v += (1 - self.b2) * g * g
+            p -= (self.lr * correction * m / (np.sqrt(v) + self.eps)).astype(p.dtype)

@@ -1,0 +1,177 @@
+"""tf.distribute, exact resume and fault tolerance, run for real: logical CPU devices, local
+worker processes on 127.0.0.1, kill -9."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from helpers import assert_one_line_error, run_tool, tiny_space
+
+from ofa_tf.distribute import parse_tf_config
+from ofa_tf.errors import OfaError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
+
+
+def _space_file(tmp_path) -> str:
+    path = tmp_path / "tiny_space.json"
+    path.write_text(json.dumps(tiny_space(resolutions=(16,)).to_config()))
+    return str(path)
+
+
+def _run_flags(tmp_path, epochs=2, steps=4, **extra) -> list[str]:
+    flags = {"method": "bignas", "space": _space_file(tmp_path), "dataset": f"npz:{DEMO}", "image_size": 16,
+             "epochs": epochs, "steps_per_epoch": steps, "batch_size": 8, "num_subnets": 1,
+             "bn_calibration_images": 32, "dropout": 0.1, **extra}
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def _train_process(args, env=None, log=None):
+    return subprocess.Popen([sys.executable, "-m", "tools.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=log or subprocess.PIPE, text=True)
+
+
+def _summary(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _last_weights(run_dir) -> dict[str, np.ndarray]:
+    checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.weights.h5"))
+    arrays = {}
+    with h5py.File(checkpoints[-1], "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
+                     else None)
+    return arrays
+
+
+def _wait_for(path_glob, directory, process, timeout=600):
+    started = time.time()
+    while time.time() - started < timeout:
+        if list(directory.glob(path_glob)) if directory.exists() else []:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"training ended before {path_glob} appeared: {process.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {path_glob}")
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tf_config(ports, index) -> str:
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+@pytest.mark.parametrize("text,message", [
+    (None, "needs the TF_CONFIG environment variable"),
+    ("{cluster:", "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}',
+     "127.0.0.1:1 names two tasks (worker[0] and worker[1])"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
+     "task index 3 out of range for 1 worker task(s)"),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', "is not host:port"),
+])
+def test_bad_tf_config_is_named(text, message):
+    with pytest.raises(OfaError, match=None) as raised:
+        parse_tf_config(text)
+    assert message in str(raised.value)
+
+
+def test_bad_tf_config_through_the_tool_writes_nothing(tmp_path):
+    env = {**os.environ, "TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:5", "127.0.0.1:5"]}, '
+                                      '"task": {"type": "worker", "index": 0}}'}
+    done = subprocess.run([sys.executable, "-m", "tools.train", *_run_flags(tmp_path), "--strategy=multi_worker",
+                           f"--model_dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert_one_line_error(done, "TF_CONFIG: 127.0.0.1:5 names two tasks")
+    assert not (tmp_path / "run").exists()
+
+
+def test_mirrored_over_two_cpu_devices_equals_one_device():
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mirrored_check.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["max_update"] > 1e-3  # training moved the weights ...
+    assert result["max_abs_diff"] < 1e-5, result  # ... and both strategies moved them identically
+    assert result["traces"] == 2  # traced once per replica, not once per step or subnet
+
+
+def test_kill_minus_9_then_rerun_matches_an_uninterrupted_run(tmp_path):
+    flags = _run_flags(tmp_path, epochs=3, steps=4, checkpoint_every_steps=2)
+    whole = run_tool("train", *flags, f"--model_dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    killed_dir = tmp_path / "killed"
+    process = _train_process([*flags, f"--model_dir={killed_dir}"])
+    _wait_for("ckpt-00000006.json", killed_dir / "checkpoints", process)  # mid-epoch 2 (steps 4..7)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = run_tool("train", *flags, f"--model_dir={killed_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = _summary(resumed.stdout)
+    assert summary["resumed_from_step"] >= 6 and summary["epochs"] == 3
+    expected, actual = _last_weights(tmp_path / "whole"), _last_weights(killed_dir)
+    assert expected.keys() == actual.keys() and len(expected) > 20
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, err_msg=name)
+    rows = (killed_dir / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]][-1] == "3"
+
+
+def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_tool("train", *_run_flags(tmp_path, epochs=3, steps=1), "--learning_rate=1e30",
+                    f"--model_dir={run_dir}")  # step 0 is finite; its update makes every later loss NaN
+    assert_one_line_error(done, "training stopped, the last checkpoint is the last good state")
+    bad_step = int(re.search(r"loss became (?:nan|inf|-inf) at step (\d+) ", done.stderr).group(1))
+    steps = [int(p.name[5:13]) for p in (run_dir / "checkpoints").glob("ckpt-*.json")]
+    assert bad_step >= 1 and steps and max(steps) <= bad_step, (bad_step, steps)
+    assert all(np.isfinite(a).all() for a in _last_weights(run_dir).values())
+    assert not list((run_dir / "checkpoints").glob(".tmp*"))
+
+
+def test_multi_worker_survives_a_killed_worker(tmp_path):
+    ports = _free_ports(2)
+    run_dir = tmp_path / "run"
+    flags = [*_run_flags(tmp_path, epochs=2, steps=4, checkpoint_every_steps=2), "--strategy=multi_worker",
+             f"--model_dir={run_dir}"]
+    env = [{**os.environ, "TF_CONFIG": _tf_config(ports, i)} for i in range(2)]
+    chief, worker = _train_process(flags, env[0]), _train_process(flags, env[1])
+    try:
+        _wait_for("ckpt-00000002.json", run_dir / "checkpoints", chief)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        worker = _train_process(flags, env[1])  # the scheduler brings it back
+        outputs = [p.communicate(timeout=900) for p in (chief, worker)]
+    finally:
+        for p in (chief, worker):
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip((chief, worker), outputs):
+        assert p.returncode == 0, err[-3000:]
+    summaries = [_summary(out) for out, _ in outputs]
+    assert [s["worker"] for s in summaries] == ["worker-0", "worker-1"]
+    assert summaries[0]["replicas"] == 2
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
+    assert "restarting from the last checkpoint" in outputs[0][1]  # the chief lost its peer and came back
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.json"))[-1] == "ckpt-00000008.json"

@@ -1,0 +1,77 @@
+"""Builds latency look-up tables for a search space: every op configuration timed alone.
+
+  python -m tools.build_lut --model_dir=runs/demo --output=luts/demo_host.json
+  python -m tools.build_lut --space=ofa_mbv3 --resolutions=32 --num_classes=10 --output=lut.json
+  python -m tools.build_lut ... --device=android --benchmark_binary=bin/benchmark_model
+
+One table per resolution (--lut_resolutions, default all of the space's), keyed by op
+configuration, each entry count / mean / std / median in ms. Search uses the file through
+`ofa_tf.latency.LatencyTable.load(path).predict_ms(arch)`. With --model_dir the run's space
+and class count are used.
+"""
+
+from __future__ import annotations
+
+import tools._quiet_tf  # noqa: F401  (first: silences TensorFlow start-up logs)
+import json
+import os
+
+from absl import flags
+
+from flags.export_flags import android_from_flags, define_latency_flags
+from flags.space_flags import define_space_flags, space_from_flags
+from ofa_tf.errors import OfaError
+from ofa_tf.latency.ops import build_table
+from tools._runner import run
+
+define_space_flags()
+define_latency_flags()
+flags.DEFINE_string("model_dir", None, "Take the space and class count from this run directory.")
+flags.DEFINE_list("lut_resolutions", None, "Resolutions to build tables for (default: all of the space's).")
+flags.DEFINE_integer("rounds", 20, "Interleaved timing rounds (host).")
+flags.DEFINE_integer("runs_per_round", 10, "Timed runs of each op per round (Android: rounds x this per op).")
+flags.DEFINE_string("output", None, "The table file (JSON) to write.")
+FLAGS = flags.FLAGS
+
+
+def _space_and_classes():
+    if not FLAGS.model_dir:
+        return space_from_flags(), FLAGS.num_classes
+    from ofa_tf.spaces import SearchSpace
+    path = os.path.join(FLAGS.model_dir, "config.json")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        return SearchSpace.from_config(saved["space"]), int(saved["num_classes"])
+    except FileNotFoundError:
+        raise OfaError(f"--model_dir={FLAGS.model_dir}: no config.json (not a training run directory)") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise OfaError(f"--model_dir={FLAGS.model_dir}: unreadable config.json") from None
+
+
+def main(argv: list[str]) -> None:
+    if not FLAGS.output:
+        raise OfaError("--output is required: the latency table file to write")
+    directory = os.path.dirname(os.path.abspath(FLAGS.output))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise OfaError(f"--output={FLAGS.output}: directory {directory} does not exist or is not writable")
+    if FLAGS.rounds <= 0 or FLAGS.runs_per_round <= 0:
+        raise OfaError(f"--rounds={FLAGS.rounds}, --runs_per_round={FLAGS.runs_per_round}: expected positive numbers")
+    space, num_classes = _space_and_classes()
+    try:
+        resolutions = [int(r) for r in FLAGS.lut_resolutions] if FLAGS.lut_resolutions else list(space.resolutions)
+    except ValueError:
+        raise OfaError(f"--lut_resolutions={','.join(FLAGS.lut_resolutions)}: expected integers") from None
+    for r in resolutions:
+        space.parse_arch("max", resolution=r)
+    android = android_from_flags()
+    table = build_table(space, num_classes, resolutions, FLAGS.threads, FLAGS.op_resolver, FLAGS.rounds,
+                        FLAGS.runs_per_round, android)
+    table.save(FLAGS.output)
+    print(json.dumps({"output": FLAGS.output, "space": table.space_name, "resolutions": table.resolutions,
+                      "device": table.device, "ops": {str(r): len(t["ops"]) for r, t in table.tables.items()},
+                      "overhead_ms": {str(r): t["overhead_ms"] for r, t in table.tables.items()}}))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,60 @@
+"""Exports one subnet of a trained run as .tflite (+ .keras / SavedModel) with a metadata JSON.
+
+  python -m tools.export_tflite --model_dir=runs/demo --arch=max --output=exports/max.tflite
+  python -m tools.export_tflite --model_dir=runs/demo --arch=search/best.json --quantize=int8 \\
+      --output=exports/best_int8.tflite --formats=tflite,keras,saved_model
+
+The subnet's BN statistics are recalibrated on the run's training images first, and its
+accuracy is measured before and after conversion on the validation split (metadata
+`accuracy`). --quantize: none (float32), float16, dynamic (int8 weights), int8 (full
+integer, representative set from the training data), qat (quantisation-aware fine-tuning
+for --qat_epochs, then int8). Inputs are float32 images normalised as the metadata says.
+"""
+
+from __future__ import annotations
+
+import tools._quiet_tf  # noqa: F401  (first: silences TensorFlow start-up logs)
+import json
+
+from absl import flags
+
+from ofa_tf.export import FORMATS, QUANTIZE_MODES, ExportOptions, export_subnet
+from ofa_tf.errors import OfaError
+from tools._runner import run
+
+flags.DEFINE_string("model_dir", None, "Run directory written by tools.train.")
+flags.DEFINE_string("arch", "max", "Subnet: max, min, random, a JSON object or a JSON file (a search result works).")
+flags.DEFINE_integer("seed", 0, "Seed for --arch=random.")
+flags.DEFINE_string("output", None, "Path of the .tflite file to write; the other files go beside it.")
+flags.DEFINE_string("quantize", "none", f"One of {list(QUANTIZE_MODES)}.")
+flags.DEFINE_list("formats", ["tflite"], f"Files to write besides the metadata JSON: any of {list(FORMATS)}.")
+flags.DEFINE_string("dataset", None, "Data for BN recalibration, int8 calibration, QAT and accuracy "
+                    "(default: the run's own dataset); 'none' skips recalibration and accuracy.")
+flags.DEFINE_enum("split", "validation", ["validation", "test"], "Where accuracy is measured.")
+flags.DEFINE_integer("bn_calibration_images", None, "Images for BN recalibration (default: the run's setting).")
+flags.DEFINE_integer("representative_images", 500, "Training images that calibrate full-int8 ranges.")
+flags.DEFINE_integer("max_eval_images", None, "Measure accuracy on at most this many images (default: all).")
+flags.DEFINE_integer("qat_epochs", 2, "Quantisation-aware fine-tuning epochs (--quantize=qat).")
+flags.DEFINE_integer("qat_steps_per_epoch", None, "QAT steps per epoch (default: one pass over the training split).")
+flags.DEFINE_float("qat_learning_rate", 1e-3, "Peak learning rate of QAT fine-tuning (cosine decay).")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    if not FLAGS.output:
+        raise OfaError("--output is required: the .tflite file to write")
+    for name in ("bn_calibration_images", "representative_images", "max_eval_images", "qat_steps_per_epoch"):
+        value = getattr(FLAGS, name)
+        if value is not None and value <= 0:
+            raise OfaError(f"--{name}={value}: expected a positive number")
+    options = ExportOptions(
+        quantize=FLAGS.quantize, formats=tuple(FLAGS.formats), dataset=FLAGS.dataset, split=FLAGS.split,
+        bn_calibration_images=FLAGS.bn_calibration_images, representative_images=FLAGS.representative_images,
+        max_eval_images=FLAGS.max_eval_images, qat_epochs=FLAGS.qat_epochs,
+        qat_steps_per_epoch=FLAGS.qat_steps_per_epoch, qat_learning_rate=FLAGS.qat_learning_rate, seed=FLAGS.seed)
+    metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)
+    print(json.dumps(metadata))
+
+
+if __name__ == "__main__":
+    run(main)

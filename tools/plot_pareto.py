@@ -1,0 +1,110 @@
+"""Pareto reports of one or several runs: PNG plot, 6-bucket table, mean Pareto accuracy.
+
+  python -m tools.plot_pareto --runs=deps=runs/compare/deps,bignas=runs/compare/bignas \\
+      --output_dir=reports/compare
+
+Each --runs entry is NAME=PATH, PATH being a run directory (its measured subnets:
+predictor/measurements.json, from tools.train_predictor) or a JSON file of measured
+subnets (that file, or tools.evaluate's output). Writes OUTPUT_DIR/pareto.png (every
+subnet and each run's front), pareto.json (front, buckets and mean Pareto accuracy per
+run) and pareto.md (the bucket table, a column per run). The cost range defaults to the
+first run's min .. max subnet (the papers' normalisation); --low / --high override it.
+"""
+
+from __future__ import annotations
+
+import tools._quiet_tf  # noqa: F401  (silences TensorFlow start-up logs)
+import json
+import os
+
+from absl import flags
+
+from ofa_tf import reports
+from ofa_tf.errors import OfaError
+from ofa_tf.run import atomic_write
+from ofa_tf.search import CostModels, parse_budget
+from ofa_tf.search.measure import read_run
+from tools._runner import run
+
+flags.DEFINE_list("runs", [], "NAME=PATH entries: run directories or measured-subnet JSON files.")
+flags.DEFINE_string("output_dir", None, "Where pareto.png / pareto.json / pareto.md go.")
+flags.DEFINE_string("cost", "macs", "Cost axis: macs, params or latency_ms.")
+flags.DEFINE_integer("buckets", 6, "Equal cost buckets of the table (the papers use 6).")
+flags.DEFINE_string("low", None, "Low end of the cost range (default: the first run's min subnet).")
+flags.DEFINE_string("high", None, "High end of the cost range (default: the first run's max subnet).")
+flags.DEFINE_string("title", None, "Plot title.")
+FLAGS = flags.FLAGS
+COSTS = ("macs", "params", "latency_ms")
+
+
+def load_points(path: str) -> tuple[list[dict], tuple[float, float] | None]:
+    """Measured subnets at `path`, and the run's (min, max subnet) cost range when known."""
+    span = None
+    if os.path.isdir(path):
+        space, saved = read_run(path)
+        costs = CostModels(space, saved["num_classes"])
+        if FLAGS.cost in ("macs", "params"):
+            low = costs.costs(space.min_arch(min(space.resolutions)))[FLAGS.cost]
+            span = (low, costs.costs(space.max_arch(max(space.resolutions)))[FLAGS.cost])
+        path = os.path.join(path, "predictor", "measurements.json")
+        if not os.path.isfile(path):
+            raise OfaError(f"{path}: no measured subnets (run tools.train_predictor on the run first)")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise OfaError(f"{path}: not valid JSON ({e})") from None
+    points = data.get("results") if isinstance(data, dict) else data
+    if not isinstance(points, list) or not all(isinstance(p, dict) and "accuracy" in p for p in points):
+        raise OfaError(f"{path}: expected a list of measured subnets ({{'accuracy': ..., "
+                       f"'{FLAGS.cost}': ...}}) or an object with such a 'results' list")
+    missing = [p for p in points if p.get(FLAGS.cost) is None]
+    if missing or not points:
+        raise OfaError(f"{path}: {len(missing) if points else 'no'} measured subnets without a {FLAGS.cost!r} value")
+    return points, span
+
+
+def main(argv: list[str]) -> None:
+    if FLAGS.cost not in COSTS:
+        raise OfaError(f"--cost={FLAGS.cost!r}: expected one of {list(COSTS)}")
+    if not FLAGS.runs:
+        raise OfaError("--runs is required: NAME=PATH entries (run directories or JSON files)")
+    if not FLAGS.output_dir:
+        raise OfaError("--output_dir is required")
+    if FLAGS.buckets < 1:
+        raise OfaError(f"--buckets={FLAGS.buckets}: expected a positive number")
+    runs, spans = {}, []
+    for entry in FLAGS.runs:
+        name, sep, path = entry.partition("=")
+        if not sep or not name or not path:
+            raise OfaError(f"--runs entry {entry!r}: expected NAME=PATH")
+        if name in runs:
+            raise OfaError(f"--runs: name {name!r} given twice")
+        runs[name], span = load_points(path)
+        if span:
+            spans.append(span)
+    every = [p[FLAGS.cost] for points in runs.values() for p in points]
+    low, high = spans[0] if spans else (min(every), max(every))
+    low = parse_budget("low", FLAGS.low) if FLAGS.low else low
+    high = parse_budget("high", FLAGS.high) if FLAGS.high else high
+    if high <= low:
+        raise OfaError(f"--low={low:g} --high={high:g}: expected low < high")
+    summaries = {name: reports.summarize(points, low, high, FLAGS.cost, FLAGS.buckets)
+                 for name, points in runs.items()}
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    reports.plot(runs, os.path.join(FLAGS.output_dir, "pareto.png"), FLAGS.cost, FLAGS.title)
+    table = reports.markdown(summaries)
+    _write_text(os.path.join(FLAGS.output_dir, "pareto.md"), table)
+    _write_text(os.path.join(FLAGS.output_dir, "pareto.json"), json.dumps(summaries, indent=1))
+    print(table)
+
+
+def _write_text(path: str, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+if __name__ == "__main__":
+    run(main)
