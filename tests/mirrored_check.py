@@ -53,11 +53,11 @@ def train(strategy, initial):
     else:
         model.set_weights(initial)
     start = [w.copy() for w in model.get_weights()]
-    start_trainable = [v.numpy() for v in model.supernet_trainable_variables]
+    start_trainable = [v.numpy().copy() for v in model.supernet_trainable_variables]  # .numpy() may alias
     controller = PhaseController(method, STEPS, seed=3)
     train_steps(model, replica_batches(strategy, batches, BATCH), strategy=strategy, epochs=1,
                 steps_per_epoch=STEPS, callbacks=[controller], verbose=0)
-    return start, start_trainable, [v.numpy() for v in model.supernet_trainable_variables], model
+    return start, start_trainable, [v.numpy().copy() for v in model.supernet_trainable_variables], model
 
 
 def main():

@@ -227,6 +227,9 @@ class OnceForAllModel(Supernet):
             grads = [g + weight * gj for g, gj in zip(grads, grads_j)]
             total += weight * loss_j
             logs[f"loss_subnet{j}"] = loss_j
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:  # the optimizer sums replicas' gradients; each is its local batch's mean
+            grads = [g / replicas for g in grads]
         self.optimizer.apply(grads, variables)
 
         self.loss_trackers["loss"].update_state(total)
