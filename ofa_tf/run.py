@@ -433,25 +433,34 @@ def weights_fingerprint(model: OnceForAllModel) -> str:
     return digest.hexdigest()
 
 
-def load_trained_supernet(model_dir: str) -> tuple[OnceForAllModel, dict[str, Any]]:
-    """The supernet of a run directory at its last checkpoint, and the run's config."""
+def read_run_directory(model_dir: str) -> tuple[SearchSpace, dict[str, Any], str]:
+    """The space, saved config and last checkpoint path of a trained run, without building
+    its model (cheap), so tools reject a directory with no trained supernet before any work."""
+    if not model_dir:
+        raise OfaError("--model_dir is required: a run directory written by tools.train")
     config_path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise OfaError(f"--model_dir={model_dir}: no {CONFIG_FILE} (not a training run directory)")
     try:
         with open(config_path) as f:
             saved = json.load(f)
-    except (OSError, ValueError):
+        space = SearchSpace.from_config(saved["space"])
+    except (OSError, ValueError, KeyError, TypeError):
         raise OfaError(f"--model_dir={model_dir}: unreadable {CONFIG_FILE}") from None
     checkpoints = sorted(glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "ckpt-*.weights.h5")))
     if not checkpoints:
         raise OfaError(f"--model_dir={model_dir}: no trained supernet (no checkpoint yet)")
+    return space, saved, checkpoints[-1]
+
+
+def load_trained_supernet(model_dir: str) -> tuple[OnceForAllModel, dict[str, Any]]:
+    """The supernet of a run directory at its last checkpoint, and the run's config."""
+    space, saved, checkpoint = read_run_directory(model_dir)
     config = RunConfig(**{**saved["run"], "image_size": tuple(saved["run"]["image_size"])})
-    model = build_model(config, SearchSpace.from_config(saved["space"]), saved["num_classes"],
-                        Method.from_config(saved["method"]))
+    model = build_model(config, space, saved["num_classes"], Method.from_config(saved["method"]))
     try:
-        model.load_weights(checkpoints[-1])
+        model.load_weights(checkpoint)
     except (OSError, ValueError) as e:
-        raise OfaError(f"checkpoint {checkpoints[-1]} does not match the run's space "
+        raise OfaError(f"checkpoint {checkpoint} does not match the run's space "
                        f"({str(e).splitlines()[0][:160]})") from None
     return model, saved

@@ -1,7 +1,7 @@
 """TensorFlow start-up with its C++ chatter silenced, split in two steps.
 
 TF 2.21 writes oneDNN notices and "no CUDA driver" lines straight to file descriptor 2
-before its log level applies, which would bury a tool's one-line error. `silenced()`
+before its log level applies, which would bury a tool's one-line error. `quiet_native_logs()` (ofa_tf/native_logs.py)
 points standard error at /dev/null while TensorFlow loads and while it initialises its
 runtime (the first op); Python exceptions still propagate normally. OFA_TF_TF_LOGS=1 keeps
 the chatter.
@@ -14,27 +14,12 @@ Other tools import `tools._quiet_tf`, which starts the runtime at once.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from typing import Callable, Iterator
+from typing import Callable
+
+from ofa_tf.native_logs import quiet_native_logs
 
 
-@contextlib.contextmanager
-def silenced() -> Iterator[None]:
-    if os.environ.get("OFA_TF_TF_LOGS") == "1":
-        yield
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-with silenced():
+with quiet_native_logs():
     import tensorflow as tf
 
     tf.config.list_physical_devices()
@@ -47,7 +32,7 @@ def start_runtime(before_first_op: Callable[[], object] | None = None) -> None:
     global _started
     if _started:
         return
-    with silenced():
+    with quiet_native_logs():
         if before_first_op is not None:
             before_first_op()
         tf.constant(0.0) + 1.0  # device initialisation logs happen here

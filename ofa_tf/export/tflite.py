@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.native_logs import quiet_native_logs
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
 # Modes that need training images: a representative set (int8) or fine-tuning data (qat).
@@ -132,23 +133,6 @@ def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str 
     except ValueError as e:
         name = model if isinstance(model, str) else "model bytes"
         raise OfaError(f"{name}: not a loadable TFLite model ({str(e).splitlines()[0][:120]})") from None
-
-
-@contextlib.contextmanager
-def quiet_native_logs():
-    """Silences C++ chatter on fd 2 (LiteRT's "Created TensorFlow Lite XNNPACK delegate",
-    the converter's quantisation summary); OFA_TF_TF_LOGS=1 keeps it."""
-    if os.environ.get("OFA_TF_TF_LOGS") == "1":
-        yield
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class TFLiteClassifier:

@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ofa_tf.errors import OfaError
-from ofa_tf.export.tflite import make_interpreter, quiet_native_logs
+from ofa_tf.export.tflite import make_interpreter
+from ofa_tf.native_logs import quiet_native_logs
 
 
 def _status_kb(field: str) -> int | None:

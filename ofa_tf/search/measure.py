@@ -10,9 +10,6 @@ measured on the same images, and a subnet measured twice is served from a cache.
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,23 +19,11 @@ from ofa_tf.spaces import Arch, SearchSpace
 
 
 def read_run(model_dir: str) -> tuple[SearchSpace, dict[str, Any]]:
-    """The space and saved config of a trained run, without building its model (cheap), so
-    tools reject a directory with no trained supernet before doing any work."""
-    from ofa_tf.run import CHECKPOINT_DIR, CONFIG_FILE
+    """The space and saved config of a trained run, without building its model (see
+    `ofa_tf.run.read_run_directory`)."""
+    from ofa_tf.run import read_run_directory
 
-    if not model_dir:
-        raise OfaError("--model_dir is required: a run directory written by tools.train")
-    config_path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.isfile(config_path):
-        raise OfaError(f"--model_dir={model_dir}: no {CONFIG_FILE} (not a training run directory)")
-    try:
-        with open(config_path) as f:
-            saved = json.load(f)
-        space = SearchSpace.from_config(saved["space"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise OfaError(f"--model_dir={model_dir}: unreadable {CONFIG_FILE}") from None
-    if not glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "ckpt-*.weights.h5")):
-        raise OfaError(f"--model_dir={model_dir}: no trained supernet (no checkpoint yet)")
+    space, saved, _ = read_run_directory(model_dir)
     return space, saved
 
 
