@@ -13,6 +13,8 @@ BN-recalibrated, on the first --eval_images images of the test split. Reported p
 (papers/000 §5.1):
   wall_s            wall time of the training command (tracing and per-epoch evaluation included);
   train_s           sum of the per-epoch times in metrics.csv;
+  steps_s           the training steps alone: train_s less the per-epoch evaluation and the
+                    first step (which traces the train step: minutes, paid once per process);
   subnet_passes     forward+backward passes the method's phases ask for (steps x subnets
                     trained per step): the machine-independent cost;
   max_acc / min_acc test accuracy of the max / min subnet;
@@ -131,10 +133,15 @@ class Measurer:
         points = evaluate_archs(model, archs, self.calibration, self.evaluation, args.calibration_images,
                                 progress=True)
         with open(os.path.join(model_dir, "metrics.csv")) as f:
-            train_s = sum(float(row["seconds"]) for row in csv.DictReader(f))
+            rows = list(csv.DictReader(f))
+        train_s = sum(float(row["seconds"]) for row in rows)
+        steps_s = None  # training steps only: no tracing (first step), no per-epoch evaluation
+        if rows and all(row.get("train_seconds") for row in rows):
+            steps_s = sum(float(r["train_seconds"]) - float(r.get("first_step_seconds") or 0) for r in rows)
         buckets = cost_buckets(points, self.low, self.high, 6)
         return {
             "space": space.name, "wall_s": wall_s, "train_s": round(train_s, 1),
+            "steps_s": None if steps_s is None else round(steps_s, 1),
             "subnet_passes": subnet_passes(saved["method"], args.epochs * args.steps_per_epoch),
             "max_acc": points[0]["accuracy"], "min_acc": points[1]["accuracy"],
             "max_macs": points[0]["macs"], "min_macs": points[1]["macs"],
@@ -148,11 +155,12 @@ def table(report: dict) -> str:
     low, high = report["macs_range"]
     width = (high - low) / 6
     heads = [f"{(low + b * width) / 1e6:.1f}-{(low + (b + 1) * width) / 1e6:.1f}M" for b in range(6)]
-    lines = ["| method | wall s | subnet passes | max acc | min acc | " + " | ".join(heads) + " | mean Pareto acc |",
-             "|---" * (6 + len(heads)) + "|"]
+    lines = ["| method | wall s | steps s | subnet passes | max acc | min acc | " + " | ".join(heads)
+             + " | mean Pareto acc |", "|---" * (7 + len(heads)) + "|"]
     for method, r in report["results"].items():
         cells = ["-" if a is None else f"{100 * a:.1f}" for a in r["buckets"]]
-        lines.append(f"| {method} | {r['wall_s']:.0f} | {r['subnet_passes']} | {100 * r['max_acc']:.1f} | "
+        steps = "-" if r.get("steps_s") is None else f"{r['steps_s']:.0f}"
+        lines.append(f"| {method} | {r['wall_s']:.0f} | {steps} | {r['subnet_passes']} | {100 * r['max_acc']:.1f} | "
                      f"{100 * r['min_acc']:.1f} | " + " | ".join(cells) + f" | {100 * r['mean_pareto_acc']:.1f} |")
     return "\n".join(lines)
 

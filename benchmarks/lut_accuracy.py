@@ -27,22 +27,7 @@ import numpy as np  # noqa: E402
 from ofa_tf.export.tflite import keras_to_tflite  # noqa: E402
 from ofa_tf.latency import LatencyTable, time_interleaved  # noqa: E402
 from ofa_tf.models import Supernet  # noqa: E402
-
-
-def ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (what Spearman's rho uses)."""
-    values = np.asarray(values, np.float64)
-    order = values.argsort(kind="mergesort")
-    r = np.empty(len(values))
-    r[order] = np.arange(len(values), dtype=np.float64)
-    for v in np.unique(values):
-        tied = values == v
-        r[tied] = r[tied].mean()
-    return r
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+from ofa_tf.search import spearman  # noqa: E402
 
 
 def compare(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:

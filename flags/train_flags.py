@@ -26,6 +26,9 @@ def define_train_flags() -> None:
     # optimiser (papers/000 §5.1: SGD Nesterov 0.9, cosine, wd 3e-5, label smoothing 0.1)
     flags.DEFINE_float("learning_rate", 0.05, "Peak learning rate of the cosine schedule.")
     flags.DEFINE_float("lr_warmup_epochs", 0.0, "Linear LR warmup at the start of the run, in epochs.")
+    flags.DEFINE_string("lr_schedule", "run", "run: one cosine decay over the whole run (DεpS, BigNAS, fOFA); "
+                        "phase: the cosine restarts at every phase start (OFA's scripts). Either way a phase's LR "
+                        "scale applies (OFA / CompOFA shrink at 1/12 and 1/4 of the kernel phase's rate).")
     flags.DEFINE_float("momentum", 0.9, "SGD Nesterov momentum.")
     flags.DEFINE_float("weight_decay", 3e-5, "Decoupled weight decay (not on BN or biases).")
     flags.DEFINE_float("grad_clip", None, "Global gradient-norm clip (default: the method's; BigNAS 1.0).")

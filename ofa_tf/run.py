@@ -35,6 +35,7 @@ from ofa_tf.layers import KERNEL_MODES
 from ofa_tf.spaces import SearchSpace, get_space
 from ofa_tf.training import OnceForAllModel, PhaseController, build_method
 from ofa_tf.training.loop import train_steps
+from ofa_tf.training.lr_schedule import LR_SCHEDULES, PhaseCosineSchedule
 from ofa_tf.training.methods import Method
 from ofa_tf.training.record import RECORD_FILE, SampledRecord
 from ofa_tf.transfer import (check_semi_supervised_method, load_init_checkpoint, prepare_transfer,
@@ -65,6 +66,7 @@ class RunConfig:
     strategy: str = "default"
     learning_rate: float = 0.05
     lr_warmup_epochs: float = 0.0
+    lr_schedule: str = "run"
     momentum: float = 0.9
     weight_decay: float = 3e-5
     grad_clip: float | None = None
@@ -152,6 +154,8 @@ class PreparedRun:
              f"--checkpoint_every_steps={c.checkpoint_every_steps}: expected a positive number"),
             (c.bn_calibration_images > 0, f"--bn_calibration_images={c.bn_calibration_images}: expected > 0"),
             (c.kernel_mode in KERNEL_MODES, f"--kernel_mode={c.kernel_mode!r}: expected one of {list(KERNEL_MODES)}"),
+            (c.lr_schedule in LR_SCHEDULES, f"--lr_schedule={c.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}"),
+            (c.lr_warmup_epochs >= 0, f"--lr_warmup_epochs={c.lr_warmup_epochs}: expected >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -197,15 +201,15 @@ def build_model(config: RunConfig, space: SearchSpace, num_classes: int, method:
     return model
 
 
-def learning_rate_schedule(run: PreparedRun) -> keras.optimizers.schedules.LearningRateSchedule:
-    """One cosine schedule over the whole run (no restart at phase switches), optional warmup."""
+def learning_rate_schedule(run: PreparedRun) -> PhaseCosineSchedule:
+    """Cosine schedule over the run (default) or restarted per phase (`--lr_schedule`),
+    each phase's `lr_scale` applied, optional warmup (ofa_tf/training/lr_schedule.py)."""
     c = run.config
     total = c.epochs * run.steps_per_epoch
-    warmup = int(round(c.lr_warmup_epochs * run.steps_per_epoch))
-    if warmup:
-        return keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=c.learning_rate,
-                                                      warmup_steps=warmup)
-    return keras.optimizers.schedules.CosineDecay(c.learning_rate, total)
+    bounds = run.method.phase_bounds(total)
+    return PhaseCosineSchedule(c.learning_rate, [start for start, _ in bounds], total,
+                               [phase.lr_scale for phase in run.method.phases], c.lr_schedule,
+                               int(round(c.lr_warmup_epochs * run.steps_per_epoch)))
 
 
 def make_optimizer(run: PreparedRun, schedule) -> keras.optimizers.Optimizer:
@@ -299,22 +303,35 @@ def restore_checkpoint(model: OnceForAllModel, base: str) -> int:
 
 
 class EpochReport(keras.callbacks.Callback):
-    """Evaluates the max and min subnets (BN-recalibrated) and appends a row to metrics.csv."""
+    """Evaluates the max and min subnets (BN-recalibrated) and appends a row to metrics.csv.
+
+    Times: `seconds` is the whole epoch (training steps and this evaluation); `train_seconds`
+    its training steps only; `first_step_seconds`, in the first epoch a process runs, its
+    first step, which includes tracing the train step (minutes for ofa_mbv3, paid once).
+    """
 
     FIELDS = ["epoch", "phase", "loss", "loss_full", "loss_min", "loss_random", "epsilon", "learning_rate",
-              "accuracy", "val_accuracy_max", "val_accuracy_min", "seconds"]
+              "accuracy", "val_accuracy_max", "val_accuracy_min", "seconds", "train_seconds", "first_step_seconds"]
 
     def __init__(self, run: PreparedRun, controller: PhaseController, calibration, validation, path: str):
         super().__init__()
         self.run, self.controller = run, controller
         self.calibration, self.validation, self.path = calibration, validation, path
         self.started = time.time()
+        self.first_step_seconds: float | None = None  # set by the process's first step
+        self._first_step_pending = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.time()
 
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first_step_pending:
+            self._first_step_pending = False
+            self.first_step_seconds = round(time.time() - self.started, 2)
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        train_seconds = round(time.time() - self.started, 2)
         model, phase = self.model, self.controller.phase
         row = {"epoch": epoch + 1, "phase": phase.name if phase else "", "loss": logs.get("loss"),
                "loss_full": logs.get("loss_full"), "epsilon": self.controller.current_epsilon,
@@ -330,11 +347,17 @@ class EpochReport(keras.callbacks.Callback):
                                    self.run.config.bn_calibration_images)
             row[f"val_accuracy_{name}"] = logs[f"val_accuracy_{name}"] = result["accuracy"]
         row["seconds"] = round(time.time() - self.started, 2)
+        row["train_seconds"] = train_seconds
+        row["first_step_seconds"], self.first_step_seconds = self.first_step_seconds, None
         if self.path is None:  # a non-chief worker: it evaluates (collectives) but writes nothing
             return
         new = not os.path.exists(self.path)
+        fields = self.FIELDS
+        if not new:  # a run resumed from an older version keeps its file's columns
+            with open(self.path, newline="") as f:
+                fields = next(csv.reader(f), None) or self.FIELDS
         with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})

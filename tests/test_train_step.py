@@ -159,3 +159,24 @@ def test_bn_recalibration_sets_cumulative_batch_statistics():
     np.testing.assert_allclose(bn.moving_mean.numpy(), means, rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), variances, rtol=1e-4)
     assert bn.momentum == 0.99
+
+
+def test_accuracy_metric_follows_the_first_subnet_when_the_full_model_is_not_trained():
+    model = OnceForAllModel(tiny_space(), num_classes=4, max_subnets=2, dropout=0.0)
+    model.build()
+    randomize_weights(model, seed=7)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), metrics=["accuracy"])
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 16, 16, 3)).astype("float32")
+    archs = [model.space.min_arch(16), model.space.max_arch(16)]
+    min_pred = np.argmax(model(x, arch=archs[0], training=True), -1)
+    full_pred = np.argmax(model(x, arch="max", training=True), -1)
+    y = np.where(np.arange(64) % 2 == 0, min_pred, (min_pred + 1) % 4).astype("int32")  # min net: 50% right
+    assert not np.array_equal(min_pred, full_pred)
+    expected = {1.0: float(np.mean(full_pred == y)), 0.0: 0.5}
+    assert expected[1.0] != 0.5
+    for train_full in (1.0, 0.0):  # 0: an OFA / CompOFA shrinking phase
+        _state(model, archs, [1, 0], epsilon=1.0, train_full=train_full)
+        model.reset_metrics()
+        logs = model.train_on_batch(x, y, return_dict=True)
+        assert logs["accuracy"] == pytest.approx(expected[train_full]), train_full

@@ -28,6 +28,10 @@ def test_train_resume_and_evaluate(tmp_path):
     assert [r["phase"] for r in rows] == ["fm_warmup", "shrink"]
     assert rows[0]["loss_min"] == "" and float(rows[1]["loss_min"]) > 0  # no subnet before the switch
     assert float(rows[1]["epsilon"]) == 1.0 and 0 <= float(rows[1]["val_accuracy_min"]) <= 1
+    # the first step (tracing) is timed once; the steps alone take less than the whole epoch
+    assert 0 < float(rows[0]["first_step_seconds"]) <= float(rows[0]["train_seconds"])
+    assert rows[1]["first_step_seconds"] == ""
+    assert all(0 < float(r["train_seconds"]) < float(r["seconds"]) for r in rows)
     assert sorted(os.listdir(run_dir / "checkpoints"))[-1].startswith("ckpt-00000006")
     assert os.listdir(run_dir / "logs")
     assert not [f for f in os.listdir(run_dir / "checkpoints") if f.startswith(".tmp")]
@@ -70,6 +74,7 @@ def _folder_with(tmp_path, corrupt: bool):
     (["--dataset=mnist"], "--dataset='mnist': expected KIND:WHERE"),
     (["--strategy=tpu_pod"], "--strategy='tpu_pod': expected one of"),
     (["--kernel_mode=warp"], "--kernel_mode='warp'"),
+    (["--lr_schedule=cyclic"], "--lr_schedule='cyclic': expected one of ['run', 'phase']"),
     (["--space=resnet"], "space='resnet'"),
     (["--dataset=npz:/does/not/exist.npz"], "npz:/does/not/exist.npz: no such file"),
 ])

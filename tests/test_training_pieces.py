@@ -147,3 +147,65 @@ def test_no_subnet_is_sampled_before_the_warmup_fraction():
     assert epsilons[0] == pytest.approx(1e-4) and epsilons[-1] == 1.0
     assert np.all(np.diff(epsilons) >= 0)
     assert [h["phase"] for h in controller.history] == ["fm_warmup", "shrink"]
+
+
+def test_run_schedule_is_one_cosine_over_the_run_with_phase_scales():
+    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
+
+    schedule = PhaseCosineSchedule(0.1, [0, 40, 70], 100, [1.0, 0.5, 0.25], mode="run")
+    for step in (0, 10, 39, 40, 55, 69, 70, 99):
+        scale = 1.0 if step < 40 else 0.5 if step < 70 else 0.25
+        expected = 0.1 * scale * 0.5 * (1 + math.cos(math.pi * step / 100))
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-7), step
+    # unscaled, it is Keras's CosineDecay (the schedule every method used before phase scales)
+    plain = PhaseCosineSchedule(0.1, [0, 40], 100, mode="run")
+    keras_cosine = keras.optimizers.schedules.CosineDecay(0.1, 100)
+    for step in range(0, 100, 7):
+        assert float(plain(step)) == pytest.approx(float(keras_cosine(step)), rel=1e-5, abs=1e-7)
+
+
+def test_phase_schedule_restarts_the_cosine_at_each_phase():
+    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
+
+    schedule = PhaseCosineSchedule(0.1, [0, 40, 40, 70], 100, [1.0, 9.0, 0.5, 0.25], mode="phase")
+    assert float(schedule(0)) == pytest.approx(0.1)
+    assert float(schedule(20)) == pytest.approx(0.05, rel=1e-5)  # half-way through phase 0
+    assert float(schedule(40)) == pytest.approx(0.05, rel=1e-5)  # restart at the (empty phase skipped) peak
+    assert float(schedule(55)) == pytest.approx(0.025, rel=1e-5)
+    assert float(schedule(70)) == pytest.approx(0.025, rel=1e-5)
+    assert float(schedule(99)) < 0.001
+    # a traced step gets the same values: the phase lookup is a tensor computation
+    traced = tf.function(lambda s: schedule(s))
+    assert float(traced(tf.constant(55, tf.int64))) == pytest.approx(0.025, rel=1e-5)
+
+
+def test_schedule_warmup_and_serialisation():
+    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
+
+    schedule = PhaseCosineSchedule(0.2, [0, 50], 100, [1.0, 0.5], mode="run", warmup_steps=10)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(5)) == pytest.approx(0.1, rel=1e-5)
+    assert float(schedule(10)) == pytest.approx(0.2, rel=1e-5)
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert [float(again(s)) for s in (3, 30, 80)] == [float(schedule(s)) for s in (3, 30, 80)]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mode="cyclic"), "lr_schedule='cyclic'"),
+    (dict(phase_scales=[1.0]), "2 phases"),
+    (dict(phase_scales=[1.0, -1.0]), "expected >= 0"),
+])
+def test_bad_schedule_settings(kwargs, match):
+    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
+
+    with pytest.raises(OfaError, match=match):
+        PhaseCosineSchedule(0.1, [0, 50], 100, **kwargs)
+
+
+def test_ofa_preset_shrinks_at_the_reference_learning_rate_ratios():
+    method = build_method("ofa", get_space("ofa_mbv3"))
+    scales = {phase.name: phase.lr_scale for phase in method.phases}
+    assert scales["full"] == scales["kernel"] == 1.0
+    assert scales["depth_1"] == scales["expand_1"] == pytest.approx(2.5e-3 / 3e-2)
+    assert scales["depth_2"] == scales["expand_2"] == pytest.approx(7.5e-3 / 3e-2)
+    assert all(phase.lr_scale == 1.0 for phase in build_method("deps", get_space("ofa_mbv3")).phases)

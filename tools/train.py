@@ -37,6 +37,7 @@ def config_from_flags() -> RunConfig:
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, validation_fraction=FLAGS.validation_fraction,
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         strategy=FLAGS.strategy, learning_rate=FLAGS.learning_rate, lr_warmup_epochs=FLAGS.lr_warmup_epochs,
+        lr_schedule=FLAGS.lr_schedule,
         momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay, grad_clip=FLAGS.grad_clip,
         label_smoothing=FLAGS.label_smoothing, dropout=FLAGS.dropout, warmup_fraction=FLAGS.warmup_fraction,
         epsilon_start=FLAGS.epsilon_start, epsilon_ramp_epochs=FLAGS.epsilon_ramp_epochs,

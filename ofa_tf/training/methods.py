@@ -22,6 +22,9 @@ from ofa_tf.training.samplers import (FullOnlySampler, RestrictedSampler, Sample
                                       UpperAttentiveSampler, check_subnet_count, sampler_from_config)
 
 TEACHERS = ("none", "inplace", "frozen")
+# OFA's reference scripts: kernel phase 3e-2; depth / expand stage 1 2.5e-3, stage 2 7.5e-3.
+OFA_STAGE1_LR = 2.5e-3 / 3e-2
+OFA_STAGE2_LR = 7.5e-3 / 3e-2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Phase:
       subnet_label_weight: weight of the subnets' own label loss (OFA: 1, in-place KD: 0).
       kd_weight: weight of the subnets' distillation loss.
       sort_channels: re-sort mid channels by importance when the phase starts.
+      lr_scale: multiplier of the run's learning rate during the phase (OFA's shrinking
+        phases run at a fraction of its first elastic phase's rate; ofa_tf/training/lr_schedule.py).
     """
 
     name: str
@@ -51,12 +56,15 @@ class Phase:
     subnet_label_weight: float = 0.0
     kd_weight: float = 1.0
     sort_channels: bool = False
+    lr_scale: float = 1.0
 
     def __post_init__(self):
         if self.teacher not in TEACHERS:
             raise OfaError(f"teacher={self.teacher!r}: expected one of {list(TEACHERS)}")
         if self.fraction < 0:
             raise OfaError(f"phase {self.name!r}: fraction={self.fraction!r}: expected >= 0")
+        if self.lr_scale < 0:
+            raise OfaError(f"phase {self.name!r}: lr_scale={self.lr_scale!r}: expected >= 0")
         if self.teacher == "inplace" and not self.train_full:
             raise OfaError(f"phase {self.name!r}: an in-place teacher is the full model's output, "
                            "so the phase must train the full model (train_full=True)")
@@ -193,7 +201,11 @@ def _fofa(space, *, warmup_fraction, num_subnets, **_) -> Method:
 def _ofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
     """OFA progressive shrinking: full net (the teacher), then elastic kernel (120 ep, 1
     subnet / step), depth (25 + 120 ep, 2 / step), expand (25 + 120 ep, 4 / step), with
-    vanilla KD from the frozen full net plus each subnet's own label loss."""
+    vanilla KD from the frozen full net plus each subnet's own label loss.
+
+    Learning-rate scales follow the reference scripts' per-phase rates relative to the
+    kernel phase's 3e-2: 2.5e-3 for each stage 1 (x 1/12), 7.5e-3 for each stage 2 (x 1/4).
+    """
     kernels = _all_choices(space, "kernels")
     depths = _all_choices(space, "depths")
     expands = _all_choices(space, "expands")
@@ -202,23 +214,26 @@ def _ofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
         return default if num_subnets is None else max(1, num_subnets)
 
     teacher_share = 180 if warmup_fraction is None else None
-    shares = [("kernel", 120, RestrictedSampler(n(1), kernels=kernels), False),
-              ("depth_1", 25, RestrictedSampler(n(2), kernels=kernels, depths=depths[-2:]), False),
-              ("depth_2", 120, RestrictedSampler(n(2), kernels=kernels, depths=depths), False),
-              ("expand_1", 25, RestrictedSampler(n(4), kernels=kernels, depths=depths, expands=expands[-2:]), True),
-              ("expand_2", 120, RestrictedSampler(n(4), kernels=kernels, depths=depths, expands=expands), False)]
-    shrink_total = sum(s for _, s, _, _ in shares)
+    shares = [("kernel", 120, RestrictedSampler(n(1), kernels=kernels), False, 1.0),
+              ("depth_1", 25, RestrictedSampler(n(2), kernels=kernels, depths=depths[-2:]), False, OFA_STAGE1_LR),
+              ("depth_2", 120, RestrictedSampler(n(2), kernels=kernels, depths=depths), False, OFA_STAGE2_LR),
+              ("expand_1", 25, RestrictedSampler(n(4), kernels=kernels, depths=depths, expands=expands[-2:]), True,
+               OFA_STAGE1_LR),
+              ("expand_2", 120, RestrictedSampler(n(4), kernels=kernels, depths=depths, expands=expands), False,
+               OFA_STAGE2_LR)]
+    shrink_total = sum(share for _, share, *_ in shares)
     warmup = teacher_share / (teacher_share + shrink_total) if teacher_share else warmup_fraction
     phases = [Phase("full", warmup, FullOnlySampler())]
-    for name, share, sampler, sort in shares:
+    for name, share, sampler, sort, lr_scale in shares:
         phases.append(Phase(name, (1 - warmup) * share / shrink_total, sampler, train_full=False, teacher="frozen",
-                            subnet_label_weight=1.0, sort_channels=sort))
+                            subnet_label_weight=1.0, sort_channels=sort, lr_scale=lr_scale))
     return Method("ofa", tuple(phases))
 
 
 def _compofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
     """CompOFA: teacher (180 ep), then compound phases (25 + 125 ep, 4 subnets / step) over
-    the coupled depth/expand space, vanilla KD from the frozen teacher."""
+    the coupled depth/expand space, vanilla KD from the frozen teacher. The two phases take
+    OFA's stage 1 / stage 2 learning-rate ratios (CompOFA runs OFA's phase structure)."""
     if space is not None and not any(stage.expand_for_depth for stage in space.stages):
         raise OfaError(f"--method=compofa needs a space with coupled depth and expand "
                        f"(--space=compofa), not {space.name!r}")
@@ -229,10 +244,10 @@ def _compofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
         Phase("full", warmup, FullOnlySampler()),
         Phase("compound_1", (1 - warmup) * 25 / 150, RestrictedSampler(subnets, kernels=_all_choices(space, "kernels"),
                                                                         depths=depths[-2:]),
-              train_full=False, teacher="frozen", subnet_label_weight=1.0),
+              train_full=False, teacher="frozen", subnet_label_weight=1.0, lr_scale=OFA_STAGE1_LR),
         Phase("compound_2", (1 - warmup) * 125 / 150, RestrictedSampler(subnets, kernels=_all_choices(space, "kernels"),
                                                                          depths=depths),
-              train_full=False, teacher="frozen", subnet_label_weight=1.0),
+              train_full=False, teacher="frozen", subnet_label_weight=1.0, lr_scale=OFA_STAGE2_LR),
     ))
 
 

@@ -188,7 +188,8 @@ class OnceForAllModel(Supernet):
         max_vec = tf.constant(self._max_vector)
         labels = y
 
-        if semi_supervised.is_semi_supervised_batch(x):
+        semi_supervised_batch = semi_supervised.is_semi_supervised_batch(x)
+        if semi_supervised_batch:
             # TOFA: the max net learns from labels + FixMatch on the unlabelled views; the
             # subnets distil from it on labelled and weakly augmented unlabelled images.
             full_loss, full_logits, grads, x, y, teacher_source, logs = semi_supervised.full_model_part(
@@ -217,9 +218,10 @@ class OnceForAllModel(Supernet):
 
         total = full_loss * self.train_full
         logs["loss_full"] = full_loss
+        metric_logits = full_logits
         for j in range(self.max_subnets):
             arch = self.step_archs[j]
-            loss_j, _, grads_j = tf.cond(
+            loss_j, logits_j, grads_j = tf.cond(
                 self.step_active[j] > 0,
                 lambda arch=arch: step(x, y, teacher_logits, arch, kd_weight, label_weight),
                 lambda: (tf.constant(0.0), no_logits, self._zero_grads(variables)))
@@ -227,6 +229,9 @@ class OnceForAllModel(Supernet):
             grads = [g + weight * gj for g, gj in zip(grads, grads_j)]
             total += weight * loss_j
             logs[f"loss_subnet{j}"] = loss_j
+            if j == 0 and not semi_supervised_batch:  # (TOFA always trains the full model)
+                # phases that do not run the full model report their first subnet's accuracy
+                metric_logits = tf.where(self.train_full > 0, full_logits, logits_j)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:  # the optimizer sums replicas' gradients; each is its local batch's mean
             grads = [g / replicas for g in grads]
@@ -235,7 +240,7 @@ class OnceForAllModel(Supernet):
         self.loss_trackers["loss"].update_state(total)
         for name, value in logs.items():
             self.loss_trackers[name].update_state(value)
-        self._update_compiled_metrics(labels, full_logits)
+        self._update_compiled_metrics(labels, metric_logits)
         return {k: v for k, v in self.get_metrics_result().items()
                 if k in logs or k not in semi_supervised.LOG_NAMES}  # no FixMatch logs in supervised runs
 
