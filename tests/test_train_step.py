@@ -180,3 +180,40 @@ def test_accuracy_metric_follows_the_first_subnet_when_the_full_model_is_not_tra
         model.reset_metrics()
         logs = model.train_on_batch(x, y, return_dict=True)
         assert logs["accuracy"] == pytest.approx(expected[train_full]), train_full
+
+
+def test_frozen_teacher_distils_with_batch_statistics_and_stays_frozen():
+    """OFA / CompOFA: subnets learn from a snapshot run in training mode, as OFA's code runs it."""
+    model = OnceForAllModel(tiny_space(), num_classes=4, max_subnets=1, dropout=0.0, kd_temperature=2.0,
+                            frozen_teacher=True)
+    model.build()
+    randomize_weights(model, seed=11)
+    model.compile(optimizer=keras.optimizers.SGD(LR))
+    model.optimizer.build(model.supernet_trainable_variables)
+    model.copy_full_model_to_teacher()
+    for v in model.supernet_trainable_variables:  # the student moves on after the snapshot
+        v.assign(v * 0.9)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 4, size=(8,)).astype("int32")
+    arch = model.space.min_arch(16)
+    _state(model, [arch], [1], epsilon=1.0, train_full=0.0)
+    model.teacher_code.assign(2)  # frozen
+
+    variables = model.supernet_trainable_variables
+    teacher_train = model.teacher(x, arch="max", training=True)
+    teacher_infer = model.teacher(x, arch="max", training=False)
+    assert np.abs(np.asarray(teacher_train) - np.asarray(teacher_infer)).max() > 1e-3  # the mode matters here
+    with tf.GradientTape() as tape:
+        loss = distillation_loss(model(x, arch=arch, training=True), teacher_train, model.kd_temperature)
+    expected = [np.zeros(v.shape) if g is None else LR * g.numpy() for g, v in zip(tape.gradient(loss, variables),
+                                                                                     variables)]
+    teacher_before = [v.numpy().copy() for v in model.teacher.weights
+                      if "moving" not in v.path]
+    before = [v.numpy().copy() for v in variables]
+    model.train_on_batch(x, y)
+    for b, v, e in zip(before, variables, expected):
+        np.testing.assert_allclose(b - v.numpy(), e, atol=2e-6)
+    teacher_after = [v.numpy() for v in model.teacher.weights if "moving" not in v.path]
+    for a, b in zip(teacher_before, teacher_after):
+        np.testing.assert_array_equal(a, b)

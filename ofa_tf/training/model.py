@@ -7,7 +7,8 @@ One step (papers/000 eq. 4):
 where G_full is the gradient of the full model's label loss (label smoothing), and each
 subnet's loss is `kd_weight * KD(subnet, teacher) + subnet_label_weight * CE(subnet)`.
 The teacher is the full model's detached output (in-place KD), a frozen snapshot of the
-full model (OFA / CompOFA), or none.
+full model (OFA / CompOFA; run in training mode, batch statistics, as OFA's code does), or
+none.
 
 Which subnets, ε and the weights are *state*, held in non-trainable variables that the
 `PhaseController` callback sets before each batch from the method's phases and a sampler
@@ -209,7 +210,10 @@ class OnceForAllModel(Supernet):
         if self.teacher is not None:
             teacher_logits = tf.cond(
                 tf.equal(self.teacher_code, TEACHER_CODES["frozen"]),
-                lambda: self.teacher(x, arch=max_vec, training=False),
+                # Training mode, as OFA's scripts run it (`teacher_model.train()` under no_grad):
+                # batch statistics. A teacher snapshotted early in a short run has moving BN
+                # averages that lag its weights; in inference mode its targets were noise.
+                lambda: tf.stop_gradient(self.teacher(x, arch=max_vec, training=True)),
                 lambda: tf.stop_gradient(teacher_source))
         else:
             teacher_logits = tf.stop_gradient(teacher_source)
