@@ -24,7 +24,8 @@ BN-recalibrated, on the first --eval_images images of the test split. Reported p
 Prints a Markdown table and one JSON object; OUTPUT_DIR/compare.json is rewritten after
 each method, so a comparison cut short still holds the methods done so far.
 A finished run is not retrained: its recorded wall time is reused (delete the run
-directory to re-time it).
+directory to re-time it). Results already in OUTPUT_DIR/compare.json (same settings) are kept
+and not measured again unless --remeasure, so methods can be added a few at a time.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval_images", type=int, default=2000, help="test images per subnet")
     p.add_argument("--calibration_images", type=int, default=500, help="BN-recalibration images per subnet")
     p.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "methods"))
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure methods again even if OUTPUT_DIR/compare.json has their results")
     return p.parse_args()
 
 
@@ -151,6 +154,21 @@ class Measurer:
         }
 
 
+def previous_results(report_path: str, args: argparse.Namespace) -> dict:
+    """`results` (and `macs_range`) already in OUTPUT_DIR/compare.json from a run with the same
+    settings (the method list aside), so that comparing a few more methods keeps the others."""
+    if not os.path.isfile(report_path):
+        return {"results": {}}
+    with open(report_path) as f:
+        previous = json.load(f)
+    ignored = ("methods", "remeasure")
+    same = {k: v for k, v in previous.get("settings", {}).items() if k not in ignored} == \
+        {k: v for k, v in vars(args).items() if k not in ignored}
+    if not same:
+        return {"results": {}}
+    return {"results": previous.get("results", {}), "macs_range": previous.get("macs_range")}
+
+
 def table(report: dict) -> str:
     low, high = report["macs_range"]
     width = (high - low) / 6
@@ -174,8 +192,10 @@ def main() -> None:
     os.makedirs(args.output_dir, exist_ok=True)
     measure = None
     report_path = os.path.join(args.output_dir, "compare.json")
-    report = {"settings": dict(vars(args)), "results": {}}
+    report = {"settings": dict(vars(args)), **previous_results(report_path, args)}
     for method in methods:  # train, then measure at once: a partial comparison is already usable
+        if method in report["results"] and not args.remeasure:
+            continue
         wall = train_one(args, method)
         measure = measure or Measurer(args)
         report["macs_range"] = [measure.low, measure.high]
