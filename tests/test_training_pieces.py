@@ -11,8 +11,8 @@ import tensorflow as tf
 from helpers import tiny_space
 from ofa_tf import OfaError
 from ofa_tf.spaces import get_space
-from ofa_tf.training import (EpsilonSchedule, OnceForAllModel, PhaseController, RestrictedSampler, SandwichSampler,
-                             UpperAttentiveSampler, build_method, distillation_loss, step_rng)
+from ofa_tf.training import (EpsilonSchedule, OnceForAllModel, PhaseController, PhaseCosineSchedule, RestrictedSampler,
+                             SandwichSampler, UpperAttentiveSampler, build_method, distillation_loss, step_rng)
 
 
 def test_linear_epsilon_follows_its_schedule_step_by_step():
@@ -150,8 +150,6 @@ def test_no_subnet_is_sampled_before_the_warmup_fraction():
 
 
 def test_run_schedule_is_one_cosine_over_the_run_with_phase_scales():
-    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
-
     schedule = PhaseCosineSchedule(0.1, [0, 40, 70], 100, [1.0, 0.5, 0.25], mode="run")
     for step in (0, 10, 39, 40, 55, 69, 70, 99):
         scale = 1.0 if step < 40 else 0.5 if step < 70 else 0.25
@@ -165,8 +163,6 @@ def test_run_schedule_is_one_cosine_over_the_run_with_phase_scales():
 
 
 def test_phase_schedule_restarts_the_cosine_at_each_phase():
-    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
-
     schedule = PhaseCosineSchedule(0.1, [0, 40, 40, 70], 100, [1.0, 9.0, 0.5, 0.25], mode="phase")
     assert float(schedule(0)) == pytest.approx(0.1)
     assert float(schedule(20)) == pytest.approx(0.05, rel=1e-5)  # half-way through phase 0
@@ -180,8 +176,6 @@ def test_phase_schedule_restarts_the_cosine_at_each_phase():
 
 
 def test_schedule_warmup_and_serialisation():
-    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
-
     schedule = PhaseCosineSchedule(0.2, [0, 50], 100, [1.0, 0.5], mode="run", warmup_steps=10)
     assert float(schedule(0)) == 0.0
     assert float(schedule(5)) == pytest.approx(0.1, rel=1e-5)
@@ -196,8 +190,6 @@ def test_schedule_warmup_and_serialisation():
     (dict(phase_scales=[1.0, -1.0]), "expected >= 0"),
 ])
 def test_bad_schedule_settings(kwargs, match):
-    from ofa_tf.training.lr_schedule import PhaseCosineSchedule
-
     with pytest.raises(OfaError, match=match):
         PhaseCosineSchedule(0.1, [0, 50], 100, **kwargs)
 

@@ -95,9 +95,7 @@ def check_request(output: str, options: ExportOptions) -> None:
 
 def load_run(model_dir: str):
     """`load_trained_supernet` with a config missing fields reported as one line."""
-    if not model_dir:
-        raise OfaError("--model_dir is required: a run directory written by tools.train")
-    if not os.path.isdir(model_dir):
+    if model_dir and not os.path.isdir(model_dir):  # (an empty one: read_run_directory says so)
         raise OfaError(f"--model_dir={model_dir}: no such directory")
     try:
         return load_trained_supernet(model_dir)

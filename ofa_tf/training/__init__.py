@@ -11,6 +11,7 @@ from ofa_tf.training.model import OnceForAllModel
 from ofa_tf.training.samplers import (FullOnlySampler, RestrictedSampler, Sampler, SandwichSampler, UniformSampler,
                                       UpperAttentiveSampler, step_rng)
 
-__all__ = ["EpsilonSchedule", "FullOnlySampler", "LR_SCHEDULES", "Method", "OnceForAllModel", "PRESETS", "Phase", "PhaseController", "PhaseCosineSchedule",
-           "RestrictedSampler", "Sampler", "SandwichSampler", "UniformSampler", "UpperAttentiveSampler",
-           "build_method", "distillation_loss", "label_loss", "recalibrate_bn", "sort_mid_channels", "step_rng"]
+__all__ = ["EpsilonSchedule", "FullOnlySampler", "LR_SCHEDULES", "Method", "OnceForAllModel", "PRESETS", "Phase",
+           "PhaseController", "PhaseCosineSchedule", "RestrictedSampler", "Sampler", "SandwichSampler",
+           "UniformSampler", "UpperAttentiveSampler", "build_method", "distillation_loss", "label_loss",
+           "recalibrate_bn", "sort_mid_channels", "step_rng"]
