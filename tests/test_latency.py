@@ -14,7 +14,7 @@ from ofa_tf.latency import AndroidBenchmark, LatencyTable, benchmark_host, op_sp
 from ofa_tf.latency.lut import distinct_op_specs
 from ofa_tf.latency.ops import build_table
 from ofa_tf.models import Supernet
-from ofa_tf.spaces import SearchSpace, StageSpec, get_space
+from ofa_tf.spaces import Arch, SearchSpace, StageSpec, get_space
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -88,8 +88,17 @@ def test_lut_build_save_load_and_predict(tmp_path):
     assert len(entries) == 5 and all(e["count"] == 40 and e["mean"] > 0 and e["std"] >= 0 for e in entries.values())
     arch = space.max_arch(16)
     ops = op_specs(space, arch, 10)
-    expected = sum(entries[op.key]["mean"] for op in ops) - (len(ops) - 1) * loaded.tables[16]["overhead_ms"]
-    assert loaded.predict_ms(arch) == pytest.approx(expected) and loaded.predict_ms(arch) > 0
+    raw = sum(entries[op.key]["median"] for op in ops) - (len(ops) - 1) * loaded.tables[16]["overhead_ms"]
+    assert loaded.predict_ms(arch, calibrated=False) == pytest.approx(raw) and raw > 0
+    # Calibrated on the space's two subnets (max, min) timed whole: scale = median(measured / raw sum).
+    calibration = loaded.tables[16]["calibration"]
+    assert [Arch.from_dict(a) for a in calibration["archs"]] == [arch, space.min_arch(16)]
+    ratios = np.array(calibration["measured_ms"]["median"]) / np.array(calibration["raw_ms"]["median"])
+    assert calibration["raw_ms"]["median"][0] == pytest.approx(raw, rel=1e-4)
+    assert loaded.calibration_scale(16) == pytest.approx(np.median(ratios)) and loaded.calibration_scale(16) > 0
+    assert loaded.predict_ms(arch) == pytest.approx(raw * loaded.calibration_scale(16))
+    uncalibrated = build_table(space, 10, [16], rounds=1, runs_per_round=2, verbose=False, num_calibration_archs=0)
+    assert "calibration" not in uncalibrated.tables[16] and uncalibrated.calibration_scale(16) == 1.0
     with pytest.raises(OfaError, match="no table for resolution 24"):
         loaded.predict_ms(type(arch)(**{**arch.__dict__, "resolution": 24}))
     del loaded.tables[16]["ops"][ops[1].key]
@@ -118,3 +127,10 @@ def test_host_benchmark_reports_every_field():
     assert result["load_ms"] > 0 and result["first_ms"] > 0
     assert result["peak_memory_mb"] is None or result["peak_memory_mb"] >= 0
     assert np.isfinite(result["mean_ms"])
+
+
+def test_build_lut_rejects_a_negative_calibration_count(tmp_path):
+    done = run_tool("build_lut", "--space=ofa_mbv3", "--resolutions=32", "--calibration_archs=-1",
+                    f"--output={tmp_path / 'lut.json'}")
+    assert_one_line_error(done, "--calibration_archs=-1")
+    assert not (tmp_path / "lut.json").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import tiny_space
 from ofa_tf.errors import OfaError
-from ofa_tf.search import AccuracyPredictor, ArchEncoder, kendall_tau, spearman
+from ofa_tf.search import AccuracyPredictor, ArchEncoder, cross_validated_spearman, kendall_tau, spearman
 from ofa_tf.spaces import SPACES, get_space
 
 
@@ -62,6 +62,13 @@ def test_predictor_learns_to_rank_held_out_archs():
     assert kendall_tau(predicted, truth[300:]) > 0.6
     again = AccuracyPredictor.fit(space, archs[:300], truth[:300], seed=0, epochs=60, hidden=(128, 128))
     np.testing.assert_array_equal(again.predict(archs[300:]), predicted)  # deterministic
+    cv = cross_validated_spearman(space, archs, truth, folds=3, epochs=60, hidden=(128, 128))
+    assert cv["folds"] == 3 and len(cv["fold_spearman"]) == 3 and cv["spearman"] > 0.8
+    shuffled = cross_validated_spearman(space, archs, np.random.default_rng(2).permutation(truth), folds=3,
+                                        epochs=60, hidden=(128, 128))
+    assert abs(shuffled["spearman"]) < 0.3  # labels unrelated to the archs: nothing to learn
+    with pytest.raises(OfaError, match="needs folds >= 2"):
+        cross_validated_spearman(space, archs[:5], truth[:5], folds=3)
 
 
 def test_save_load_round_trip_and_space_check(tmp_path):

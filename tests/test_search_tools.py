@@ -54,6 +54,7 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["num_train"] + report["num_heldout"] == 12 and -1 <= report["spearman"] <= 1
+    assert report["cross_validation"]["folds"] == 5 and len(report["cross_validation"]["fold_spearman"]) == 5
     with open(os.path.join(run_dir, "predictor", "measurements.json")) as f:
         measured = json.load(f)["results"]
     assert len(measured) == 12 and all(0 <= m["accuracy"] <= 1 for m in measured)

@@ -5,7 +5,8 @@
   python -m tools.build_lut ... --device=android --benchmark_binary=bin/benchmark_model
 
 One table per resolution (--lut_resolutions, default all of the space's), keyed by op
-configuration, each entry count / mean / std / median in ms. Search uses the file through
+configuration, each entry count / mean / std / median in ms, calibrated on
+--calibration_archs whole subnets timed end to end (see ofa_tf/latency/lut.py). Search uses the file through
 `ofa_tf.latency.LatencyTable.load(path).predict_ms(arch)`. With --model_dir the run's space
 and class count are used.
 """
@@ -28,8 +29,11 @@ define_space_flags()
 define_latency_flags()
 flags.DEFINE_string("model_dir", None, "Take the space and class count from this run directory.")
 flags.DEFINE_list("lut_resolutions", None, "Resolutions to build tables for (default: all of the space's).")
-flags.DEFINE_integer("rounds", 20, "Interleaved timing rounds (host).")
-flags.DEFINE_integer("runs_per_round", 10, "Timed runs of each op per round (Android: rounds x this per op).")
+flags.DEFINE_integer("rounds", 200, "Round-robin timing rounds (host): each round runs every op model.")
+flags.DEFINE_integer("runs_per_round", 1, "Timed runs of each op per round; 1 (the default) times every op after "
+                     "all the others ran, as inside a whole model (Android: rounds x this runs per op).")
+flags.DEFINE_integer("calibration_archs", 8, "Whole subnets (max, min, then random) timed end to end per "
+                     "resolution to calibrate the op sums (0: raw sums, no calibration).")
 flags.DEFINE_string("output", None, "The table file (JSON) to write.")
 FLAGS = flags.FLAGS
 
@@ -57,6 +61,8 @@ def main(argv: list[str]) -> None:
         raise OfaError(f"--output={FLAGS.output}: directory {directory} does not exist or is not writable")
     if FLAGS.rounds <= 0 or FLAGS.runs_per_round <= 0:
         raise OfaError(f"--rounds={FLAGS.rounds}, --runs_per_round={FLAGS.runs_per_round}: expected positive numbers")
+    if FLAGS.calibration_archs < 0:
+        raise OfaError(f"--calibration_archs={FLAGS.calibration_archs}: expected 0 or more")
     space, num_classes = _space_and_classes()
     try:
         resolutions = [int(r) for r in FLAGS.lut_resolutions] if FLAGS.lut_resolutions else list(space.resolutions)
@@ -66,11 +72,12 @@ def main(argv: list[str]) -> None:
         space.parse_arch("max", resolution=r)
     android = android_from_flags()
     table = build_table(space, num_classes, resolutions, FLAGS.threads, FLAGS.op_resolver, FLAGS.rounds,
-                        FLAGS.runs_per_round, android)
+                        FLAGS.runs_per_round, android, num_calibration_archs=FLAGS.calibration_archs)
     table.save(FLAGS.output)
     print(json.dumps({"output": FLAGS.output, "space": table.space_name, "resolutions": table.resolutions,
                       "device": table.device, "ops": {str(r): len(t["ops"]) for r, t in table.tables.items()},
-                      "overhead_ms": {str(r): t["overhead_ms"] for r, t in table.tables.items()}}))
+                      "overhead_ms": {str(r): t["overhead_ms"] for r, t in table.tables.items()},
+                      "calibration_scale": {str(r): table.calibration_scale(r) for r in table.resolutions}}))
 
 
 if __name__ == "__main__":

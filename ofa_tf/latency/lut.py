@@ -7,13 +7,21 @@ activation), so blocks at different positions with equal keys share one entry. E
 entry holds count / mean / std (and median) in ms of timed runs of that op alone as a
 small `.tflite` model (`ofa_tf.latency.ops`).
 
-A subnet's latency estimate is the sum of its ops' means minus the per-invocation
-overhead that every stand-alone op model pays but a whole model pays once
-(`overhead_ms`, timed on a model that does almost nothing).
+A subnet's raw estimate is the sum of its ops' medians (or means) minus the per-invocation overhead
+that every stand-alone op model pays but a whole model pays once (`overhead_ms`, timed on
+a model that does almost nothing). Ops timed alone still do not see exactly what they
+see inside a whole model (cache contents, the delegate's per-model work), and on a CPU
+with shared caches the sum is off by a roughly constant factor that depends on the
+machine (measured here: x0.55 when ops are timed back-to-back, x1.2 round-robin). So a
+table can carry a per-resolution `calibration`: a few whole subnets timed end to end
+when the table is built, and the scale (median of measured / raw estimate) that
+`predict_ms` applies. One scale keeps the ranking of the raw sums and removes their
+systematic error; docs/deployment.md has the measured effect.
 
 File format (JSON): {"format_version", "space" (SearchSpace config), "num_classes",
 "device", "settings", "tables": {"32": {"overhead_ms": x, "ops": {key: {"count",
-"mean", "std", "median"}}}}}
+"mean", "std", "median"}}, "calibration" (optional): {"scale": {"mean": s, "median": s},
+"archs": [arch dicts], "measured_ms": [...], "raw_ms": {"mean": [...], "median": [...]}}}}}
 """
 
 from __future__ import annotations
@@ -168,14 +176,29 @@ class LatencyTable:
         return sorted(self.tables)
 
     # ------------------------------------------------------------------ estimates
-    def predict_ms(self, arch: Arch, statistic: str = "mean") -> float:
-        """Estimated latency of `arch` in ms: the sum of its ops' means at its resolution,
-        less the per-invocation overhead counted once per op beyond the first.
-        `statistic="median"` sums op medians instead (steadier on a noisy machine).
+    def predict_ms(self, arch: Arch, statistic: str = "median", calibrated: bool = True) -> float:
+        """Estimated latency of `arch` in ms: the sum of its ops' medians at its resolution,
+        less the per-invocation overhead counted once per op beyond the first, times the
+        table's calibration scale for that resolution (when it has one and `calibrated`).
+
+        Medians by default because latency benchmarks (tools.benchmark_latency, Android's
+        benchmark_model) report the median run, and on a shared machine a mean also counts
+        the runs another process pre-empted; `statistic="mean"` sums op means instead.
 
         Raises:
           OfaError: the table has no entry for the resolution or for one of the ops.
         """
+        scale = self.calibration_scale(arch.resolution, statistic) if calibrated else 1.0
+        return scale * self._raw_ms(arch, statistic)
+
+    def calibration_scale(self, resolution: int, statistic: str = "median") -> float:
+        """The factor `predict_ms` applies at `resolution` (1.0 for an uncalibrated table)."""
+        if statistic not in ("mean", "median"):
+            raise OfaError(f"statistic={statistic!r}: expected mean or median")
+        calibration = self._table(resolution).get("calibration")
+        return float(calibration["scale"][statistic]) if calibration else 1.0
+
+    def _raw_ms(self, arch: Arch, statistic: str) -> float:
         table = self._table(arch.resolution)
         ops = op_specs(self.space, arch, self.num_classes)
         total = 0.0
@@ -231,6 +254,8 @@ class LatencyTable:
             for t in tables.values():
                 if not isinstance(t.get("ops"), dict):
                     raise ValueError("a table without ops")
+                if "calibration" in t and not all(float(t["calibration"]["scale"][k]) > 0 for k in ("mean", "median")):
+                    raise ValueError("a calibration scale that is not positive")
             return cls(space, data["num_classes"], tables, data.get("device", "host"), data.get("settings"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise OfaError(f"latency table {path}: not a readable ofa_tf latency table ({str(e)[:120]})") from None

@@ -8,6 +8,7 @@ the supernet's initial ones.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import keras
@@ -18,7 +19,7 @@ from ofa_tf.latency.host import time_interleaved
 from ofa_tf.latency.lut import LatencyTable, OpSpec, distinct_op_specs
 from ofa_tf.layers.base import static_activation
 from ofa_tf.models import Supernet
-from ofa_tf.spaces import SearchSpace
+from ofa_tf.spaces import Arch, SearchSpace
 
 if TYPE_CHECKING:
     from ofa_tf.latency.android import AndroidBenchmark
@@ -79,35 +80,89 @@ def stats(times_ms: np.ndarray) -> dict[str, float]:
     return {"count": int(t.size), "mean": float(t.mean()), "std": float(t.std()), "median": float(np.median(t))}
 
 
+def calibration_archs(space: SearchSpace, resolution: int, count: int, seed: int = 1) -> list[Arch]:
+    """Whole subnets a table is calibrated on: the max and min subnets, then random ones
+    (seed 1, apart from the seed-0 subnets benchmarks/lut_accuracy.py scores the table on)."""
+    archs = [space.max_arch(resolution), space.min_arch(resolution)][:count]
+    rng = random.Random(seed)
+    for _ in range(count * 20):
+        if len(archs) >= count:
+            break
+        arch = space.sample(rng, resolution)
+        if arch not in archs:
+            archs.append(arch)
+    return archs
+
+
 def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int], num_threads: int = 1,
-                op_resolver: str = "xnnpack", rounds: int = 20, runs_per_round: int = 10,
-                android: "AndroidBenchmark | None" = None, verbose: bool = True) -> LatencyTable:
+                op_resolver: str = "xnnpack", rounds: int = 200, runs_per_round: int = 1,
+                android: "AndroidBenchmark | None" = None, verbose: bool = True,
+                num_calibration_archs: int = 8) -> LatencyTable:
     """Times every distinct op of `space` at each resolution (host LiteRT, or a phone when
-    `android` is given) and returns the tables."""
+    `android` is given), then calibrates each resolution's table on
+    `num_calibration_archs` whole subnets timed end to end (0: no calibration).
+
+    On the host the op models are timed round-robin: by default each is invoked once per
+    round (`runs_per_round=1`) over `rounds` rounds, so between two timed runs of an op the
+    other ops ran, as inside a whole model where the rest of the network passes through
+    the caches between two runs of any one layer. Timed back-to-back instead, an op keeps
+    its weights in the per-core cache and the raw sums came out at ~0.55 of whole-model
+    latency, with worse ranking (docs/deployment.md has the figures). Whole subnets are
+    timed as tools.benchmark_latency times a model: consecutive runs, median.
+    """
     supernet = Supernet(space, num_classes)
     supernet.build()
     tables = {}
     for resolution in resolutions:
         space.parse_arch("max", resolution=resolution)  # OfaError for a resolution outside the space
         ops = distinct_op_specs(space, resolution, num_classes)
-        bar = keras.utils.Progbar(len(ops) + 1, unit_name="op") if verbose else None
+        calibration = calibration_archs(space, resolution, num_calibration_archs)
+        bar = keras.utils.Progbar(len(ops) + 1 + len(calibration), unit_name="model") if verbose else None
         if bar:
-            print(f"resolution {resolution}: converting {len(ops)} ops", flush=True)
+            print(f"resolution {resolution}: converting {len(ops)} ops and {len(calibration)} whole subnets "
+                  "for calibration", flush=True)
         models = convert_ops(supernet, ops, progress=bar.add if bar else None)
         models.append(keras_to_tflite(overhead_model()))
         if bar:
             bar.add(1)
+        whole = []
+        for arch in calibration:
+            whole.append(keras_to_tflite(supernet.get_subnet(arch)))
+            if bar:
+                bar.add(1)
+        if verbose:
+            print(f"resolution {resolution}: timing", flush=True)
         if android is None:
-            times = time_interleaved(models, num_threads, op_resolver, rounds, runs_per_round)
-            entries = [stats(t) for t in times]
+            entries = [stats(t) for t in time_interleaved(models, num_threads, op_resolver, rounds, runs_per_round)]
+            measured = [stats(t) for t in time_interleaved(whole, num_threads, op_resolver, 20, 10)] if whole else []
         else:
             entries = _time_on_android(android, models, num_threads, rounds * runs_per_round, verbose)
+            measured = _time_on_android(android, whole, num_threads, 200, verbose) if whole else []
         tables[resolution] = {"overhead_ms": entries[-1]["mean"],
                               "ops": {op.key: entry for op, entry in zip(ops, entries[:-1])}}
+        if calibration:
+            tables[resolution]["calibration"] = _calibration(space, num_classes, resolution, tables[resolution],
+                                                             calibration, measured)
     settings = {"threads": num_threads, "op_resolver": op_resolver if android is None else None,
-                "runs": rounds * runs_per_round, "rounds": rounds, "quantize": "none"}
+                "runs": rounds * runs_per_round, "rounds": rounds, "runs_per_round": runs_per_round,
+                "quantize": "none", "calibration_archs": num_calibration_archs}
     device = "host" if android is None else f"android:{android.serial}"
     return LatencyTable(space, num_classes, tables, device, settings)
+
+
+def _calibration(space: SearchSpace, num_classes: int, resolution: int, table: dict[str, Any],
+                 archs: Sequence[Arch], measured: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """The calibration record of one resolution: per statistic, the median ratio of the
+    whole subnets' measured latency to the table's raw sum for them."""
+    raw_table = LatencyTable(space, num_classes, {resolution: table})
+    record: dict[str, Any] = {"archs": [a.to_dict() for a in archs], "scale": {}, "raw_ms": {}, "measured_ms": {}}
+    for statistic in ("mean", "median"):
+        raw = np.array([raw_table.predict_ms(a, statistic, calibrated=False) for a in archs])
+        seen = np.array([m[statistic] for m in measured])
+        record["scale"][statistic] = float(np.median(seen / raw))
+        record["raw_ms"][statistic] = raw.tolist()
+        record["measured_ms"][statistic] = seen.tolist()
+    return record
 
 
 def _time_on_android(android: "AndroidBenchmark", models: Sequence[bytes], num_threads: int, runs: int,

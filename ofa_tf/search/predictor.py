@@ -70,6 +70,31 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return float(concordant_minus_discordant / denominator) if denominator else 0.0
 
 
+def cross_validated_spearman(space: SearchSpace, archs: Sequence[Arch], accuracies: Sequence[float],
+                             folds: int = 5, seed: int = 0, **fit_kwargs: Any) -> dict[str, Any]:
+    """K-fold cross-validated rank correlation of the predictor on measured archs.
+
+    A single held-out split of a few dozen archs gives a Spearman with a standard error
+    near 0.15; predicting every measured arch once from a predictor that did not see it
+    uses all of them. Returns {"spearman", "kendall_tau"} over all out-of-fold predictions
+    and "fold_spearman" (one per fold). `fit_kwargs` go to `AccuracyPredictor.fit`.
+    """
+    y = np.asarray(accuracies, np.float64)
+    if folds < 2 or len(archs) < 2 * folds:
+        raise OfaError(f"cross-validation with {folds} folds needs folds >= 2 and >= {2 * folds} archs, "
+                       f"got {len(archs)}")
+    order = np.random.default_rng(seed).permutation(len(archs))
+    predicted = np.zeros(len(archs))
+    per_fold = []
+    for part in np.array_split(order, folds):
+        train = np.setdiff1d(order, part)
+        model = AccuracyPredictor.fit(space, [archs[i] for i in train], y[train], seed=seed, **fit_kwargs)
+        predicted[part] = model.predict([archs[i] for i in part])
+        per_fold.append(spearman(predicted[part], y[part]))
+    return {"folds": folds, "spearman": spearman(predicted, y), "kendall_tau": kendall_tau(predicted, y),
+            "fold_spearman": [round(v, 4) for v in per_fold]}
+
+
 # ----------------------------------------------------------------------------- the model
 class AccuracyPredictor:
     """accuracy(arch) ~ base + scale * MLP(encode(arch)), batched in NumPy."""
