@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import sys
 import time
 
@@ -63,13 +62,8 @@ def main() -> None:
     space = table.space
     supernet = Supernet(space, table.num_classes)
     supernet.build()
-    rng = random.Random(args.seed)
-    calibration = {Arch.from_dict(a) for a in table.tables[resolution].get("calibration", {}).get("archs", [])}
-    archs: list[Arch] = []
-    while len(archs) < args.num_archs:
-        arch = space.sample(rng, resolution)
-        if arch not in calibration and arch not in archs:
-            archs.append(arch)
+    calibration = [Arch.from_dict(a) for a in table.tables[resolution].get("calibration", {}).get("archs", [])]
+    archs = space.sample_distinct(args.num_archs, args.seed, resolution, exclude=calibration)
     print(f"converting {len(archs)} subnets", file=sys.stderr, flush=True)
     models = []
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ofa_tf import OfaError
-from ofa_tf.spaces import SPACES, Arch, SearchSpace, get_space
+from ofa_tf.spaces import SPACES, Arch, SearchSpace, StageSpec, get_space
 
 ALL = sorted(SPACES)
 
@@ -168,3 +168,17 @@ def test_arch_from_json_file_and_search_result(tmp_path):
 def test_bad_space_arguments(call, match):
     with pytest.raises(OfaError, match=match):
         call()
+
+
+def test_sample_distinct_draws_distinct_archs_outside_exclude_as_a_prefix():
+    space = get_space("ofa_mbv3", resolutions=[32, 40])
+    excluded = [space.max_arch(32), space.min_arch(32)] + space.sample_distinct(3, 7, 32)
+    archs = space.sample_distinct(40, 1, 32, exclude=excluded)
+    assert len(archs) == 40 == len(set(archs)) and not set(archs) & set(excluded)
+    assert all(a.resolution == 32 for a in archs)
+    assert space.sample_distinct(10, 1, 32, exclude=excluded) == archs[:10]
+    assert len({a.resolution for a in space.sample_distinct(30, 2)}) == 2  # resolution sampled when not given
+    two_archs = SearchSpace(name="two", stem_widths=(8,), stem_activation="relu",
+                            stages=(StageSpec((8,), (1,), (3, 5), (2.0,), 1, "relu", False),),
+                            final_expand_ratio=2.0, head_widths=(16,), head_activation="relu", resolutions=(16,))
+    assert sorted(a.kernels for a in two_archs.sample_distinct(8, 0)) == [((3,),), ((5,),)]  # the space runs out

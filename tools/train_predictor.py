@@ -53,16 +53,6 @@ FLAGS = flags.FLAGS
 MEASUREMENTS_FILE = "measurements.json"
 
 
-def sample_archs(space, count: int, seed: int) -> list[Arch]:
-    """`count` distinct random archs (fewer only if the space is smaller)."""
-    rng, archs = random.Random(seed), {}
-    for _ in range(count * 20):
-        archs.setdefault(space.sample(rng), None)
-        if len(archs) == count:
-            break
-    return list(archs)
-
-
 def load_measurements(path: str, settings: dict) -> dict[str, dict]:
     """Earlier measurements of this directory taken with the same settings, by arch JSON."""
     if not os.path.isfile(path):
@@ -102,7 +92,7 @@ def main(argv: list[str]) -> None:
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, MEASUREMENTS_FILE)
     done = load_measurements(path, settings)
-    archs = sample_archs(space, FLAGS.num_archs, FLAGS.seed)
+    archs = space.sample_distinct(FLAGS.num_archs, FLAGS.seed)
     todo = [a for a in archs if a.to_json() not in done]
     print(f"measuring {len(todo)} subnets ({len(archs) - len(todo)} measured before)", flush=True)
 

@@ -8,7 +8,6 @@ the supernet's initial ones.
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import keras
@@ -83,15 +82,8 @@ def stats(times_ms: np.ndarray) -> dict[str, float]:
 def calibration_archs(space: SearchSpace, resolution: int, count: int, seed: int = 1) -> list[Arch]:
     """Whole subnets a table is calibrated on: the max and min subnets, then random ones
     (seed 1, apart from the seed-0 subnets benchmarks/lut_accuracy.py scores the table on)."""
-    archs = [space.max_arch(resolution), space.min_arch(resolution)][:count]
-    rng = random.Random(seed)
-    for _ in range(count * 20):
-        if len(archs) >= count:
-            break
-        arch = space.sample(rng, resolution)
-        if arch not in archs:
-            archs.append(arch)
-    return archs
+    extremes = [space.max_arch(resolution), space.min_arch(resolution)][:count]
+    return extremes + space.sample_distinct(count - len(extremes), seed, resolution, exclude=extremes)
 
 
 def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int], num_threads: int = 1,

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import random as _random
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -153,6 +153,20 @@ class SearchSpace:
             expands=tuple(tuple(rng.choice(s.expands) for _ in range(d)) for s, d in zip(self.stages, depths)),
             head_width=rng.choice(self.head_widths) if self.head_widths else 0,
         ))
+
+    def sample_distinct(self, count: int, rng: _random.Random | int | None = None, resolution: int | None = None,
+                        exclude: Iterable[Arch] = ()) -> list[Arch]:
+        """`count` distinct random archs, none in `exclude`, in the order drawn (so a smaller
+        `count` with the same seed gives a prefix). Fewer only when the space runs out: it
+        stops after 20 draws per arch asked for."""
+        rng, excluded, archs = _as_rng(rng), set(exclude), {}
+        for _ in range(count * 20):
+            if len(archs) >= count:
+                break
+            arch = self.sample(rng, resolution)
+            if arch not in excluded:
+                archs.setdefault(arch, None)
+        return list(archs)
 
     def _fix(self, arch: Arch) -> Arch:
         """Applies the space's sharing / coupling rules (first block decides for a stage)."""
