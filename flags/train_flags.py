@@ -63,7 +63,9 @@ def define_transfer_flags() -> None:
     flags.DEFINE_float("fixmatch_threshold", 0.95, "FixMatch confidence threshold in (0, 1]: an unlabelled image "
                        "gets a pseudo-label when the max net's top probability on its weak view reaches it.")
     flags.DEFINE_string("init_checkpoint", None, "Start from a pretrained supernet: a run directory or a "
-                        ".weights.h5 of the same space, width and class count (ignored when resuming).")
+                        ".weights.h5 of the same space, width and class count (ignored when resuming). A run on "
+                        "the same dataset should share this run's --seed and --validation_fraction, or its "
+                        "training images land in this validation split (a warning says so).")
 
 
 def transfer_settings() -> dict:

@@ -19,6 +19,7 @@ import json
 import os
 from typing import Sequence
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -69,6 +70,9 @@ def prepare_transfer(config, data: DataSource, train_split: tf.data.Dataset, spa
                   if c.unlabelled_dataset else None)
     init = (check_init_checkpoint(c.init_checkpoint, space, data.num_classes, c.width_mult)
             if c.init_checkpoint else None)
+    leak = validation_leak(init, c) if init is not None else None
+    if leak:
+        logging.warning(leak)
     calibration = train_split
     if c.labelled_per_class or unlabelled is not None:
         calibration = labelled if c.unlabelled_dataset != REST else labelled.concatenate(
@@ -232,6 +236,29 @@ def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width
             raise OfaError(f"{flag}: the run has no checkpoint yet")
         weights = found[-1]
     return InitCheckpoint(flag, weights, run_dir)
+
+
+def validation_leak(init: InitCheckpoint, config) -> str | None:
+    """Why this run's validation split holds images `init`'s run trained on, or None.
+
+    The split is drawn from the run's --seed and --validation_fraction: a run continued
+    from another run on the same dataset with another seed or fraction validates (and
+    measures subnets for the predictor) partly on images its starting weights were trained
+    on, so those accuracies read high.
+    """
+    if init.run_dir is None:
+        return None
+    with open(os.path.join(init.run_dir, "config.json")) as f:
+        theirs = json.load(f)["run"]
+    if (theirs.get("dataset"), theirs.get("data_dir")) != (config.dataset, config.data_dir):
+        return None
+    their_split = (theirs.get("seed"), theirs.get("validation_fraction"))
+    if their_split == (config.seed, config.validation_fraction):
+        return None
+    return (f"{init.flag} was trained on {config.dataset} with --seed={their_split[0]} "
+            f"--validation_fraction={their_split[1]}: part of this run's validation split (--seed={config.seed} "
+            f"--validation_fraction={config.validation_fraction}) were its training images, so validation "
+            f"accuracies will read high; pass its --seed and --validation_fraction to keep them held out")
 
 
 def load_init_checkpoint(model, init: InitCheckpoint) -> None:

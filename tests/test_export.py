@@ -10,8 +10,11 @@ import pytest
 from helpers import assert_one_line_error, make_run_dir, randomize_weights, run_tool, tiny_space
 from ofa_tf.data import load_dataset, make_pipeline
 from ofa_tf.errors import OfaError
-from ofa_tf.export import ExportOptions, TFLiteClassifier, export_subnet
-from ofa_tf.export.tflite import export_saved_model, saved_model_to_tflite
+from ofa_tf.export import (INT8_CALIBRATIONS, ExportOptions, TFLiteClassifier, export_subnet, fold_gate_scales,
+                           keras_to_tflite)
+from ofa_tf.export.calibration import HISTOGRAM_BINS, RANGE_FRACTIONS, mse_range, quantization_error
+from ofa_tf.export.graph import gate_producers
+from ofa_tf.export.tflite import export_saved_model, make_interpreter, representative_dataset, saved_model_to_tflite
 from ofa_tf.export.exporter import _write_all
 from ofa_tf.models import Supernet
 
@@ -41,6 +44,27 @@ def test_tflite_matches_keras_on_real_images(subnet_and_images, tmp_path):
         assert np.abs(got - expected).max() <= tolerance, mode
 
 
+def test_gate_fold_keeps_the_function_and_leaves_float16_no_scalar_to_round(subnet_and_images):
+    subnet, images = subnet_and_images
+    producers = gate_producers(subnet)
+    assert len(producers) == 5  # one gate per squeeze-excite block of the max subnet (stages of 3 and 2 blocks)
+    folded = fold_gate_scales(subnet)
+    assert not any(isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "hard_sigmoid"
+                   for layer in folded.layers)
+    for name in producers:  # the conv carries the 1/6 now
+        kernel = subnet.get_layer(name).get_weights()[0]
+        np.testing.assert_allclose(folded.get_layer(name).get_weights()[0], kernel / 6.0, rtol=1e-6)
+    np.testing.assert_allclose(folded(images, training=False), subnet(images, training=False), atol=1e-5)
+    # the float16 model keeps no float16 scalar multiplier (the 1/6 it used to round)
+    interpreter = make_interpreter(keras_to_tflite(subnet, "float16"))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    dequantized_scalars = {op["outputs"][0] for op in ops if op["op_name"] == "DEQUANTIZE"
+                           and not len(tensors[op["inputs"][0]]["shape"])}
+    assert not [op for op in ops if op["op_name"] == "MUL" and dequantized_scalars & set(op["inputs"])]
+    assert fold_gate_scales(folded) is folded  # nothing left to fold
+
+
 def test_tf_keras_rebuild_for_qat_matches(subnet_and_images):
     from ofa_tf.export.qat import max_rebuild_error
     subnet, images = subnet_and_images
@@ -61,6 +85,7 @@ def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):
     assert meta == json.loads(done.stdout.strip().splitlines()[-1])
     space = tiny_space()
     assert meta["arch"] == space.min_arch().to_dict() and meta["quantize"] == "int8"
+    assert meta["int8_calibration"] == "mse"
     assert meta["input"]["shape"] == [None, 16, 16, 3] and meta["input"]["dtype"] == "float32"
     assert meta["input"]["normalization"]["mean"] == [0.485, 0.456, 0.406]
     assert meta["class_names"] == [str(i) for i in range(10)] and meta["macs"] > 0 and meta["params"] > 0
@@ -92,6 +117,8 @@ def test_bad_export_input_is_one_clear_error_and_writes_nothing(tmp_path):
          "needs training images"),
         (dict(model_dir=run_dir, arch_spec="max", output=str(tmp_path / "no_dir" / "m.tflite")), "does not exist"),
         (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int4")), "--quantize='int4'"),
+        (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int8", int8_calibration="kl")),
+         "--int8_calibration='kl': expected one of ['mse', 'minmax']"),
     ]
     for kwargs, message in cases:
         kwargs.setdefault("output", str(out / "m.tflite"))
@@ -111,3 +138,55 @@ def test_a_failed_write_leaves_no_partial_export(tmp_path, subnet_and_images):
     with pytest.raises(TypeError):  # the metadata cannot be written after the model files were staged
         _write_all(paths, b"TFL3", subnet, {"not json": object()}, 0.0)
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ int8 activation ranges
+def test_mse_range_clips_outliers_and_keeps_a_uniform_range():
+    rng = np.random.default_rng(0)
+    heavy = np.concatenate([rng.normal(0, 1, 1_000_000), [60.0, -40.0]])  # two outliers set min / max
+    low, high = float(heavy.min()), float(heavy.max())
+    counts = np.histogram(heavy, HISTOGRAM_BINS, (low, high))[0]
+    fitted_low, fitted_high = mse_range(counts, low, high)
+    assert low < fitted_low < -2 and 2 < fitted_high < high
+    assert fitted_high - fitted_low < (high - low) / 2
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    errors = quantization_error(centers, counts.astype(float), np.array([low, fitted_low]),
+                                np.array([high, fitted_high]))
+    assert errors[1] < errors[0] / 2  # rounding saved on a million values outweighs clipping two
+    # on uniform data every value matters: the full range stays (within one grid step)
+    counts = np.histogram(rng.uniform(0, 6, 100_000), HISTOGRAM_BINS, (0.0, 6.0))[0]
+    fitted_low, fitted_high = mse_range(counts, 0.0, 6.0)
+    assert fitted_low == 0.0 and fitted_high >= 6.0 * RANGE_FRACTIONS[-2]
+    # the error model is TFLite's: a step of range / 255, uniform rounding error step^2 / 12
+    assert errors[0] == pytest.approx(((high - low) / 255) ** 2 / 12, rel=0.1)
+
+
+def test_int8_mse_calibration_narrows_ranges_inside_and_keeps_the_outputs(subnet_and_images):
+    subnet, images = subnet_and_images
+    representative = representative_dataset([images], 48)
+    models = {name: keras_to_tflite(subnet, "int8", representative, name) for name in INT8_CALIBRATIONS}
+
+    def int8_scales(model):
+        """{tensor name: scale} of the int8 feature maps, and the scale of the logits."""
+        interpreter = make_interpreter(model)
+        tensors = interpreter.get_tensor_details()
+        maps = {t["name"]: t["quantization"][0] for t in tensors
+                if t["dtype"] == np.int8 and len(t["shape_signature"]) == 4 and t["quantization"][0] > 0}
+        dequantize = [op for op in interpreter._get_ops_details() if op["op_name"] == "DEQUANTIZE"]
+        assert len(dequantize) == 1  # full-integer body, float logits out
+        logits = next(t for t in tensors if t["index"] == dequantize[0]["inputs"][0])
+        return maps, logits["quantization"][0]
+
+    fitted, fitted_logits = int8_scales(models["mse"])
+    minmax, minmax_logits = int8_scales(models["minmax"])
+    shared = sorted(set(fitted) & set(minmax))
+    assert len(shared) > 10
+    assert all(fitted[k] <= minmax[k] * (1 + 1e-6) for k in shared)  # ranges only shrink
+    assert sum(fitted[k] < minmax[k] * 0.95 for k in shared) >= 3
+    assert fitted_logits == pytest.approx(minmax_logits)  # a clipped top logit would tie: outputs keep theirs
+    # per-tensor least error is not end-to-end least error on a random net (the trained
+    # subnets' figures are in docs/deployment.md), but fitted ranges must not break the model
+    expected = subnet(images, training=False).numpy()
+    errors = {name: np.sqrt(np.mean((TFLiteClassifier(m)(images) - expected) ** 2)) for name, m in models.items()}
+    assert errors["mse"] < 2 * errors["minmax"], errors

@@ -1,6 +1,7 @@
 """TOFA's semi-supervised mode and transfer (papers/004): FixMatch loss, the semi-supervised
 train step, labelled subsets, the two-view pipeline, --init_checkpoint, and tools.train."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -19,7 +20,7 @@ from ofa_tf.run import CHECKPOINT_DIR, RunConfig, build_model, load_trained_supe
 from ofa_tf.training import OnceForAllModel, build_method, distillation_loss, label_loss
 from ofa_tf.training.semi_supervised import LABELLED, STRONG, WEAK, fixmatch_loss, pseudo_labels
 from ofa_tf.transfer import (check_init_checkpoint, labelled_subset, load_init_checkpoint, semi_supervised_pipeline,
-                             unlabelled_images)
+                             unlabelled_images, validation_leak)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
@@ -200,6 +201,19 @@ def test_init_checkpoint_loads_exactly_the_pretrained_weights(tmp_path):
     reference, _ = load_trained_supernet(str(tmp_path / "same"))
     for mine, theirs in zip(other.supernet_weights, reference.supernet_weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_continuing_a_run_with_another_split_warns_that_validation_leaks(tmp_path):
+    source_dir = make_run_dir(tmp_path / "pre", seed=0)
+    init = check_init_checkpoint(source_dir, tiny_space(), 10, 1.0)
+    with open(os.path.join(source_dir, "config.json")) as f:
+        dataset = json.load(f)["run"]["dataset"]
+    same_split = RunConfig(method="deps", space="tiny", dataset=dataset, seed=0)
+    assert validation_leak(init, same_split) is None
+    assert validation_leak(init, dataclasses.replace(same_split, dataset="idx:elsewhere")) is None  # other data
+    message = validation_leak(init, dataclasses.replace(same_split, seed=1))
+    assert "--seed=0 --validation_fraction=0.1" in message and "(--seed=1 " in message
+    assert validation_leak(init, dataclasses.replace(same_split, validation_fraction=0.2)) is not None
 
 
 def test_init_checkpoint_mismatches_name_what_differs(tmp_path):

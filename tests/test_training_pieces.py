@@ -184,8 +184,22 @@ def test_schedule_warmup_and_serialisation():
     assert [float(again(s)) for s in (3, 30, 80)] == [float(schedule(s)) for s in (3, 30, 80)]
 
 
+def test_phase_schedule_warms_up_then_runs_the_first_phase_cosine():
+    schedule = PhaseCosineSchedule(0.2, [0, 50], 100, [1.0, 0.5], mode="phase", warmup_steps=10)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(5)) == pytest.approx(0.1, rel=1e-5)
+    assert float(schedule(10)) == pytest.approx(0.2, rel=1e-5)  # the first phase's peak, after the warmup
+    assert float(schedule(30)) == pytest.approx(0.1, rel=1e-5)  # half-way through its remaining 40 steps
+    assert float(schedule(50)) == pytest.approx(0.1, rel=1e-5)  # the next phase restarts at its (scaled) peak
+    # an empty first phase (e.g. --warmup_fraction=0) hands the warmup to the next one
+    empty_first = PhaseCosineSchedule(0.2, [0, 0], 100, mode="phase", warmup_steps=10)
+    assert float(empty_first(5)) == pytest.approx(0.1, rel=1e-5)
+    assert float(empty_first(55)) == pytest.approx(0.1, rel=1e-5)  # half-way through steps 10-100
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(mode="cyclic"), "lr_schedule='cyclic'"),
+    (dict(mode="phase", warmup_steps=50), "warmup of 50 steps does not end before the first phase"),
     (dict(phase_scales=[1.0]), "2 phases"),
     (dict(phase_scales=[1.0, -1.0]), "expected >= 0"),
 ])

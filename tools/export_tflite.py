@@ -7,8 +7,9 @@
 The subnet's BN statistics are recalibrated on the run's training images first, and its
 accuracy is measured before and after conversion on the validation split (metadata
 `accuracy`). --quantize: none (float32), float16, dynamic (int8 weights), int8 (full
-integer, representative set from the training data), qat (quantisation-aware fine-tuning
-for --qat_epochs, then int8). Inputs are float32 images normalised as the metadata says.
+integer; ranges from a representative set of training images, fitted by --int8_calibration),
+qat (quantisation-aware fine-tuning for --qat_epochs, then int8). Inputs are float32
+images normalised as the metadata says.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 
 from absl import flags
 
-from ofa_tf.export import FORMATS, QUANTIZE_MODES, ExportOptions, export_subnet
+from ofa_tf.export import FORMATS, INT8_CALIBRATIONS, QUANTIZE_MODES, ExportOptions, export_subnet
 from ofa_tf.errors import OfaError
 from tools._runner import run
 
@@ -33,6 +34,9 @@ flags.DEFINE_string("dataset", None, "Data for BN recalibration, int8 calibratio
 flags.DEFINE_enum("split", "validation", ["validation", "test"], "Where accuracy is measured.")
 flags.DEFINE_integer("bn_calibration_images", None, "Images for BN recalibration (default: the run's setting).")
 flags.DEFINE_integer("representative_images", 500, "Training images that calibrate full-int8 ranges.")
+flags.DEFINE_string("int8_calibration", "mse", f"Full-int8 activation ranges, one of {list(INT8_CALIBRATIONS)}: "
+                    "mse fits each range to the least rounding + clipping error on the representative images "
+                    "(docs/deployment.md); minmax keeps the converter's min / max.")
 flags.DEFINE_integer("max_eval_images", None, "Measure accuracy on at most this many images (default: all).")
 flags.DEFINE_integer("qat_epochs", 2, "Quantisation-aware fine-tuning epochs (--quantize=qat).")
 flags.DEFINE_integer("qat_steps_per_epoch", None, "QAT steps per epoch (default: one pass over the training split).")
@@ -50,6 +54,7 @@ def main(argv: list[str]) -> None:
     options = ExportOptions(
         quantize=FLAGS.quantize, formats=tuple(FLAGS.formats), dataset=FLAGS.dataset, split=FLAGS.split,
         bn_calibration_images=FLAGS.bn_calibration_images, representative_images=FLAGS.representative_images,
+        int8_calibration=FLAGS.int8_calibration,
         max_eval_images=FLAGS.max_eval_images, qat_epochs=FLAGS.qat_epochs,
         qat_steps_per_epoch=FLAGS.qat_steps_per_epoch, qat_learning_rate=FLAGS.qat_learning_rate, seed=FLAGS.seed)
     metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)

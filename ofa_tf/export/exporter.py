@@ -30,6 +30,7 @@ import keras
 from ofa_tf.data import MEAN, STD, load_dataset, make_pipeline, split_validation
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import calibration_images
+from ofa_tf.export.calibration import check_int8_calibration
 from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
@@ -51,6 +52,7 @@ class ExportOptions:
     split: str = "validation"
     bn_calibration_images: int | None = None  # None: the run's setting
     representative_images: int = 500
+    int8_calibration: str = "mse"  # full-int8 activation ranges: "mse" (fitted) or "minmax" (the converter's)
     max_eval_images: int | None = None  # None: the whole split
     qat_epochs: int = 2
     qat_steps_per_epoch: int | None = None  # None: one pass over the training split
@@ -74,6 +76,7 @@ def output_paths(output: str, formats: Sequence[str]) -> dict[str, str]:
 def check_request(output: str, options: ExportOptions) -> None:
     """The checks that need no model: output path, formats, mode and its data."""
     check_quantize(options.quantize)
+    check_int8_calibration(options.int8_calibration)
     if not output or not output.endswith(".tflite"):
         raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
     for fmt in options.formats:
@@ -144,7 +147,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         if options.quantize == "int8":
             representative = representative_dataset(
                 make_pipeline(train_split, 100, [res], training=False), options.representative_images)
-        tflite_bytes = keras_to_tflite(subnet, options.quantize, representative)
+        tflite_bytes = keras_to_tflite(subnet, options.quantize, representative, options.int8_calibration)
 
     comparison = compare_on(subnet, TFLiteClassifier(tflite_bytes), evaluation) if evaluation else None
     cost = profile(supernet.space, arch, supernet.num_classes)
@@ -156,6 +159,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         "space": supernet.space.name,
         "arch": arch.to_dict(),
         "quantize": options.quantize,
+        "int8_calibration": options.int8_calibration if options.quantize == "int8" else None,
         "input": {
             "name": "image", "shape": [None, res, res, 3], "dtype": "float32", "layout": "NHWC, RGB",
             "preprocessing": "pixels / 255 (grayscale repeated to RGB), resized to the input size, then "

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.export.graph import inbound_layer_names
 from ofa_tf.export.tflite import quiet_conversion
 
 _SIMPLE = ("Conv2D", "DepthwiseConv2D", "BatchNormalization", "GlobalAveragePooling2D", "Add", "Multiply",
@@ -50,17 +51,6 @@ def _custom_layers() -> dict[str, type]:
 
 
 _CUSTOM: dict[str, type] = {}
-
-
-def _inbound_names(node_args: Any) -> list[str]:
-    """Names of the layers feeding one node of a Keras 3 functional config."""
-    if isinstance(node_args, dict):
-        if node_args.get("class_name") == "__keras_tensor__":
-            return [node_args["config"]["keras_history"][0]]
-        return [n for v in node_args.values() for n in _inbound_names(v)]
-    if isinstance(node_args, (list, tuple)):
-        return [n for v in node_args for n in _inbound_names(v)]
-    return []
 
 
 def _tf_keras_layer(layer: keras.layers.Layer):
@@ -94,7 +84,7 @@ def to_tf_keras(model: keras.Model):
         if entry["class_name"] == "InputLayer":
             tensors[layer.name] = tfk.Input(tuple(layer.output.shape[1:]), name=layer.name)
             continue
-        inbound = [tensors[n] for n in _inbound_names(entry["inbound_nodes"][0]["args"])]
+        inbound = [tensors[n] for n in inbound_layer_names(entry["inbound_nodes"][0]["args"])]
         new = _tf_keras_layer(layer)
         tensors[layer.name] = new(inbound if len(inbound) > 1 else inbound[0])
         new.set_weights(layer.get_weights())

@@ -4,7 +4,10 @@ Conversion goes Keras 3 `model.export(format="tf_saved_model")` -> `TFLiteConver
 from_saved_model`, the path STACK.md measured to be exact (float32 within ~1e-5);
 `from_concrete_functions` wrote NaN models there. Every mode keeps float32 input and
 output tensors (int8 models quantise / dequantise at their edges), so a caller feeds
-all of them the same normalised images.
+all of them the same normalised images. For float16 the squeeze-excite gates' 1/6 is
+folded into their convs first (`ofa_tf.export.graph.fold_gate_scales`): kept as a float16
+constant it caused half or more of a float16 model's error. The other modes convert the
+graph as it is (folding changed neither float32 nor int8 results).
 
 Inference uses the LiteRT interpreter (`ai-edge-litert`): tflite-runtime breaks under
 numpy 2 (STACK.md).
@@ -24,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.export.calibration import convert_int8
+from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.native_logs import quiet_native_logs
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
@@ -72,10 +77,15 @@ def quiet_conversion():
 
 
 def saved_model_to_tflite(saved_model_dir: str, mode: str = "none",
-                          representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+                          representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
+                          int8_calibration: str = "mse") -> bytes:
+    """`.tflite` bytes of a SavedModel; full-int8 ranges by `int8_calibration`
+    (ofa_tf/export/calibration.py)."""
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     configure_converter(converter, mode, representative)
     with quiet_conversion():
+        if mode == "int8":
+            return convert_int8(converter, representative, int8_calibration)
         return converter.convert()
 
 
@@ -86,14 +96,16 @@ def export_saved_model(model: keras.Model, directory: str) -> None:
 
 
 def keras_to_tflite(model: keras.Model, mode: str = "none",
-                    representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
-    """`.tflite` bytes of a Keras 3 model (`mode` in none/float16/dynamic/int8)."""
+                    representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
+                    int8_calibration: str = "mse") -> bytes:
+    """`.tflite` bytes of a Keras 3 model (`mode` in none/float16/dynamic/int8); float16
+    models get their squeeze-excite gates folded first (module docstring)."""
     if check_quantize(mode) == "qat":
         raise OfaError("--quantize=qat: use ofa_tf.export.qat (the model must be fine-tuned first)")
     directory = tempfile.mkdtemp(prefix="ofa_tf_export_")
     try:
-        export_saved_model(model, directory)
-        return saved_model_to_tflite(directory, mode, representative)
+        export_saved_model(fold_gate_scales(model) if mode == "float16" else model, directory)
+        return saved_model_to_tflite(directory, mode, representative, int8_calibration)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -116,8 +128,10 @@ def representative_dataset(batches: Iterable, num_images: int) -> Callable[[], I
     return generate
 
 
-def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack"):
-    """A LiteRT `Interpreter` for a `.tflite` path or bytes (tensors not yet allocated)."""
+def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack",
+                     preserve_all_tensors: bool = False):
+    """A LiteRT `Interpreter` for a `.tflite` path or bytes (tensors not yet allocated);
+    `preserve_all_tensors` keeps intermediate tensors readable (not with XNNPACK)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     if op_resolver not in OP_RESOLVERS:
@@ -129,7 +143,8 @@ def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str 
         raise OfaError(f"{model}: no such .tflite file")
     try:
         with quiet_native_logs():
-            return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver)
+            return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver,
+                               experimental_preserve_all_tensors=preserve_all_tensors)
     except ValueError as e:
         name = model if isinstance(model, str) else "model bytes"
         raise OfaError(f"{name}: not a loadable TFLite model ({str(e).splitlines()[0][:120]})") from None

@@ -8,7 +8,8 @@ Two shapes, one class:
 In both, a phase's `lr_scale` multiplies the rate while it runs. OFA's shrinking phases
 use far lower rates than its first elastic phase (the reference scripts: kernel 3e-2,
 depth/expand stage 1 2.5e-3, stage 2 7.5e-3), so the `ofa` preset carries those ratios.
-An optional linear warmup from 0 opens the run.
+An optional linear warmup from 0 opens the run, in either shape; in "phase" mode the
+first phase's cosine then starts when the warmup ends (later phases restart at their peak).
 
 The step arrives as a tensor inside the traced train step, so the phase lookup is a
 tensor computation: one trace serves the whole run.
@@ -37,8 +38,9 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
       total_steps: steps of the whole run (the last phase ends there).
       phase_scales: multiplier of each phase (default: all 1).
       mode: "run" or "phase" (module docstring).
-      warmup_steps: linear warmup from 0 at the start of the run ("run" mode only: in
-        "phase" mode each phase restarts at its peak, as OFA's scripts do).
+      warmup_steps: linear warmup from 0 at the start of the run; the cosine that follows
+        (the run's, or the first phase's in "phase" mode) starts at the end of the warmup.
+        In "phase" mode it must end before the first phase does.
     """
 
     def __init__(self, learning_rate: float, phase_starts: Sequence[int], total_steps: int,
@@ -58,7 +60,13 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = max(1, int(total_steps))
         self.phase_scales = scales
         self.mode = mode
-        self.warmup_steps = max(0, int(warmup_steps)) if mode == "run" else 0
+        self.warmup_steps = max(0, int(warmup_steps))
+        if mode == "phase" and self.warmup_steps:
+            ends = starts[1:] + [self.total_steps]
+            first_end = next((end for start, end in zip(starts, ends) if end > start), self.total_steps)
+            if self.warmup_steps >= first_end:
+                raise OfaError(f"LR warmup of {self.warmup_steps} steps does not end before the first phase does "
+                               f"(step {first_end}); shorten --lr_warmup_epochs")
 
     def phase_index(self, step: tf.Tensor) -> tf.Tensor:
         """Index of the phase `step` falls in (a tensor; an empty phase is skipped)."""
@@ -72,10 +80,11 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         index = self.phase_index(step)
         scale = tf.gather(tf.constant(self.phase_scales, tf.float32), index)
         if self.mode == "phase":
+            # the first (non-empty) phase's cosine starts after the warmup
+            starts = [max(start, self.warmup_steps) for start in self.phase_starts]
             ends = self.phase_starts[1:] + [self.total_steps]
-            start = tf.gather(tf.constant(self.phase_starts, tf.float32), index)
-            length = tf.gather(tf.constant([max(1, e - s) for s, e in zip(self.phase_starts, ends)], tf.float32),
-                               index)
+            start = tf.gather(tf.constant(starts, tf.float32), index)
+            length = tf.gather(tf.constant([max(1, e - s) for s, e in zip(starts, ends)], tf.float32), index)
             progress = (step - start) / length
         else:
             decay_steps = float(max(1, self.total_steps - self.warmup_steps))
