@@ -244,7 +244,7 @@ def validation_leak(init: InitCheckpoint, config) -> str | None:
     The split is drawn from the run's --seed and --validation_fraction: a run continued
     from another run on the same dataset with another seed or fraction validates (and
     measures subnets for the predictor) partly on images its starting weights were trained
-    on, so those accuracies read high.
+    on, so those accuracies may read high.
     """
     if init.run_dir is None:
         return None
@@ -258,7 +258,7 @@ def validation_leak(init: InitCheckpoint, config) -> str | None:
     return (f"{init.flag} was trained on {config.dataset} with --seed={their_split[0]} "
             f"--validation_fraction={their_split[1]}: part of this run's validation split (--seed={config.seed} "
             f"--validation_fraction={config.validation_fraction}) were its training images, so validation "
-            f"accuracies will read high; pass its --seed and --validation_fraction to keep them held out")
+            f"accuracies may read high; pass its --seed and --validation_fraction to keep them held out")
 
 
 def load_init_checkpoint(model, init: InitCheckpoint) -> None:
