@@ -191,11 +191,13 @@ def semi_supervised_pipeline(labelled: tf.data.Dataset, unlabelled: tf.data.Data
 @dataclasses.dataclass(frozen=True)
 class InitCheckpoint:
     """A checked `--init_checkpoint`: the weights file, and the run directory it belongs to
-    (None for a bare `.weights.h5`, which is checked when it is loaded)."""
+    with that run's config.json, read once (both None for a bare `.weights.h5`, which is
+    checked when it is loaded)."""
 
     flag: str
     weights: str
     run_dir: str | None
+    saved: dict | None = None
 
 
 def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width_mult: float) -> InitCheckpoint:
@@ -235,7 +237,7 @@ def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width
         if not found:
             raise OfaError(f"{flag}: the run has no checkpoint yet")
         weights = found[-1]
-    return InitCheckpoint(flag, weights, run_dir)
+    return InitCheckpoint(flag, weights, run_dir, saved)
 
 
 def validation_leak(init: InitCheckpoint, config) -> str | None:
@@ -246,10 +248,9 @@ def validation_leak(init: InitCheckpoint, config) -> str | None:
     measures subnets for the predictor) partly on images its starting weights were trained
     on, so those accuracies may read high.
     """
-    if init.run_dir is None:
+    if init.saved is None:
         return None
-    with open(os.path.join(init.run_dir, "config.json")) as f:
-        theirs = json.load(f)["run"]
+    theirs = init.saved["run"]
     if (theirs.get("dataset"), theirs.get("data_dir")) != (config.dataset, config.data_dir):
         return None
     their_split = (theirs.get("seed"), theirs.get("validation_fraction"))
@@ -275,9 +276,8 @@ def load_init_checkpoint(model, init: InitCheckpoint) -> None:
         detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         return OfaError(f"{init.flag}: its weights do not fit this run's supernet ({detail})")
 
-    if init.run_dir is not None:
-        with open(os.path.join(init.run_dir, "config.json")) as f:
-            saved = json.load(f)
+    if init.saved is not None:
+        saved = init.saved
         config = RunConfig(**{**saved["run"], "image_size": tuple(saved["run"]["image_size"])})
         source = build_model(config, SearchSpace.from_config(saved["space"]), int(saved["num_classes"]),
                              Method.from_config(saved["method"]))
