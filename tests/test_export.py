@@ -12,6 +12,7 @@ from ofa_tf.data import load_dataset, make_pipeline
 from ofa_tf.errors import OfaError
 from ofa_tf.export import (INT8_CALIBRATIONS, ExportOptions, TFLiteClassifier, export_subnet, fold_gate_scales,
                            keras_to_tflite)
+from ofa_tf.export.float16 import Float16Weights, fit_float16
 from ofa_tf.export.calibration import HISTOGRAM_BINS, RANGE_FRACTIONS, mse_range, quantization_error
 from ofa_tf.export.graph import gate_producers
 from ofa_tf.export.tflite import export_saved_model, make_interpreter, representative_dataset, saved_model_to_tflite
@@ -190,3 +191,58 @@ def test_int8_mse_calibration_narrows_ranges_inside_and_keeps_the_outputs(subnet
     expected = subnet(images, training=False).numpy()
     errors = {name: np.sqrt(np.mean((TFLiteClassifier(m)(images) - expected) ** 2)) for name, m in models.items()}
     assert errors["mse"] < 2 * errors["minmax"], errors
+
+
+def test_float16_fit_keeps_the_fewest_most_sensitive_layers_in_float32(subnet_and_images, tmp_path):
+    subnet, images = subnet_and_images
+    export_saved_model(fold_gate_scales(subnet), str(tmp_path / "saved"))
+    float32_model = saved_model_to_tflite(str(tmp_path / "saved"), "none")
+    float16_model = saved_model_to_tflite(str(tmp_path / "saved"), "float16")
+    reference = TFLiteClassifier(float32_model)(images)
+    plain = np.abs(TFLiteClassifier(float16_model)(images) - reference).max()
+    assert plain > 1e-5  # there is float16 error to remove
+
+    weights = Float16Weights(float16_model, float32_model)
+    assert len(weights.layers) >= 20 and all(layer.num_weights > 0 for layer in weights.layers)
+    # every layer back in float32 is the float32 model; none is the float16 one
+    np.testing.assert_array_equal(TFLiteClassifier(weights.with_float32(weights.layers))(images), reference)
+    np.testing.assert_array_equal(TFLiteClassifier(weights.with_float32([]))(images),
+                                  TFLiteClassifier(float16_model)(images))
+
+    bound = plain / 4
+    model, report = fit_float16(float16_model, float32_model, images, bound)
+    got = np.abs(TFLiteClassifier(model)(images) - reference).max()
+    assert got <= bound and report["max_abs_diff"] == pytest.approx(got)
+    assert report["plain_float16_max_abs_diff"] == pytest.approx(plain) and report["check_images"] == len(images)
+    kept = [layer for layer in weights.layers if layer.name in report["float32_layers"]]
+    assert 1 <= len(kept) == len(report["float32_layers"]) < len(weights.layers)
+    assert report["float32_weights"] == sum(layer.num_weights for layer in kept)
+    # the file grows by 2 bytes per weight kept float32, nothing else
+    assert len(model) - len(float16_model) == pytest.approx(2 * report["float32_weights"], abs=4096)
+    dequantize = [op for op in make_interpreter(model)._get_ops_details() if op["op_name"] == "DEQUANTIZE"]
+    assert len(dequantize) == sum(1 for op in make_interpreter(float16_model)._get_ops_details()
+                                  if op["op_name"] == "DEQUANTIZE") - sum(len(k.dequantize_ops) for k in kept)
+    # as few as needed: the same layers but the least sensitive one miss the bound
+    ranked = [next(k for k in kept if k.name == name) for name in report["float32_layers"]]
+    fewer = TFLiteClassifier(weights.with_float32(ranked[:-1]))(images)
+    assert np.abs(fewer - reference).max() > bound
+
+    same, report = fit_float16(float16_model, float32_model, images, plain * 2)  # already within: unchanged
+    assert same == float16_model and report["float32_layers"] == []
+    with pytest.raises(OfaError, match="--float16_max_diff=0"):
+        fit_float16(float16_model, float32_model, images, 0.0)
+
+
+def test_float16_export_records_its_check_in_the_metadata(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run")
+    meta = export_subnet(run_dir, "max", str(tmp_path / "max.tflite"),
+                         ExportOptions(quantize="float16", representative_images=48, bn_calibration_images=64,
+                                       max_eval_images=64, verbose=0))
+    check = meta["float16"]
+    assert check["check_images"] == 48 and check["max_abs_diff_bound"] == 1e-2
+    assert check["max_abs_diff"] <= 1e-2 and check["plain_float16_max_abs_diff"] >= check["max_abs_diff"]
+    assert meta["accuracy"]["max_abs_logit_diff"] < 1e-2
+    with pytest.raises(OfaError, match="--float16_max_diff=-1"):
+        export_subnet(run_dir, "max", str(tmp_path / "m.tflite"), ExportOptions(quantize="float16",
+                                                                                float16_max_diff=-1))
+    assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "run"]

@@ -6,7 +6,8 @@
 
 The subnet's BN statistics are recalibrated on the run's training images first, and its
 accuracy is measured before and after conversion on the validation split (metadata
-`accuracy`). --quantize: none (float32), float16, dynamic (int8 weights), int8 (full
+`accuracy`). --quantize: none (float32), float16 (float16 weights; the few layers it would
+move the logits most for stay float32, see --float16_max_diff), dynamic (int8 weights), int8 (full
 integer; ranges from a representative set of training images, fitted by --int8_calibration),
 qat (quantisation-aware fine-tuning for --qat_epochs, then int8). Inputs are float32
 images normalised as the metadata says.
@@ -20,6 +21,7 @@ import json
 from absl import flags
 
 from ofa_tf.export import FORMATS, INT8_CALIBRATIONS, QUANTIZE_MODES, ExportOptions, export_subnet
+from ofa_tf.export.float16 import FLOAT16_MAX_DIFF
 from ofa_tf.errors import OfaError
 from tools._runner import run
 
@@ -37,6 +39,10 @@ flags.DEFINE_integer("representative_images", 500, "Training images that calibra
 flags.DEFINE_string("int8_calibration", "mse", f"Full-int8 activation ranges, one of {list(INT8_CALIBRATIONS)}: "
                     "mse fits each range to the least rounding + clipping error on the representative images "
                     "(docs/deployment.md); minmax keeps the converter's min / max.")
+flags.DEFINE_float("float16_max_diff", FLOAT16_MAX_DIFF,
+                   "--quantize=float16: bound on the max |logit difference| from float32 on the representative "
+                   "training images, met by keeping the layers whose float16 weights move the logits most in "
+                   "float32 (as few as needed; listed in the metadata). 0: every weight float16.")
 flags.DEFINE_integer("max_eval_images", None, "Measure accuracy on at most this many images (default: all).")
 flags.DEFINE_integer("qat_epochs", 2, "Quantisation-aware fine-tuning epochs (--quantize=qat).")
 flags.DEFINE_integer("qat_steps_per_epoch", None, "QAT steps per epoch (default: one pass over the training split).")
@@ -54,7 +60,7 @@ def main(argv: list[str]) -> None:
     options = ExportOptions(
         quantize=FLAGS.quantize, formats=tuple(FLAGS.formats), dataset=FLAGS.dataset, split=FLAGS.split,
         bn_calibration_images=FLAGS.bn_calibration_images, representative_images=FLAGS.representative_images,
-        int8_calibration=FLAGS.int8_calibration,
+        int8_calibration=FLAGS.int8_calibration, float16_max_diff=FLAGS.float16_max_diff,
         max_eval_images=FLAGS.max_eval_images, qat_epochs=FLAGS.qat_epochs,
         qat_steps_per_epoch=FLAGS.qat_steps_per_epoch, qat_learning_rate=FLAGS.qat_learning_rate, seed=FLAGS.seed)
     metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)

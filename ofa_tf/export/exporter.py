@@ -9,7 +9,8 @@ SavedModel, metadata) behind.
 Outputs, for `--output=DIR/NAME.tflite`:
   NAME.tflite          the converted model (float32 input and output in every mode)
   NAME.json            metadata: arch, input contract, normalisation, classes, MACs,
-                       params, accuracy before / after conversion on the validation split
+                       params, accuracy before / after conversion on the validation split,
+                       and for float16 which layers kept float32 weights (`float16`)
   NAME.keras           (formats=keras) the static Keras 3 subnet, BN recalibrated
   NAME_saved_model/    (formats=saved_model) its inference SavedModel
 """
@@ -26,13 +27,16 @@ import time
 from typing import Any, Sequence
 
 import keras
+import numpy as np
+from absl import logging
 
 from ofa_tf.data import MEAN, STD, load_dataset, make_pipeline, split_validation
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import calibration_images
 from ofa_tf.export.calibration import check_int8_calibration
+from ofa_tf.export.float16 import FLOAT16_MAX_DIFF
 from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
-                                  export_saved_model, keras_to_tflite, representative_dataset)
+                                  export_saved_model, keras_to_float16, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
 from ofa_tf.run import CHECKPOINT_DIR, load_trained_supernet
 from ofa_tf.spaces import Arch
@@ -53,6 +57,9 @@ class ExportOptions:
     bn_calibration_images: int | None = None  # None: the run's setting
     representative_images: int = 500
     int8_calibration: str = "mse"  # full-int8 activation ranges: "mse" (fitted) or "minmax" (the converter's)
+    # float16: bound on max |logit diff| from float32 on the representative images, met by keeping
+    # the most sensitive layers' weights in float32 (ofa_tf/export/float16.py); 0: every weight float16
+    float16_max_diff: float = FLOAT16_MAX_DIFF
     max_eval_images: int | None = None  # None: the whole split
     qat_epochs: int = 2
     qat_steps_per_epoch: int | None = None  # None: one pass over the training split
@@ -77,6 +84,8 @@ def check_request(output: str, options: ExportOptions) -> None:
     """The checks that need no model: output path, formats, mode and its data."""
     check_quantize(options.quantize)
     check_int8_calibration(options.int8_calibration)
+    if not options.float16_max_diff >= 0:
+        raise OfaError(f"--float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
     if not output or not output.endswith(".tflite"):
         raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
     for fmt in options.formats:
@@ -133,6 +142,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         evaluation = [(x.numpy(), y.numpy()) for x, y in make_pipeline(eval_split, 256, [res], training=False)]
 
     qat_history: dict[str, float] = {}
+    float16_report: dict[str, Any] | None = None
     if options.quantize == "qat":
         from ofa_tf.export import qat
         qat_model = qat.quantize_model(subnet)
@@ -142,7 +152,15 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         qat_history = qat.fine_tune(qat_model, batches, options.qat_epochs, steps, options.qat_learning_rate,
                                     verbose=options.verbose)
         tflite_bytes = qat.qat_to_tflite(qat_model)
+    elif options.quantize == "float16" and options.float16_max_diff and train_split is not None:
+        representative = representative_dataset(
+            make_pipeline(train_split, 100, [res], training=False), options.representative_images)
+        images = np.concatenate([image for image, in representative()])
+        tflite_bytes, float16_report = keras_to_float16(subnet, images, options.float16_max_diff, options.verbose)
     else:
+        if options.quantize == "float16" and options.float16_max_diff:
+            logging.warning("--quantize=float16 with --dataset=none: no images to check --float16_max_diff on; "
+                            "every weight is float16")
         representative = None
         if options.quantize == "int8":
             representative = representative_dataset(
@@ -160,6 +178,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         "arch": arch.to_dict(),
         "quantize": options.quantize,
         "int8_calibration": options.int8_calibration if options.quantize == "int8" else None,
+        "float16": float16_report,
         "input": {
             "name": "image", "shape": [None, res, res, 3], "dtype": "float32", "layout": "NHWC, RGB",
             "preprocessing": "pixels / 255 (grayscale repeated to RGB), resized to the input size, then "

@@ -1,0 +1,181 @@
+"""Float16 weights, with the few layers that cannot take them kept in float32.
+
+TFLite's float16 mode stores every float weight as float16 behind a DEQUANTIZE op, so the
+model computes in float32 from weights rounded by up to 2^-11 of their size. Almost all of
+that rounding is harmless, but one early layer can carry nearly all of the error: on the
+max subnet of `runs/long/deps_cont` plain float16 is off by 0.0295 in the logits (2000 test
+images), and rounding only the first block's depthwise conv (144 weights with folded BN
+scales up to 10.5, and 16 biases) is off by 0.0287 by itself (500 of them); no other layer
+alone reaches 0.01. Keeping that one layer's weights in float32 (+272 bytes on 12.9 MB)
+gives 0.0035 (docs/deployment.md).
+
+`fit_float16` finds such layers on images:
+1. float32 and float16 are converted from the same SavedModel (`keras_to_float16`), and
+   every float16 weight is matched to its float32 original (same tensor name, and exactly
+   its float16 rounding);
+2. if the float16 model is further than `max_abs_diff` from the float32 one on the images
+   (max |logit difference|), it measures each layer's own share: the model with only that
+   layer in float16, on the `SENSITIVITY_IMAGES` images float16 got most wrong;
+3. it keeps the most sensitive layers in float32, as few as reach `max_abs_diff` on all
+   the images (doubling, then bisecting, the number kept).
+A kept layer's weights go back into the float16 flatbuffer as float32 constants and its
+DEQUANTIZE ops are dropped; everything else stays as the converter wrote it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from ofa_tf.errors import OfaError
+
+FLOAT16_MAX_DIFF = 1e-2  # the default bound on max |logit difference| from float32
+SENSITIVITY_IMAGES = 64  # images each layer's share is measured on
+_BATCH = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightLayer:
+    """One op's float16 weights: the op reading them and the DEQUANTIZE ops feeding it."""
+
+    op_index: int
+    name: str
+    dequantize_ops: tuple[int, ...]
+    num_weights: int
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+    return schema, flatbuffer_utils
+
+
+class Float16Weights:
+    """A float16 model next to its float32 twin: which ops read float16 weights, and the
+    model with any of them given their float32 weights back (`with_float32`)."""
+
+    def __init__(self, float16_model: bytes, float32_model: bytes):
+        schema, flatbuffer_utils = _schema()
+        self._schema, self._utils = schema, flatbuffer_utils
+        self._model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float16_model))
+        twin = flatbuffer_utils.convert_bytearray_to_object(bytearray(float32_model))
+        originals: dict[bytes, list[np.ndarray]] = {}
+        for tensor in twin.subgraphs[0].tensors:
+            data = twin.buffers[tensor.buffer].data
+            if data is not None and tensor.type == schema.TensorType.FLOAT32:
+                originals.setdefault(tensor.name, []).append(np.frombuffer(bytes(data), np.float32))
+
+        graph = self._model.subgraphs[0]
+        dequantize = {i for i, c in enumerate(self._model.operatorCodes)
+                      if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE}
+        readers: dict[int, int] = {}
+        for index, op in enumerate(graph.operators):
+            for tensor in op.inputs:
+                readers.setdefault(int(tensor), index)
+        self._float32: dict[int, np.ndarray] = {}  # DEQUANTIZE op -> its weights in float32
+        by_reader: dict[int, list[int]] = {}
+        for index, op in enumerate(graph.operators):
+            if op.opcodeIndex not in dequantize:
+                continue
+            source = graph.tensors[op.inputs[0]]
+            data = self._model.buffers[source.buffer].data
+            if source.type != schema.TensorType.FLOAT16 or data is None:
+                continue
+            rounded = np.frombuffer(bytes(data), np.float16)
+            match = next((a for a in originals.get(source.name, [])
+                          if a.shape == rounded.shape and np.array_equal(a.astype(np.float16), rounded)), None)
+            reader = readers.get(int(op.outputs[0]))
+            if match is None or reader is None:
+                continue  # no float32 twin (e.g. an exact scalar): it stays float16
+            self._float32[index] = match
+            by_reader.setdefault(reader, []).append(index)
+        self.layers = [
+            WeightLayer(reader, graph.tensors[graph.operators[reader].outputs[0]].name.decode().split(";")[0],
+                        tuple(ops), sum(self._float32[i].size for i in ops))
+            for reader, ops in sorted(by_reader.items())]
+
+    def with_float32(self, layers: Sequence[WeightLayer]) -> bytes:
+        """The float16 model with `layers`' weights stored as float32 constants."""
+        model = copy.deepcopy(self._model)
+        graph = model.subgraphs[0]
+        dropped = set()
+        for layer in layers:
+            for index in layer.dequantize_ops:
+                op = graph.operators[index]
+                buffer = self._schema.BufferT()
+                buffer.data = np.frombuffer(self._float32[index].tobytes(), np.uint8)
+                model.buffers.append(buffer)
+                graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
+                model.buffers[graph.tensors[op.inputs[0]].buffer].data = None  # the float16 copy, now unread
+                dropped.add(index)
+        graph.operators = [op for i, op in enumerate(graph.operators) if i not in dropped]
+        return bytes(self._utils.convert_object_to_bytearray(model))
+
+
+def _outputs(model: bytes, images: np.ndarray) -> np.ndarray:
+    from ofa_tf.export.tflite import TFLiteClassifier
+
+    classifier = TFLiteClassifier(model)
+    return np.concatenate([classifier(images[i:i + _BATCH]) for i in range(0, len(images), _BATCH)])
+
+
+def _max_diff(model: bytes, images: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.abs(_outputs(model, images) - reference).max())
+
+
+def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray, max_abs_diff: float,
+                verbose: int = 0) -> tuple[bytes, dict[str, Any]]:
+    """The float16 model with as few layers kept in float32 as bring its max |logit
+    difference| from `float32_model` on `images` within `max_abs_diff` (module docstring);
+    returns (model bytes, a report for the export's metadata)."""
+    if not max_abs_diff > 0:
+        raise OfaError(f"--float16_max_diff={max_abs_diff}: expected a positive bound (0 turns the check off)")
+    images = np.asarray(images, np.float32)
+    reference = _outputs(float32_model, images)
+    errors = np.abs(_outputs(float16_model, images) - reference).max(axis=1)
+    report: dict[str, Any] = {"max_abs_diff_bound": float(max_abs_diff), "check_images": len(images),
+                              "plain_float16_max_abs_diff": float(errors.max()), "float32_layers": [],
+                              "float32_weights": 0}
+    if errors.max() <= max_abs_diff:
+        return float16_model, {**report, "max_abs_diff": float(errors.max())}
+
+    weights = Float16Weights(float16_model, float32_model)
+    if not weights.layers:
+        raise OfaError(f"float16: max |logit diff| {errors.max():.3g} > --float16_max_diff={max_abs_diff}, and "
+                       "no float16 weight could be matched to its float32 original to keep")
+    worst = images[np.argsort(-errors)[:SENSITIVITY_IMAGES]]
+    worst_reference = reference[np.argsort(-errors)[:SENSITIVITY_IMAGES]]
+    bar = keras.utils.Progbar(len(weights.layers), unit_name="layer") if verbose else None
+    share = {}
+    for layer in weights.layers:  # the model with only `layer` in float16
+        others = [other for other in weights.layers if other is not layer]
+        share[layer.op_index] = _max_diff(weights.with_float32(others), worst, worst_reference)
+        if bar is not None:
+            bar.add(1)
+    ranked = sorted(weights.layers, key=lambda layer: -share[layer.op_index])
+
+    checked: dict[int, tuple[bytes, float]] = {}
+
+    def keep(count: int) -> tuple[bytes, float]:
+        if count not in checked:
+            model = weights.with_float32(ranked[:count])
+            checked[count] = (model, _max_diff(model, images, reference))
+        return checked[count]
+
+    low, high = 0, 1  # keep(low) misses the bound; find the smallest `high` that meets it
+    while high < len(ranked) and keep(high)[1] > max_abs_diff:
+        low, high = high, min(2 * high, len(ranked))
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if keep(middle)[1] <= max_abs_diff else (middle, high)
+    model, diff = keep(high)
+    if diff > max_abs_diff:  # every layer float32 and still off: the bound is below float32's own noise
+        raise OfaError(f"--float16_max_diff={max_abs_diff}: unreachable; with every float16 weight kept in float32 "
+                       f"the model is still {diff:.3g} from float32")
+    kept = ranked[:high]
+    return model, {**report, "max_abs_diff": diff, "float32_layers": [layer.name for layer in kept],
+                   "float32_weights": int(sum(layer.num_weights for layer in kept))}
