@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from ofa_tf.export import ExportOptions, export_subnet  # noqa: E402
+from ofa_tf.export import FLOAT16_MAX_DIFF, ExportOptions, export_subnet  # noqa: E402
 from ofa_tf.latency import summarize_ms, time_interleaved  # noqa: E402
 from ofa_tf.run import load_trained_supernet  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
@@ -43,14 +43,21 @@ def mid_arch(space, resolution: int) -> Arch:
         "head_width": mid(space.head_widths) if space.head_widths else 0}))
 
 
-def _previous(output: str, arch: Arch, mode: str) -> dict | None:
-    """The metadata of an earlier export of `arch` in `mode` at `output`, if there is one."""
+def _previous(output: str, arch: Arch, mode: str, int8_calibration: str, float16_max_diff: float) -> dict | None:
+    """The metadata of an earlier export of `arch` in `mode` (same int8 calibration / float16
+    bound) at `output`, if there is one."""
     path = output[: -len(".tflite")] + ".json"
     if not (os.path.isfile(path) and os.path.isfile(output)):
         return None
     with open(path) as f:
         meta = json.load(f)
-    return meta if meta.get("arch") == arch.to_dict() and meta.get("quantize") == mode else None
+    if meta.get("arch") != arch.to_dict() or meta.get("quantize") != mode:
+        return None
+    if mode == "int8" and meta.get("int8_calibration", "minmax") != int8_calibration:
+        return None
+    if mode == "float16" and (meta.get("float16") or {}).get("max_abs_diff_bound", 0.0) != float16_max_diff:
+        return None
+    return meta
 
 
 def main() -> None:
@@ -60,6 +67,9 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--qat_epochs", type=int, default=2)
     parser.add_argument("--qat_steps_per_epoch", type=int, default=200)
+    parser.add_argument("--int8_calibration", default="mse", help="full-int8 activation ranges: mse or minmax")
+    parser.add_argument("--float16_max_diff", type=float, default=FLOAT16_MAX_DIFF,
+                        help="float16 bound on max |logit diff| from float32 (0: every weight float16)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--runs_per_round", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
@@ -79,10 +89,12 @@ def main() -> None:
     for mode in modes:
         for name in (("max", "mid", "min") if mode in ("none", "int8") else ("max", "min")):
             output = os.path.join(args.out_dir, f"{name}_{mode}.tflite")
-            meta = _previous(output, archs[name], mode)  # resume: an earlier run's export of the same thing
+            # resume: an earlier run's export of the same thing
+            meta = _previous(output, archs[name], mode, args.int8_calibration, args.float16_max_diff)
             if meta is None:
                 options = ExportOptions(
                     quantize=mode, split="test", qat_epochs=args.qat_epochs,
+                    int8_calibration=args.int8_calibration, float16_max_diff=args.float16_max_diff,
                     qat_steps_per_epoch=args.qat_steps_per_epoch, verbose=0,
                     max_eval_images=args.quick_eval_images if (name == "mid" or mode == "float16") else None)
                 meta = export_subnet(args.model_dir, archs[name].to_dict(), output, options)

@@ -112,8 +112,36 @@ class Float16Weights:
                 graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
                 model.buffers[graph.tensors[op.inputs[0]].buffer].data = None  # the float16 copy, now unread
                 dropped.add(index)
+        sources = {int(graph.operators[i].inputs[0]) for i in dropped}
         graph.operators = [op for i, op in enumerate(graph.operators) if i not in dropped]
+        _remove_tensors(model, sources)
         return bytes(self._utils.convert_object_to_bytearray(model))
+
+
+def _remove_tensors(model: Any, candidates: set[int]) -> None:
+    """Removes the tensors of `candidates` that nothing reads or writes any more (the float16
+    copies of kept weights) from subgraph 0, renumbering every reference to the others."""
+    graph = model.subgraphs[0]
+    used = {int(t) for op in graph.operators for t in [*op.inputs, *op.outputs]}
+    used |= {int(t) for t in [*graph.inputs, *graph.outputs]}
+    removed = candidates - used
+    if not removed:
+        return
+    kept = [i for i in range(len(graph.tensors)) if i not in removed]
+    renumber = {old: new for new, old in enumerate(kept)}
+    graph.tensors = [graph.tensors[i] for i in kept]
+
+    def remap(indices):
+        return [renumber[int(t)] if t >= 0 else int(t) for t in indices]  # -1: an omitted optional input
+    for op in graph.operators:
+        op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
+        if op.intermediates is not None:
+            op.intermediates = remap(op.intermediates)
+    graph.inputs, graph.outputs = remap(graph.inputs), remap(graph.outputs)
+    for signature in model.signatureDefs or []:
+        if signature.subgraphIndex == 0:
+            for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
+                entry.tensorIndex = renumber[entry.tensorIndex]
 
 
 def _outputs(model: bytes, images: np.ndarray) -> np.ndarray:
