@@ -253,7 +253,10 @@ def test_float16_export_records_its_check_in_the_metadata(tmp_path):
     assert check["check_images"] == 48 and check["max_abs_diff_bound"] == 1e-2
     assert check["max_abs_diff"] <= 1e-2 and check["plain_float16_max_abs_diff"] >= check["max_abs_diff"]
     assert meta["accuracy"]["max_abs_logit_diff"] < 1e-2
+    without_data = export_subnet(run_dir, "max", str(tmp_path / "plain.tflite"),
+                                 ExportOptions(quantize="float16", dataset="none", verbose=0))
+    assert without_data["float16"] is None and without_data["accuracy"] is None  # no images: plain float16
     with pytest.raises(OfaError, match="--float16_max_diff=-1"):
         export_subnet(run_dir, "max", str(tmp_path / "m.tflite"), ExportOptions(quantize="float16",
                                                                                 float16_max_diff=-1))
-    assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "run"]
+    assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "plain.json", "plain.tflite", "run"]

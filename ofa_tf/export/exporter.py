@@ -152,20 +152,21 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         qat_history = qat.fine_tune(qat_model, batches, options.qat_epochs, steps, options.qat_learning_rate,
                                     verbose=options.verbose)
         tflite_bytes = qat.qat_to_tflite(qat_model)
-    elif options.quantize == "float16" and options.float16_max_diff and train_split is not None:
-        representative = representative_dataset(
-            make_pipeline(train_split, 100, [res], training=False), options.representative_images)
-        images = np.concatenate([image for image, in representative()])
-        tflite_bytes, float16_report = keras_to_float16(subnet, images, options.float16_max_diff, options.verbose)
     else:
-        if options.quantize == "float16" and options.float16_max_diff:
-            logging.warning("--quantize=float16 with --dataset=none: no images to check --float16_max_diff on; "
-                            "every weight is float16")
         representative = None
-        if options.quantize == "int8":
+        checks_float16 = options.quantize == "float16" and bool(options.float16_max_diff)
+        if (options.quantize == "int8" or checks_float16) and train_split is not None:
             representative = representative_dataset(
                 make_pipeline(train_split, 100, [res], training=False), options.representative_images)
-        tflite_bytes = keras_to_tflite(subnet, options.quantize, representative, options.int8_calibration)
+        if checks_float16 and representative is not None:
+            images = np.concatenate([image for image, in representative()])
+            tflite_bytes, float16_report = keras_to_float16(subnet, images, options.float16_max_diff,
+                                                            options.verbose)
+        else:
+            if checks_float16:
+                logging.warning("--quantize=float16 with --dataset=none: no images to check --float16_max_diff "
+                                "on; every weight is float16")
+            tflite_bytes = keras_to_tflite(subnet, options.quantize, representative, options.int8_calibration)
 
     comparison = compare_on(subnet, TFLiteClassifier(tflite_bytes), evaluation) if evaluation else None
     cost = profile(supernet.space, arch, supernet.num_classes)
