@@ -42,7 +42,8 @@ flags.DEFINE_string("int8_calibration", "mse", f"Full-int8 activation ranges, on
 flags.DEFINE_float("float16_max_diff", FLOAT16_MAX_DIFF,
                    "--quantize=float16: bound on the max |logit difference| from float32 on the representative "
                    "training images, met by keeping the layers whose float16 weights move the logits most in "
-                   "float32 (as few as needed; listed in the metadata). 0: every weight float16.")
+                   "float32 (as few as needed; listed in the metadata). Unseen images can exceed it: leave a "
+                   "margin or raise --representative_images. 0: every weight float16.")
 flags.DEFINE_integer("max_eval_images", None, "Measure accuracy on at most this many images (default: all).")
 flags.DEFINE_integer("qat_epochs", 2, "Quantisation-aware fine-tuning epochs (--quantize=qat).")
 flags.DEFINE_integer("qat_steps_per_epoch", None, "QAT steps per epoch (default: one pass over the training split).")
