@@ -34,9 +34,9 @@ from ofa_tf.data import MEAN, STD, load_dataset, make_pipeline, split_validation
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import calibration_images
 from ofa_tf.export.calibration import check_int8_calibration
-from ofa_tf.export.float16 import FLOAT16_MAX_DIFF
+from ofa_tf.export.float16 import FLOAT16_MAX_DIFF, keras_to_float16
 from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
-                                  export_saved_model, keras_to_float16, keras_to_tflite, representative_dataset)
+                                  export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
 from ofa_tf.run import CHECKPOINT_DIR, load_trained_supernet
 from ofa_tf.spaces import Arch

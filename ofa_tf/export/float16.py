@@ -37,6 +37,8 @@ import keras
 import numpy as np
 
 from ofa_tf.errors import OfaError
+from ofa_tf.export.graph import fold_gate_scales
+from ofa_tf.export.tflite import TFLiteClassifier, saved_model_to_tflite, scratch_saved_model
 
 FLOAT16_MAX_DIFF = 1e-2  # the default bound on max |logit difference| from float32
 SENSITIVITY_IMAGES = 64  # images each layer's share is measured on
@@ -150,8 +152,6 @@ def _remove_tensors(model: Any, candidates: set[int]) -> None:
 
 
 def _outputs(model: bytes, images: np.ndarray) -> np.ndarray:
-    from ofa_tf.export.tflite import TFLiteClassifier
-
     classifier = TFLiteClassifier(model)
     return np.concatenate([classifier(images[i:i + _BATCH]) for i in range(0, len(images), _BATCH)])
 
@@ -180,8 +180,8 @@ def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray, 
     if not weights.layers:
         raise OfaError(f"float16: max |logit diff| {errors.max():.3g} > --float16_max_diff={max_abs_diff}, and "
                        "no float16 weight could be matched to its float32 original to keep")
-    worst = images[np.argsort(-errors)[:SENSITIVITY_IMAGES]]
-    worst_reference = reference[np.argsort(-errors)[:SENSITIVITY_IMAGES]]
+    worst_first = np.argsort(-errors)[:SENSITIVITY_IMAGES]
+    worst, worst_reference = images[worst_first], reference[worst_first]
     bar = keras.utils.Progbar(len(weights.layers), unit_name="layer") if verbose else None
     share = {}
     for layer in weights.layers:  # the model with only `layer` in float16
@@ -212,3 +212,13 @@ def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray, 
     kept = ranked[:high]
     return model, {**report, "max_abs_diff": diff, "float32_layers": [layer.name for layer in kept],
                    "float32_weights": int(sum(layer.num_weights for layer in kept))}
+
+
+def keras_to_float16(model: keras.Model, images: np.ndarray, max_abs_diff: float, verbose: int = 0
+                     ) -> tuple[bytes, dict[str, Any]]:
+    """Float16 `.tflite` bytes of a Keras 3 model (gates folded) within `max_abs_diff` of its
+    float32 conversion on `images`, and the report of `fit_float16`."""
+    with scratch_saved_model(fold_gate_scales(model)) as directory:
+        float32_model = saved_model_to_tflite(directory, "none")
+        float16_model = saved_model_to_tflite(directory, "float16")
+    return fit_float16(float16_model, float32_model, images, max_abs_diff, verbose)

@@ -7,9 +7,9 @@ output tensors (int8 models quantise / dequantise at their edges), so a caller f
 all of them the same normalised images. For float16 the squeeze-excite gates' 1/6 is
 folded into their convs first (`ofa_tf.export.graph.fold_gate_scales`): kept as a float16
 constant it caused half or more of a float16 model's error. The other modes convert the
-graph as it is (folding changed neither float32 nor int8 results). `keras_to_float16` also
-keeps the few layers whose float16 weights move the logits most in float32, as few as meet a
-bound on images (`ofa_tf.export.float16`).
+graph as it is (folding changed neither float32 nor int8 results).
+`ofa_tf.export.float16.keras_to_float16` also keeps the few layers whose float16 weights move
+the logits most in float32, as few as meet a bound on images.
 
 Inference uses the LiteRT interpreter (`ai-edge-litert`): tflite-runtime breaks under
 numpy 2 (STACK.md).
@@ -22,7 +22,7 @@ import io
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import keras
 import numpy as np
@@ -30,7 +30,6 @@ import tensorflow as tf
 
 from ofa_tf.errors import OfaError
 from ofa_tf.export.calibration import convert_int8
-from ofa_tf.export.float16 import fit_float16
 from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.native_logs import quiet_native_logs
 
@@ -98,6 +97,17 @@ def export_saved_model(model: keras.Model, directory: str) -> None:
         model.export(directory, format="tf_saved_model", verbose=False)
 
 
+@contextlib.contextmanager
+def scratch_saved_model(model: keras.Model) -> Iterator[str]:
+    """`model` exported to a temporary SavedModel directory, removed afterwards."""
+    directory = tempfile.mkdtemp(prefix="ofa_tf_export_")
+    try:
+        export_saved_model(model, directory)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def keras_to_tflite(model: keras.Model, mode: str = "none",
                     representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
                     int8_calibration: str = "mse") -> bytes:
@@ -105,26 +115,8 @@ def keras_to_tflite(model: keras.Model, mode: str = "none",
     models get their squeeze-excite gates folded first (module docstring)."""
     if check_quantize(mode) == "qat":
         raise OfaError("--quantize=qat: use ofa_tf.export.qat (the model must be fine-tuned first)")
-    directory = tempfile.mkdtemp(prefix="ofa_tf_export_")
-    try:
-        export_saved_model(fold_gate_scales(model) if mode == "float16" else model, directory)
+    with scratch_saved_model(fold_gate_scales(model) if mode == "float16" else model) as directory:
         return saved_model_to_tflite(directory, mode, representative, int8_calibration)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def keras_to_float16(model: keras.Model, images: np.ndarray, max_abs_diff: float, verbose: int = 0
-                     ) -> tuple[bytes, dict[str, Any]]:
-    """Float16 `.tflite` bytes of a Keras 3 model (gates folded) within `max_abs_diff` of its
-    float32 conversion on `images`, and the report of `ofa_tf.export.float16.fit_float16`."""
-    directory = tempfile.mkdtemp(prefix="ofa_tf_export_")
-    try:
-        export_saved_model(fold_gate_scales(model), directory)
-        float32_model = saved_model_to_tflite(directory, "none")
-        float16_model = saved_model_to_tflite(directory, "float16")
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    return fit_float16(float16_model, float32_model, images, max_abs_diff, verbose)
 
 
 def representative_dataset(batches: Iterable, num_images: int) -> Callable[[], Iterator[list[np.ndarray]]]:
