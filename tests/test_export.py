@@ -13,7 +13,7 @@ from ofa_tf.data import load_dataset, make_pipeline
 from ofa_tf.errors import OfaError
 from ofa_tf.export import (INT8_CALIBRATIONS, ExportOptions, TFLiteClassifier, export_subnet, fold_gate_scales,
                            keras_to_tflite)
-from ofa_tf.export.float16 import Float16Weights, fit_float16
+from ofa_tf.export.float16 import Float16Weights, _max_diff, fit_float16
 from ofa_tf.export.calibration import HISTOGRAM_BINS, RANGE_FRACTIONS, mse_range, quantization_error
 from ofa_tf.export.graph import gate_producers
 from ofa_tf.export.tflite import export_saved_model, make_interpreter, representative_dataset, saved_model_to_tflite
@@ -211,9 +211,9 @@ def test_float16_fit_keeps_the_fewest_most_sensitive_layers_in_float32(subnet_an
                                   TFLiteClassifier(float16_model)(images))
 
     bound = plain / 4
-    model, report = fit_float16(float16_model, float32_model, images, bound)
+    model, report = fit_float16(float16_model, float32_model, images, bound, margin=1.0)
     got = np.abs(TFLiteClassifier(model)(images) - reference).max()
-    assert got <= bound and report["max_abs_diff"] == pytest.approx(got)
+    assert got <= bound and report["max_abs_diff"] == pytest.approx(got) and report["fit_target"] == bound
     assert report["plain_float16_max_abs_diff"] == pytest.approx(plain) and report["check_images"] == len(images)
     kept = [layer for layer in weights.layers if layer.name in report["float32_layers"]]
     assert 1 <= len(kept) == len(report["float32_layers"]) < len(weights.layers)
@@ -238,7 +238,25 @@ def test_float16_fit_keeps_the_fewest_most_sensitive_layers_in_float32(subnet_an
     fewer = TFLiteClassifier(weights.with_float32(ranked[:-1]))(images)
     assert np.abs(fewer - reference).max() > bound
 
-    same, report = fit_float16(float16_model, float32_model, images, plain * 2)  # already within: unchanged
+    # streamed batches (what the exporter passes) fit the same model as the array
+    streamed, streamed_report = fit_float16(float16_model, float32_model,
+                                            lambda: (images[i:i + 7] for i in range(0, len(images), 7)), bound,
+                                            margin=1.0)
+    assert streamed == model and streamed_report == report
+    # by default it fits to half the bound (room for images it did not see), keeping more layers
+    halved, halved_report = fit_float16(float16_model, float32_model, images, bound)
+    assert halved_report["fit_target"] == bound / 2 and halved_report["max_abs_diff_bound"] == bound
+    assert np.abs(TFLiteClassifier(halved)(images) - reference).max() <= bound / 2
+    assert halved_report["float32_layers"][:len(kept)] == report["float32_layers"]
+    batches_read = []  # a candidate that misses the bound is dropped at the first batch past it
+
+    def counted():
+        for i in range(0, len(images), 8):
+            batches_read.append(i)
+            yield images[i:i + 8]
+    assert _max_diff(float16_model, counted, reference, stop_above=0.0) > 0 and batches_read == [0]
+
+    same, report = fit_float16(float16_model, float32_model, images, plain * 2.5)  # already within: unchanged
     assert same == float16_model and report["float32_layers"] == []
     with pytest.raises(OfaError, match="--float16_max_diff=0"):
         fit_float16(float16_model, float32_model, images, 0.0)
@@ -247,11 +265,12 @@ def test_float16_fit_keeps_the_fewest_most_sensitive_layers_in_float32(subnet_an
 def test_float16_export_records_its_check_in_the_metadata(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     meta = export_subnet(run_dir, "max", str(tmp_path / "max.tflite"),
-                         ExportOptions(quantize="float16", representative_images=48, bn_calibration_images=64,
+                         ExportOptions(quantize="float16", float16_check_images=48, bn_calibration_images=64,
                                        max_eval_images=64, verbose=0))
     check = meta["float16"]
     assert check["check_images"] == 48 and check["max_abs_diff_bound"] == 1e-2
-    assert check["max_abs_diff"] <= 1e-2 and check["plain_float16_max_abs_diff"] >= check["max_abs_diff"]
+    assert check["max_abs_diff"] <= check["fit_target"] == 5e-3  # half the bound, on the check images
+    assert check["plain_float16_max_abs_diff"] >= check["max_abs_diff"]
     assert meta["accuracy"]["max_abs_logit_diff"] < 1e-2
     without_data = export_subnet(run_dir, "max", str(tmp_path / "plain.tflite"),
                                  ExportOptions(quantize="float16", dataset="none", verbose=0))
@@ -259,4 +278,7 @@ def test_float16_export_records_its_check_in_the_metadata(tmp_path):
     with pytest.raises(OfaError, match="--float16_max_diff=-1"):
         export_subnet(run_dir, "max", str(tmp_path / "m.tflite"), ExportOptions(quantize="float16",
                                                                                 float16_max_diff=-1))
+    with pytest.raises(OfaError, match="--float16_check_images=0"):
+        export_subnet(run_dir, "max", str(tmp_path / "m.tflite"), ExportOptions(quantize="float16",
+                                                                                float16_check_images=0))
     assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "plain.json", "plain.tflite", "run"]

@@ -8,7 +8,9 @@ import pytest
 
 from helpers import tiny_space
 from ofa_tf.errors import OfaError
-from ofa_tf.search import AccuracyPredictor, ArchEncoder, cross_validated_spearman, kendall_tau, spearman
+from ofa_tf.search import (AccuracyPredictor, ArchEncoder, cross_validated_spearman, fit_predictor, kendall_tau,
+                           spearman)
+from ofa_tf.search.predictor import L2_GRID
 from ofa_tf.spaces import SPACES, get_space
 
 
@@ -69,6 +71,44 @@ def test_predictor_learns_to_rank_held_out_archs():
     assert abs(shuffled["spearman"]) < 0.3  # labels unrelated to the archs: nothing to learn
     with pytest.raises(OfaError, match="needs folds >= 2"):
         cross_validated_spearman(space, archs[:5], truth[:5], folds=3)
+
+
+def test_linear_predictor_is_ridge_with_the_leave_one_out_strength(tmp_path):
+    space = get_space("ofa_mbv3", resolutions=[32, 40])
+    encoder = ArchEncoder(space)
+    rng = np.random.default_rng(3)
+    sampler = random.Random(1)
+    archs = list(dict.fromkeys(space.sample(sampler) for _ in range(260)))
+    x = encoder.encode(archs).astype(np.float64)
+    truth = 0.8 + x @ rng.normal(0, 0.01, encoder.size) + rng.normal(0, 0.002, len(archs))  # linear + noise
+    predictor = AccuracyPredictor.fit_linear(space, archs[:200], truth[:200])
+    assert predictor.info["kind"] == "linear" and len(predictor.layers) == 1
+    assert spearman(predictor.predict(archs[200:]), truth[200:]) > 0.9
+
+    # the shortcut's leave-one-out error is the refit one, and the chosen strength has the least
+    def loo_error(l2, n=120):
+        errors = []
+        for i in range(n):
+            rest = [j for j in range(n) if j != i]
+            one = AccuracyPredictor.fit_linear(space, [archs[j] for j in rest], truth[rest], l2_grid=[l2])
+            errors.append((one.predict([archs[i]])[0] - truth[i]) ** 2)
+        return float(np.mean(errors))
+    small = AccuracyPredictor.fit_linear(space, archs[:120], truth[:120])
+    refit = {l2: loo_error(l2) for l2 in L2_GRID}
+    assert refit[small.info["l2"]] == pytest.approx(small.info["loo_mse"], rel=1e-4)
+    assert small.info["l2"] == min(refit, key=refit.get)
+
+    predictor.save(str(tmp_path))  # same file format as the MLP
+    loaded = AccuracyPredictor.load(str(tmp_path), space)
+    np.testing.assert_allclose(loaded.predict(archs[200:]), predictor.predict(archs[200:]), rtol=0, atol=1e-6)
+
+    # auto picks the kind with the higher CV Spearman on the archs it is given, and says so
+    auto = fit_predictor(space, archs[:200], truth[:200], "auto", seed=0, epochs=20, hidden=(32,))
+    selection = auto.info["selection"]
+    assert selection["chosen"] == auto.info["kind"] == max(selection["cv_spearman"], key=selection["cv_spearman"].get)
+    assert selection["chosen"] == "linear"  # the truth is linear
+    with pytest.raises(OfaError, match="--predictor='ridge'"):
+        fit_predictor(space, archs[:20], truth[:20], "ridge")
 
 
 def test_save_load_round_trip_and_space_check(tmp_path):

@@ -55,6 +55,7 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["num_train"] + report["num_heldout"] == 12 and -1 <= report["spearman"] <= 1
     assert report["cross_validation"]["folds"] == 5 and len(report["cross_validation"]["fold_spearman"]) == 5
+    assert report["kind"] == report["selection"]["chosen"] in ("mlp", "linear")  # --predictor=auto, the default
     with open(os.path.join(run_dir, "predictor", "measurements.json")) as f:
         measured = json.load(f)["results"]
     assert len(measured) == 12 and all(0 <= m["accuracy"] <= 1 for m in measured)

@@ -4,10 +4,14 @@
 
 Samples --num_archs distinct random subnets (seeded), measures each (BN recalibration on
 training images, then accuracy on the first --eval_images of the run's held-out
-validation split), trains OFA's MLP predictor on 1 - --holdout_fraction of them and
-reports Kendall tau and Spearman between predicted and measured accuracy on the rest, and
+validation split), trains a predictor on 1 - --holdout_fraction of them and reports
+Kendall tau and Spearman between predicted and measured accuracy on the rest, and
 (--cv_folds) the K-fold cross-validated Spearman over all measured subnets, a steadier
 figure than one held-out split of a few dozen subnets.
+
+--predictor: mlp (OFA's), linear (ridge on the same encoding) or auto (default): whichever
+ranks the training subnets better by 5-fold CV, chosen without looking at the held-out
+ones (ofa_tf/search/predictor.py says why the linear one often wins on a few hundred).
 
 Writes MODEL_DIR/predictor/: predictor.npz (what tools.search loads), predictor.json (the
 report) and measurements.json (every measured subnet: reused by a re-run with the same
@@ -29,8 +33,8 @@ from absl import flags  # noqa: E402
 
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.run import atomic_write  # noqa: E402
-from ofa_tf.search import (PREDICTOR_DIR, AccuracyPredictor, cross_validated_spearman, kendall_tau,  # noqa: E402
-                           spearman)
+from ofa_tf.search import (PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, fit_predictor,  # noqa: E402
+                           kendall_tau, spearman)
 from ofa_tf.search.measure import SubnetMeter, read_run  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 from tools._runner import run  # noqa: E402
@@ -41,7 +45,10 @@ flags.DEFINE_float("holdout_fraction", 0.2, "Share of the measured subnets held 
 flags.DEFINE_integer("eval_images", 1000, "Held-out images each subnet's accuracy is measured on.")
 flags.DEFINE_integer("bn_calibration_images", 2000, "Training images for each subnet's BN recalibration.")
 flags.DEFINE_string("split", "validation", "validation (the run's held-out training data) or test.")
-flags.DEFINE_integer("epochs", 300, "Predictor training epochs.")
+flags.DEFINE_enum("predictor", "auto", list(PREDICTOR_KINDS),
+                  "mlp: OFA's MLP; linear: ridge regression on the same encoding; auto: whichever has the higher "
+                  "5-fold CV Spearman on the training subnets.")
+flags.DEFINE_integer("epochs", 300, "MLP training epochs.")
 flags.DEFINE_list("hidden", ["400", "400", "400"], "Hidden layer widths of the MLP (OFA: 3 x 400).")
 flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay of Adam (OFA: 1e-4, for ~16k measured subnets; "
                    "a few hundred subnets may want more).")
@@ -117,9 +124,9 @@ def main(argv: list[str]) -> None:
     random.Random(FLAGS.seed + 1).shuffle(order)
     held = max(2, int(round(FLAGS.holdout_fraction * len(archs))))
     test, train = order[:held], order[held:]
-    predictor = AccuracyPredictor.fit(space, [archs[i] for i in train], [measured[i]["accuracy"] for i in train],
-                                      seed=FLAGS.seed, epochs=FLAGS.epochs, hidden=hidden,
-                                      weight_decay=FLAGS.weight_decay)
+    mlp_options = {"epochs": FLAGS.epochs, "hidden": hidden, "weight_decay": FLAGS.weight_decay}
+    predictor = fit_predictor(space, [archs[i] for i in train], [measured[i]["accuracy"] for i in train],
+                              FLAGS.predictor, seed=FLAGS.seed, **mlp_options)
     predicted = predictor.predict([archs[i] for i in test])
     truth = [measured[i]["accuracy"] for i in test]
     accuracies = [r["accuracy"] for r in measured]
@@ -128,9 +135,8 @@ def main(argv: list[str]) -> None:
         "measured": settings, "accuracy_range": [min(accuracies), max(accuracies)],
         "heldout_mae": float(sum(abs(p - t) for p, t in zip(predicted, truth)) / len(test))})
     if FLAGS.cv_folds:
-        predictor.info["cross_validation"] = cross_validated_spearman(
-            space, archs, accuracies, FLAGS.cv_folds, seed=FLAGS.seed, epochs=FLAGS.epochs, hidden=hidden,
-            weight_decay=FLAGS.weight_decay)
+        predictor.info["cross_validation"] = cross_validated_spearman(  # for auto: the choice is redone per fold
+            space, archs, accuracies, FLAGS.cv_folds, seed=FLAGS.seed, kind=FLAGS.predictor, **mlp_options)
     predictor.save(output_dir)
     print(json.dumps({"output_dir": output_dir, **predictor.info}))
 

@@ -27,14 +27,13 @@ import time
 from typing import Any, Sequence
 
 import keras
-import numpy as np
 from absl import logging
 
 from ofa_tf.data import MEAN, STD, load_dataset, make_pipeline, split_validation
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import calibration_images
 from ofa_tf.export.calibration import check_int8_calibration
-from ofa_tf.export.float16 import FLOAT16_MAX_DIFF, keras_to_float16
+from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
 from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
@@ -57,9 +56,11 @@ class ExportOptions:
     bn_calibration_images: int | None = None  # None: the run's setting
     representative_images: int = 500
     int8_calibration: str = "mse"  # full-int8 activation ranges: "mse" (fitted) or "minmax" (the converter's)
-    # float16: bound on max |logit diff| from float32 on the representative images, met by keeping
-    # the most sensitive layers' weights in float32 (ofa_tf/export/float16.py); 0: every weight float16
+    # float16: bound on max |logit diff| from float32 on the first `float16_check_images` training
+    # images, met by keeping the most sensitive layers' weights in float32 (ofa_tf/export/float16.py);
+    # 0: every weight float16
     float16_max_diff: float = FLOAT16_MAX_DIFF
+    float16_check_images: int = FLOAT16_CHECK_IMAGES
     max_eval_images: int | None = None  # None: the whole split
     qat_epochs: int = 2
     qat_steps_per_epoch: int | None = None  # None: one pass over the training split
@@ -86,6 +87,8 @@ def check_request(output: str, options: ExportOptions) -> None:
     check_int8_calibration(options.int8_calibration)
     if not options.float16_max_diff >= 0:
         raise OfaError(f"--float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
+    if options.float16_check_images <= 0:
+        raise OfaError(f"--float16_check_images={options.float16_check_images}: expected a positive number")
     if not output or not output.endswith(".tflite"):
         raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
     for fmt in options.formats:
@@ -153,19 +156,22 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
                                     verbose=options.verbose)
         tflite_bytes = qat.qat_to_tflite(qat_model)
     else:
-        representative = None
         checks_float16 = options.quantize == "float16" and bool(options.float16_max_diff)
-        if (options.quantize == "int8" or checks_float16) and train_split is not None:
-            representative = representative_dataset(
-                make_pipeline(train_split, 100, [res], training=False), options.representative_images)
-        if checks_float16 and representative is not None:
-            images = np.concatenate([image for image, in representative()])
-            tflite_bytes, float16_report = keras_to_float16(subnet, images, options.float16_max_diff,
+        if checks_float16 and train_split is not None:
+            check_split = train_split.take(options.float16_check_images)
+
+            def check_images():  # streamed afresh, in order, for each candidate model
+                return (images.numpy() for images, _ in make_pipeline(check_split, 100, [res], training=False))
+            tflite_bytes, float16_report = keras_to_float16(subnet, check_images, options.float16_max_diff,
                                                             options.verbose)
         else:
             if checks_float16:
                 logging.warning("--quantize=float16 with --dataset=none: no images to check --float16_max_diff "
                                 "on; every weight is float16")
+            representative = None
+            if options.quantize == "int8" and train_split is not None:
+                representative = representative_dataset(
+                    make_pipeline(train_split, 100, [res], training=False), options.representative_images)
             tflite_bytes = keras_to_tflite(subnet, options.quantize, representative, options.int8_calibration)
 
     comparison = compare_on(subnet, TFLiteClassifier(tflite_bytes), evaluation) if evaluation else None

@@ -8,13 +8,13 @@ from ofa_tf.search.costs import (CONSTRAINT_NAMES, ArchCostTable, Constraint, Co
                                  LatencyPredictor, MacsCost, ParamsCost, format_cost, parse_budget, parse_target,
                                  satisfies, zip_targets)
 from ofa_tf.search.encoding import ArchEncoder, space_fingerprint
-from ofa_tf.search.predictor import (PREDICTOR_DIR, AccuracyPredictor, cross_validated_spearman, kendall_tau,
-                                     spearman)
+from ofa_tf.search.predictor import (PREDICTOR_DIR, PREDICTOR_KINDS, AccuracyPredictor, cross_validated_spearman,
+                                     fit_predictor, kendall_tau, spearman)
 from ofa_tf.search.searchers import (SEARCHERS, EvolutionSearch, ExhaustiveSearch, RandomSearch, SearchResult,
                                      zero_cost_select)
 
-__all__ = ["CONSTRAINT_NAMES", "PREDICTOR_DIR", "SEARCHERS", "AccuracyPredictor", "ArchCostTable", "ArchEncoder",
-           "Constraint", "CostModels", "EvolutionSearch", "ExhaustiveSearch", "LatencyCost", "LatencyPredictor",
-           "MacsCost", "ParamsCost", "RandomSearch", "SearchResult", "cross_validated_spearman", "format_cost",
-           "kendall_tau", "parse_budget", "parse_target", "satisfies", "space_fingerprint", "spearman",
-           "zero_cost_select", "zip_targets"]
+__all__ = ["CONSTRAINT_NAMES", "PREDICTOR_DIR", "PREDICTOR_KINDS", "SEARCHERS", "AccuracyPredictor", "ArchCostTable",
+           "ArchEncoder", "Constraint", "CostModels", "EvolutionSearch", "ExhaustiveSearch", "LatencyCost",
+           "LatencyPredictor", "MacsCost", "ParamsCost", "RandomSearch", "SearchResult", "cross_validated_spearman",
+           "fit_predictor", "format_cost", "kendall_tau", "parse_budget", "parse_target", "satisfies",
+           "space_fingerprint", "spearman", "zero_cost_select", "zip_targets"]
