@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from ofa_tf.export import FLOAT16_MAX_DIFF, ExportOptions, export_subnet  # noqa: E402
+from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MARGIN  # noqa: E402
 from ofa_tf.latency import summarize_ms, time_interleaved  # noqa: E402
 from ofa_tf.run import load_trained_supernet  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
@@ -55,8 +56,14 @@ def _previous(output: str, arch: Arch, mode: str, int8_calibration: str, float16
         return None
     if mode == "int8" and meta.get("int8_calibration", "minmax") != int8_calibration:
         return None
-    if mode == "float16" and (meta.get("float16") or {}).get("max_abs_diff_bound", 0.0) != float16_max_diff:
-        return None
+    if mode == "float16":  # same bound, fitted the same way (check images, margin)
+        check = meta.get("float16") or {}
+        if float16_max_diff and (check.get("max_abs_diff_bound") != float16_max_diff
+                                 or check.get("fit_target") != float16_max_diff * FLOAT16_MARGIN
+                                 or check.get("check_images") != FLOAT16_CHECK_IMAGES):
+            return None
+        if not float16_max_diff and meta.get("float16") is not None:
+            return None
     return meta
 
 

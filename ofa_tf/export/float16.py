@@ -254,7 +254,7 @@ def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray |
             checked[count] = (model, _max_diff(model, batches, reference, stop_above=target))
             if verbose:
                 verdict = "meets" if checked[count][1] <= target else "misses"
-                print(f"float16: {count} of {len(ranked)} layers float32 {verdict} the bound "
+                print(f"float16: {count} of {len(ranked)} layers float32 {verdict} the target {target:.4g} "
                       f"(max |logit diff| {'' if verdict == 'meets' else '>= '}{checked[count][1]:.4g})", flush=True)
         return checked[count]
 
