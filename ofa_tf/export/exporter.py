@@ -56,9 +56,9 @@ class ExportOptions:
     bn_calibration_images: int | None = None  # None: the run's setting
     representative_images: int = 500
     int8_calibration: str = "mse"  # full-int8 activation ranges: "mse" (fitted) or "minmax" (the converter's)
-    # float16: bound on max |logit diff| from float32 on the first `float16_check_images` training
-    # images, met by keeping the most sensitive layers' weights in float32 (ofa_tf/export/float16.py);
-    # 0: every weight float16
+    # float16: bound on max |logit diff| from float32, met by keeping the most sensitive layers'
+    # weights in float32, fitted to half of it on the first `float16_check_images` training images
+    # (ofa_tf/export/float16.py); 0: every weight float16
     float16_max_diff: float = FLOAT16_MAX_DIFF
     float16_check_images: int = FLOAT16_CHECK_IMAGES
     max_eval_images: int | None = None  # None: the whole split

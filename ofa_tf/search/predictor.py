@@ -83,8 +83,8 @@ def cross_validated_spearman(space: SearchSpace, archs: Sequence[Arch], accuraci
     A single held-out split of a few dozen archs gives a Spearman with a standard error
     near 0.15; predicting every measured arch once from a predictor that did not see it
     uses all of them. Returns {"spearman", "kendall_tau"} over all out-of-fold predictions
-    and "fold_spearman" (one per fold). `kind` ("mlp" or "linear") and `fit_kwargs` go to
-    `fit_predictor`.
+    and "fold_spearman" (one per fold). `kind` and `fit_kwargs` go to `fit_predictor`; with
+    "auto" the choice is made afresh inside each fold (nested), from that fold's archs only.
     """
     y = np.asarray(accuracies, np.float64)
     if folds < 2 or len(archs) < 2 * folds:
