@@ -44,9 +44,10 @@ def mid_arch(space, resolution: int) -> Arch:
         "head_width": mid(space.head_widths) if space.head_widths else 0}))
 
 
-def _previous(output: str, arch: Arch, mode: str, int8_calibration: str, float16_max_diff: float) -> dict | None:
+def _previous(output: str, arch: Arch, mode: str, int8_calibration: str, float16_max_diff: float,
+              qat: dict[str, float]) -> dict | None:
     """The metadata of an earlier export of `arch` in `mode` (same int8 calibration / float16
-    bound) at `output`, if there is one."""
+    bound / QAT settings) at `output`, if there is one."""
     path = output[: -len(".tflite")] + ".json"
     if not (os.path.isfile(path) and os.path.isfile(output)):
         return None
@@ -55,6 +56,8 @@ def _previous(output: str, arch: Arch, mode: str, int8_calibration: str, float16
     if meta.get("arch") != arch.to_dict() or meta.get("quantize") != mode:
         return None
     if mode == "int8" and meta.get("int8_calibration", "minmax") != int8_calibration:
+        return None
+    if mode == "qat" and any((meta.get("qat") or {}).get(key) != value for key, value in qat.items()):
         return None
     if mode == "float16":  # same bound, fitted the same way (check images, margin)
         check = meta.get("float16") or {}
@@ -74,6 +77,8 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--qat_epochs", type=int, default=2)
     parser.add_argument("--qat_steps_per_epoch", type=int, default=200)
+    parser.add_argument("--qat_distillation", type=float, default=0.0,
+                        help="QAT loss weight of distillation from the float subnet (the rest: label loss)")
     parser.add_argument("--int8_calibration", default="mse", help="full-int8 activation ranges: mse or minmax")
     parser.add_argument("--float16_max_diff", type=float, default=FLOAT16_MAX_DIFF,
                         help="float16 bound on max |logit diff| from float32 (0: every weight float16)")
@@ -90,6 +95,8 @@ def main() -> None:
     archs = {"max": supernet.space.max_arch(resolution), "mid": mid_arch(supernet.space, resolution),
              "min": supernet.space.min_arch(resolution)}
     del supernet
+    qat = {"epochs": args.qat_epochs, "steps_per_epoch": args.qat_steps_per_epoch,
+           "distillation": args.qat_distillation}
     requested = args.modes.split(",")
     modes = [m for m in requested if m in MODES and m != "qat"] + (["qat"] if "qat" in requested else [])
     accuracy, files = {}, {}  # qat last: importing tfmot flips tf.keras for the process
@@ -97,12 +104,12 @@ def main() -> None:
         for name in (("max", "mid", "min") if mode in ("none", "int8") else ("max", "min")):
             output = os.path.join(args.out_dir, f"{name}_{mode}.tflite")
             # resume: an earlier run's export of the same thing
-            meta = _previous(output, archs[name], mode, args.int8_calibration, args.float16_max_diff)
+            meta = _previous(output, archs[name], mode, args.int8_calibration, args.float16_max_diff, qat)
             if meta is None:
                 options = ExportOptions(
                     quantize=mode, split="test", qat_epochs=args.qat_epochs,
                     int8_calibration=args.int8_calibration, float16_max_diff=args.float16_max_diff,
-                    qat_steps_per_epoch=args.qat_steps_per_epoch, verbose=0,
+                    qat_steps_per_epoch=args.qat_steps_per_epoch, qat_distillation=args.qat_distillation, verbose=0,
                     max_eval_images=args.quick_eval_images if (name == "mid" or mode == "float16") else None)
                 meta = export_subnet(args.model_dir, archs[name].to_dict(), output, options)
             files[(name, mode)] = output

@@ -15,7 +15,7 @@ from ofa_tf.export import (INT8_CALIBRATIONS, ExportOptions, TFLiteClassifier, e
                            keras_to_tflite)
 from ofa_tf.export.float16 import Float16Weights, _max_diff, fit_float16
 from ofa_tf.export.calibration import HISTOGRAM_BINS, RANGE_FRACTIONS, mse_range, quantization_error
-from ofa_tf.export.graph import gate_producers
+from ofa_tf.export.graph import batch_norm_producers, folded_batch_norm_weights, gate_producers
 from ofa_tf.export.tflite import export_saved_model, make_interpreter, representative_dataset, saved_model_to_tflite
 from ofa_tf.export.exporter import _write_all
 from ofa_tf.models import Supernet
@@ -68,9 +68,60 @@ def test_gate_fold_keeps_the_function_and_leaves_float16_no_scalar_to_round(subn
 
 
 def test_tf_keras_rebuild_for_qat_matches(subnet_and_images):
-    from ofa_tf.export.qat import max_rebuild_error
+    from ofa_tf.export.qat import max_rebuild_error, to_tf_keras
     subnet, images = subnet_and_images
     assert max_rebuild_error(subnet, [images[:16]]) < 1e-4
+    folded = to_tf_keras(subnet, fold_batch_norm=True)  # what QAT fine-tunes
+    batch_norms = [layer.name for layer in subnet.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(batch_norm_producers(subnet)) == len(batch_norms) > 0  # every BN of the subnet follows a conv
+    assert not [layer for layer in folded.layers if "BatchNormalization" in type(layer).__name__]
+    assert len(folded.layers) == len(subnet.layers) - len(batch_norms)
+    np.testing.assert_allclose(folded(images[:16], training=False).numpy(), subnet(images[:16], training=False),
+                               atol=1e-4)
+
+
+def test_qat_fine_tuning_weighs_distillation_against_labels(subnet_and_images):
+    import tensorflow as tf
+    from ofa_tf.export.qat import fine_tune, to_tf_keras
+    from ofa_tf.training.distillation import distillation_loss, label_loss
+    _, images = subnet_and_images
+    supernet = Supernet(tiny_space(), 10, dropout=0.0)  # no dropout: the student computes what the teacher does
+    supernet.build()
+    randomize_weights(supernet)
+    subnet = supernet.get_subnet("max")
+    labels = np.arange(len(images)) % 10
+    batches = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    teacher_logits = subnet(images, training=False)
+    soft, hard = float(distillation_loss(teacher_logits, teacher_logits)), float(label_loss(labels, teacher_logits))
+    for weight in (1.0, 0.25):  # a student that starts as the teacher's folded copy, barely moved (lr 1e-9)
+        history = fine_tune(to_tf_keras(subnet, fold_batch_norm=True), batches, 1, 1, learning_rate=1e-9, verbose=0,
+                            teacher=subnet, distillation=weight)
+        assert history["agreement"] == 1.0
+        assert history["accuracy"] == pytest.approx(np.mean(np.argmax(teacher_logits, -1) == labels))
+        assert history["distillation_loss"] == pytest.approx(soft, rel=1e-4)
+        assert history["label_loss"] == pytest.approx(hard, rel=1e-4)
+        assert history["loss"] == pytest.approx(weight * soft + (1 - weight) * hard, rel=1e-4)
+
+
+@pytest.mark.parametrize("producer", [keras.layers.Conv2D(6, 3, use_bias=False),
+                                      keras.layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False),
+                                      keras.layers.Dense(6, use_bias=True)], ids=lambda layer: type(layer).__name__)
+@pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False)])
+def test_folded_batch_norm_weights_compute_conv_then_bn(producer, center, scale):
+    rng = np.random.default_rng(0)
+    producer = producer.__class__.from_config(producer.get_config())
+    batch_norm = keras.layers.BatchNormalization(center=center, scale=scale, epsilon=1e-3)
+    x = keras.Input((5, 5, 3))
+    model = keras.Model(x, batch_norm(producer(x)))
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    batch_norm.moving_variance.assign(rng.uniform(0.1, 2.0, size=batch_norm.moving_variance.shape))  # > 0
+    assert batch_norm_producers(model) == {producer.name: batch_norm.name}
+    kernel, bias = folded_batch_norm_weights(producer, batch_norm)
+    plain = producer.__class__.from_config({**producer.get_config(), "use_bias": True})
+    images = rng.normal(size=(4, 5, 5, 3)).astype("float32")
+    plain(images)
+    plain.set_weights([kernel, bias])
+    np.testing.assert_allclose(plain(images), model(images, training=False), atol=1e-4, rtol=1e-4)
 
 
 def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):
@@ -102,6 +153,31 @@ def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):
     assert keras_model.input_shape == (None, 16, 16, 3)
 
 
+def test_export_tool_qat_fine_tunes_and_writes_a_full_integer_model(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run")
+    output = tmp_path / "max.tflite"
+    done = run_tool("export_tflite", f"--model_dir={run_dir}", "--arch=max", f"--output={output}", "--quantize=qat",
+                    "--qat_epochs=1", "--qat_steps_per_epoch=3", "--bn_calibration_images=64",
+                    "--max_eval_images=64")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "run"]
+    meta = json.loads((tmp_path / "max.json").read_text())
+    assert meta["quantize"] == "qat" and np.isfinite(meta["qat"]["loss"])
+    assert {k: meta["qat"][k] for k in ("epochs", "steps_per_epoch", "learning_rate", "distillation")} == {
+        "epochs": 1, "steps_per_epoch": 3, "learning_rate": 1e-3, "distillation": 0.0}
+    assert meta["qat"]["loss"] == pytest.approx(meta["qat"]["label_loss"])  # default: labels only
+    assert 0 <= meta["qat"]["agreement"] <= 1
+    assert meta["accuracy"]["num_images"] == 64 and 0 <= meta["accuracy"]["top1_agreement"] <= 1
+    model = TFLiteClassifier(str(output))
+    tensors = {t["index"]: t for t in model.interpreter.get_tensor_details()}
+    ops = model.interpreter._get_ops_details()
+    assert {"HARD_SWISH", "CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE", "DEQUANTIZE"} <= {op["op_name"] for op in ops}
+    for op in ops:  # int8 kernels with int32 biases: the folded BN is in them, nothing runs in float
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            assert [tensors[i]["dtype"] for i in op["inputs"][:2]] == [np.int8, np.int8], op
+    assert model(np.zeros((2, 24, 24, 3), np.float32)).shape == (2, 10)
+
+
 def test_bad_export_input_is_one_clear_error_and_writes_nothing(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     out = tmp_path / "out"
@@ -121,6 +197,10 @@ def test_bad_export_input_is_one_clear_error_and_writes_nothing(tmp_path):
         (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int4")), "--quantize='int4'"),
         (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int8", int8_calibration="kl")),
          "--int8_calibration='kl': expected one of ['mse', 'minmax']"),
+        (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="qat", qat_distillation=1.5)),
+         "--qat_distillation=1.5: expected a weight in [0, 1]"),
+        (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="qat", qat_learning_rate=0.0)),
+         "--qat_learning_rate=0.0: expected a positive number"),
     ]
     for kwargs, message in cases:
         kwargs.setdefault("output", str(out / "m.tflite"))

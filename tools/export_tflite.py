@@ -51,6 +51,8 @@ flags.DEFINE_integer("max_eval_images", None, "Measure accuracy on at most this 
 flags.DEFINE_integer("qat_epochs", 2, "Quantisation-aware fine-tuning epochs (--quantize=qat).")
 flags.DEFINE_integer("qat_steps_per_epoch", None, "QAT steps per epoch (default: one pass over the training split).")
 flags.DEFINE_float("qat_learning_rate", 1e-3, "Peak learning rate of QAT fine-tuning (cosine decay).")
+flags.DEFINE_float("qat_distillation", 0.0, "QAT loss: this weight x distillation from the float subnet's logits "
+                   "+ (1 - weight) x label cross-entropy; 1: distillation only, 0: labels only.")
 FLAGS = flags.FLAGS
 
 
@@ -68,7 +70,8 @@ def main(argv: list[str]) -> None:
         int8_calibration=FLAGS.int8_calibration, float16_max_diff=FLAGS.float16_max_diff,
         float16_check_images=FLAGS.float16_check_images,
         max_eval_images=FLAGS.max_eval_images, qat_epochs=FLAGS.qat_epochs,
-        qat_steps_per_epoch=FLAGS.qat_steps_per_epoch, qat_learning_rate=FLAGS.qat_learning_rate, seed=FLAGS.seed)
+        qat_steps_per_epoch=FLAGS.qat_steps_per_epoch, qat_learning_rate=FLAGS.qat_learning_rate,
+        qat_distillation=FLAGS.qat_distillation, seed=FLAGS.seed)
     metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)
     print(json.dumps(metadata))
 

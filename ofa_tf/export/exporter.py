@@ -65,6 +65,8 @@ class ExportOptions:
     qat_epochs: int = 2
     qat_steps_per_epoch: int | None = None  # None: one pass over the training split
     qat_learning_rate: float = 1e-3
+    # QAT loss: this weight x distillation from the float subnet + the rest x label loss
+    qat_distillation: float = 0.0
     qat_batch_size: int = 64
     seed: int = 0  # for arch "random"
     verbose: int = 1
@@ -89,6 +91,12 @@ def check_request(output: str, options: ExportOptions) -> None:
         raise OfaError(f"--float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
     if options.float16_check_images <= 0:
         raise OfaError(f"--float16_check_images={options.float16_check_images}: expected a positive number")
+    if not 0.0 <= options.qat_distillation <= 1.0:
+        raise OfaError(f"--qat_distillation={options.qat_distillation}: expected a weight in [0, 1]")
+    if options.qat_epochs < 0:
+        raise OfaError(f"--qat_epochs={options.qat_epochs}: expected >= 0")
+    if not options.qat_learning_rate > 0:
+        raise OfaError(f"--qat_learning_rate={options.qat_learning_rate}: expected a positive number")
     if not output or not output.endswith(".tflite"):
         raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
     for fmt in options.formats:
@@ -145,15 +153,16 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         evaluation = [(x.numpy(), y.numpy()) for x, y in make_pipeline(eval_split, 256, [res], training=False)]
 
     qat_history: dict[str, float] = {}
+    qat_steps = 0
     float16_report: dict[str, Any] | None = None
     if options.quantize == "qat":
         from ofa_tf.export import qat
         qat_model = qat.quantize_model(subnet)
-        steps = options.qat_steps_per_epoch or max(1, (data.num_train or 10_000) // options.qat_batch_size)
+        qat_steps = options.qat_steps_per_epoch or max(1, (data.num_train or 10_000) // options.qat_batch_size)
         batches = make_pipeline(train_split, options.qat_batch_size, [res], training=True, seed=run["seed"] + 2,
                                 repeat=True)
-        qat_history = qat.fine_tune(qat_model, batches, options.qat_epochs, steps, options.qat_learning_rate,
-                                    verbose=options.verbose)
+        qat_history = qat.fine_tune(qat_model, batches, options.qat_epochs, qat_steps, options.qat_learning_rate,
+                                    verbose=options.verbose, teacher=subnet, distillation=options.qat_distillation)
         tflite_bytes = qat.qat_to_tflite(qat_model)
     else:
         checks_float16 = options.quantize == "float16" and bool(options.float16_max_diff)
@@ -199,7 +208,8 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         "tflite_bytes": len(tflite_bytes),
         "bn_recalibration_images": n_calibration if data is not None else 0,
         "accuracy": None if comparison is None else {"split": options.split, **comparison},
-        "qat": {"epochs": options.qat_epochs, **qat_history} if options.quantize == "qat" else None,
+        "qat": {"epochs": options.qat_epochs, "steps_per_epoch": qat_steps, "learning_rate": options.qat_learning_rate,
+                "distillation": options.qat_distillation, **qat_history} if options.quantize == "qat" else None,
         "source": {"model_dir": os.path.abspath(model_dir),
                    "checkpoint": os.path.basename(checkpoints[-1]) if checkpoints else None,
                    "dataset": None if data is None else data.name},

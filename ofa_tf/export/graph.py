@@ -17,7 +17,12 @@ Only float16 conversion uses it (`keras_to_tflite`). Float32 and full-int8 model
 the same with and without it (int8 top-1 agreement 93.0% vs 93.2% on 2000 images), and the
 folded gate runs two small ops (RELU, MINIMUM) where the original runs one (MUL).
 
-The functions take and return plain functional Keras models (the static subnets of
+`batch_norm_producers` / `folded_batch_norm_weights`: the BNs that follow a conv or dense
+layer, and that layer's kernel and bias with the BN folded in. QAT fine-tunes the folded
+layers (`qat.to_tf_keras(..., fold_batch_norm=True)`), so it fake-quantises the kernels the
+converter writes.
+
+The functions take plain functional Keras models (the static subnets of
 `Supernet.get_subnet`); the `.keras` and SavedModel exports keep the original graph.
 """
 
@@ -27,6 +32,7 @@ from collections import Counter
 from typing import Any
 
 import keras
+import numpy as np
 
 # Layers whose whole output scales with (kernel, bias): scaling both scales the output.
 _LINEAR_WITH_BIAS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
@@ -49,9 +55,9 @@ def _is_functional(model: keras.Model) -> bool:
     return isinstance(model, keras.Model) and type(model).__name__ in ("Functional", "Sequential")
 
 
-def gate_producers(model: keras.Model) -> dict[str, str]:
-    """{producer layer name: gate layer name} for every `Activation("hard_sigmoid")` fed
-    only by a linear conv / dense layer with a bias that feeds nothing else."""
+def _sole_linear_producers(model: keras.Model, is_consumer, needs_bias: bool) -> dict[str, str]:
+    """{producer name: consumer name} for each layer `is_consumer` accepts whose only input
+    is a linear conv / dense layer (with a bias if `needs_bias`) that feeds nothing else."""
     if not _is_functional(model):
         return {}
     entries = model.get_config()["layers"]
@@ -60,16 +66,56 @@ def gate_producers(model: keras.Model) -> dict[str, str]:
     consumers = Counter(n for names in inbound.values() for n in names)
     producers = {}
     for layer in model.layers:
-        if not (isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "hard_sigmoid"):
+        if not is_consumer(layer):
             continue
         sources = inbound.get(layer.name, [])
         if len(sources) != 1 or consumers[sources[0]] != 1:
             continue
         source = model.get_layer(sources[0])
-        if (isinstance(source, _LINEAR_WITH_BIAS) and source.use_bias
+        if (isinstance(source, _LINEAR_WITH_BIAS) and (source.use_bias or not needs_bias)
                 and source.get_config().get("activation", "linear") == "linear"):
             producers[source.name] = layer.name
     return producers
+
+
+def gate_producers(model: keras.Model) -> dict[str, str]:
+    """{producer layer name: gate layer name} for every `Activation("hard_sigmoid")` fed
+    only by a linear conv / dense layer with a bias that feeds nothing else."""
+    return _sole_linear_producers(
+        model, lambda layer: (isinstance(layer, keras.layers.Activation)
+                              and layer.get_config()["activation"] == "hard_sigmoid"), needs_bias=True)
+
+
+def batch_norm_producers(model: keras.Model) -> dict[str, str]:
+    """{producer layer name: BN layer name} for every BatchNormalization over the last axis fed
+    only by a linear conv / dense layer that feeds nothing else: the BNs inference can fold."""
+    def is_last_axis_bn(layer):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            return False
+        axis = layer.get_config()["axis"]
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        return axis == -1 or axis == len(layer.input.shape) - 1
+    return _sole_linear_producers(model, is_last_axis_bn, needs_bias=False)
+
+
+def folded_batch_norm_weights(producer: keras.layers.Layer, batch_norm: keras.layers.BatchNormalization
+                              ) -> list[np.ndarray]:
+    """[kernel, bias] of `producer` with the inference-mode `batch_norm` after it folded in:
+    `bn(conv(x)) = conv'(x)` with each output channel's kernel scaled by gamma / sqrt(var + eps)
+    and the bias moved and scaled to match."""
+    config = batch_norm.get_config()
+    weights = list(batch_norm.get_weights())
+    gamma = weights.pop(0) if config["scale"] else 1.0
+    beta = weights.pop(0) if config["center"] else 0.0
+    mean, variance = weights
+    scale = gamma / np.sqrt(variance + config["epsilon"])
+    kernel, *rest = producer.get_weights()
+    bias = rest[0] if rest else np.zeros_like(mean)
+    if isinstance(producer, keras.layers.DepthwiseConv2D):  # output channel c * multiplier + m
+        folded = kernel * scale.reshape(kernel.shape[-2:])
+    else:
+        folded = kernel * scale
+    return [folded.astype(kernel.dtype), ((bias - mean) * scale + beta).astype(kernel.dtype)]
 
 
 def fold_gate_scales(model: keras.Model) -> keras.Model:
@@ -95,4 +141,5 @@ def fold_gate_scales(model: keras.Model) -> keras.Model:
     return folded
 
 
-__all__ = ["fold_gate_scales", "gate_producers", "inbound_layer_names"]
+__all__ = ["batch_norm_producers", "fold_gate_scales", "folded_batch_norm_weights", "gate_producers",
+           "inbound_layer_names"]
