@@ -121,7 +121,13 @@ def test_folded_batch_norm_weights_compute_conv_then_bn(producer, center, scale)
     images = rng.normal(size=(4, 5, 5, 3)).astype("float32")
     plain(images)
     plain.set_weights([kernel, bias])
-    np.testing.assert_allclose(plain(images), model(images, training=False), atol=1e-4, rtol=1e-4)
+    expected = model(images, training=False)
+    np.testing.assert_allclose(plain(images), expected, atol=1e-4, rtol=1e-4)
+    from ofa_tf.export.qat import to_tf_keras  # the QAT rebuild, folded and not
+    for fold in (True, False):
+        rebuilt = to_tf_keras(model, fold_batch_norm=fold)
+        assert len(rebuilt.layers) == len(model.layers) - fold
+        np.testing.assert_allclose(rebuilt(images, training=False), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):

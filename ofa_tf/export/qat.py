@@ -74,9 +74,9 @@ def _tf_keras_layer(layer: keras.layers.Layer, use_bias: bool | None = None):
         return tfk.layers.Activation(activation, name=name)
     if kind not in _SIMPLE:
         raise OfaError(f"QAT: layer {name} ({kind}) has no tf_keras counterpart here")
-    keep = {"Conv2D": ("filters", "kernel_size", "strides", "padding", "use_bias"),
-            "DepthwiseConv2D": ("kernel_size", "strides", "padding", "use_bias"),
-            "BatchNormalization": ("momentum", "epsilon"),
+    keep = {"Conv2D": ("filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias"),
+            "DepthwiseConv2D": ("kernel_size", "strides", "padding", "depth_multiplier", "dilation_rate", "use_bias"),
+            "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
             "GlobalAveragePooling2D": ("keepdims",), "Dropout": ("rate",), "Dense": ("units", "use_bias")}
     return getattr(tfk.layers, kind)(name=name, **{k: config[k] for k in keep.get(kind, ())})
 
