@@ -9,7 +9,8 @@ accuracy is measured before and after conversion on the validation split (metada
 `accuracy`). --quantize: none (float32), float16 (float16 weights; the few layers it would
 move the logits most for stay float32, see --float16_max_diff), dynamic (int8 weights), int8 (full
 integer; ranges from a representative set of training images, fitted by --int8_calibration),
-qat (quantisation-aware fine-tuning for --qat_epochs, then int8). Inputs are float32
+qat (BN folded into the convs, quantisation-aware fine-tuning for --qat_epochs on labels and/or
+distillation from the float subnet, --qat_distillation, then int8). Inputs are float32
 images normalised as the metadata says.
 """
 
