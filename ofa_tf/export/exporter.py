@@ -34,6 +34,7 @@ from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import calibration_images
 from ofa_tf.export.calibration import check_int8_calibration
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
+from ofa_tf.export.qat import check_fine_tuning
 from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
@@ -91,12 +92,8 @@ def check_request(output: str, options: ExportOptions) -> None:
         raise OfaError(f"--float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
     if options.float16_check_images <= 0:
         raise OfaError(f"--float16_check_images={options.float16_check_images}: expected a positive number")
-    if not 0.0 <= options.qat_distillation <= 1.0:
-        raise OfaError(f"--qat_distillation={options.qat_distillation}: expected a weight in [0, 1]")
-    if options.qat_epochs < 0:
-        raise OfaError(f"--qat_epochs={options.qat_epochs}: expected >= 0")
-    if not options.qat_learning_rate > 0:
-        raise OfaError(f"--qat_learning_rate={options.qat_learning_rate}: expected a positive number")
+    check_fine_tuning(options.qat_epochs, options.qat_steps_per_epoch, options.qat_learning_rate,
+                      options.qat_distillation)
     if not output or not output.endswith(".tflite"):
         raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
     for fmt in options.formats:

@@ -210,6 +210,19 @@ def _distiller(student, teacher, distillation: float):
     return Distiller()
 
 
+def check_fine_tuning(epochs: int, steps_per_epoch: int | None, learning_rate: float, distillation: float) -> None:
+    """One-line errors for QAT fine-tuning settings (`fine_tune`; the exporter calls it before
+    loading anything, when `steps_per_epoch` may still be None: one pass)."""
+    if epochs < 0:
+        raise OfaError(f"--qat_epochs={epochs}: expected >= 0")
+    if steps_per_epoch is not None and steps_per_epoch <= 0:
+        raise OfaError(f"--qat_steps_per_epoch={steps_per_epoch}: expected a positive number")
+    if not learning_rate > 0:
+        raise OfaError(f"--qat_learning_rate={learning_rate}: expected a positive number")
+    if not 0.0 <= distillation <= 1.0:
+        raise OfaError(f"--qat_distillation={distillation}: expected a weight in [0, 1]")
+
+
 def fine_tune(qat_model, batches: tf.data.Dataset, epochs: int, steps_per_epoch: int,
               learning_rate: float = 1e-3, verbose: int = 1, teacher: keras.Model | None = None,
               distillation: float = 0.0) -> dict[str, float]:
@@ -223,10 +236,7 @@ def fine_tune(qat_model, batches: tf.data.Dataset, epochs: int, steps_per_epoch:
     lowered its accuracy (84.62% -> 84.56%, 83.13% -> 82.84%), hence labels only by default.
     """
     tfk = _tfk()
-    if epochs < 0 or steps_per_epoch <= 0:
-        raise OfaError(f"--qat_epochs={epochs}, --qat_steps_per_epoch={steps_per_epoch}: expected >= 0 and > 0")
-    if not 0.0 <= distillation <= 1.0:
-        raise OfaError(f"--qat_distillation={distillation}: expected a weight in [0, 1]")
+    check_fine_tuning(epochs, steps_per_epoch, learning_rate, distillation)
     if epochs == 0:
         return {}
     schedule = tfk.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
