@@ -105,7 +105,7 @@ class Measurer:
 
     def __init__(self, args: argparse.Namespace):
         from ofa_tf.data import load_dataset, make_pipeline, split_validation
-        from ofa_tf.evaluation import calibration_images
+        from ofa_tf.data import calibration_images
         from ofa_tf.profile import profile
         from ofa_tf.spaces import get_space
 
@@ -124,11 +124,11 @@ class Measurer:
 
         from ofa_tf.evaluation import evaluate_archs
         from ofa_tf.reports import cost_buckets, mean_pareto_accuracy
-        from ofa_tf.run import load_trained_supernet
+        from ofa_tf.runs import RunDirectory
 
         args = self.args
         model_dir = os.path.join(args.output_dir, method)
-        model, saved = load_trained_supernet(model_dir)
+        model, saved = RunDirectory(model_dir).load_supernet()
         space = model.space
         rng = random.Random(args.seed)  # the same random archs for every run of a space
         archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(args.num_random)]
@@ -145,7 +145,7 @@ class Measurer:
         return {
             "space": space.name, "wall_s": wall_s, "train_s": round(train_s, 1),
             "steps_s": None if steps_s is None else round(steps_s, 1),
-            "subnet_passes": subnet_passes(saved["method"], args.epochs * args.steps_per_epoch),
+            "subnet_passes": subnet_passes(saved.raw["method"], args.epochs * args.steps_per_epoch),
             "max_acc": points[0]["accuracy"], "min_acc": points[1]["accuracy"],
             "max_macs": points[0]["macs"], "min_macs": points[1]["macs"],
             "buckets": [None if b["best"] is None else round(b["best"]["accuracy"], 4) for b in buckets],

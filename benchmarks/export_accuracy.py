@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from ofa_tf.export import FLOAT16_MAX_DIFF, ExportOptions, export_subnet  # noqa: E402
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MARGIN  # noqa: E402
 from ofa_tf.latency import summarize_ms, time_interleaved  # noqa: E402
-from ofa_tf.run import load_trained_supernet  # noqa: E402
+from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 
 MODES = ("none", "float16", "dynamic", "int8", "qat")
@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
     started = time.time()
-    supernet, _ = load_trained_supernet(args.model_dir)
+    supernet, _ = RunDirectory(args.model_dir).load_supernet()
     resolution = max(supernet.space.resolutions)
     archs = {"max": supernet.space.max_arch(resolution), "mid": mid_arch(supernet.space, resolution),
              "min": supernet.space.min_arch(resolution)}

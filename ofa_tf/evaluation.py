@@ -1,4 +1,4 @@
-"""Accuracy of subnets, always after BN recalibration (REFERENCE §2).
+"""Accuracy of subnets, always after BN recalibration (as OFA does).
 
 `evaluate_archs` extracts each subnet as a static Keras model, re-estimates its BN
 statistics on training images (with training augmentation), and measures top-1 accuracy
@@ -11,10 +11,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from ofa_tf.data import make_pipeline
 from ofa_tf.models import Supernet
 from ofa_tf.profile import profile
 from ofa_tf.spaces import Arch
@@ -52,16 +50,3 @@ def evaluate_archs(supernet: Supernet, archs: Sequence[Arch], calibration: Itera
         if bar is not None:
             bar.add(1, values=[("accuracy", results[-1]["accuracy"])])
     return results
-
-
-def calibration_images(train_split: tf.data.Dataset, resolution: int, num_images: int,
-                       seed: int) -> list[np.ndarray]:
-    """BN-calibration batches (training augmentation, batch 200, one resolution), made once
-    so every subnet is recalibrated on the same images."""
-    batches, seen = [], 0
-    for images, _ in make_pipeline(train_split, 200, [resolution], training=True, seed=seed):
-        batches.append(images.numpy())
-        seen += images.shape[0]
-        if seen >= num_images:
-            break
-    return batches

@@ -67,7 +67,7 @@ def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset
     import os
 
     from ofa_tf.data import MEAN, STD
-    from ofa_tf.run import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, build_model
+    from ofa_tf.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, build_model
     from ofa_tf.training import build_method
 
     space = space or tiny_space()

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from ofa_tf.run import RunConfig, atomic_write
+from ofa_tf.io import atomic_write
+from ofa_tf.runs import RunConfig
 
 
 def test_atomic_write_renames_complete_files_only(tmp_path):

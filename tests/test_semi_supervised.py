@@ -13,14 +13,14 @@ import pytest
 import tensorflow as tf
 
 from helpers import assert_one_line_error, make_run_dir, randomize_weights, run_tool, tiny_space
-from ofa_tf.augment import strong_augment
+from ofa_tf.data import strong_augment
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces import Arch
-from ofa_tf.run import CHECKPOINT_DIR, RunConfig, build_model, load_trained_supernet
 from ofa_tf.training import OnceForAllModel, build_method, distillation_loss, label_loss
 from ofa_tf.training.semi_supervised import LABELLED, STRONG, WEAK, fixmatch_loss, pseudo_labels
-from ofa_tf.transfer import (check_init_checkpoint, labelled_subset, load_init_checkpoint, semi_supervised_pipeline,
-                             unlabelled_images, validation_leak)
+from ofa_tf.data import labelled_subset, semi_supervised_pipeline, unlabelled_images
+from ofa_tf.runs import (CHECKPOINT_DIR, RunConfig, RunDirectory, build_model, check_init_checkpoint,
+                         load_init_checkpoint, validation_leak)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
@@ -187,7 +187,7 @@ def test_init_checkpoint_loads_exactly_the_pretrained_weights(tmp_path):
     init = check_init_checkpoint(source_dir, tiny_space(resolutions=(16,)), 10, 1.0)  # resolutions may differ
     model = _model("tofa")
     load_init_checkpoint(model, init)
-    source, _ = load_trained_supernet(source_dir)
+    source, _ = RunDirectory(source_dir).load_supernet()
     assert len(model.supernet_weights) == len(source.supernet_weights) > 0
     for mine, theirs in zip(model.supernet_weights, source.supernet_weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
@@ -198,7 +198,7 @@ def test_init_checkpoint_loads_exactly_the_pretrained_weights(tmp_path):
     shutil.copy(_checkpoint_file(tmp_path / "same"), bare)
     other = _model("tofa")
     load_init_checkpoint(other, check_init_checkpoint(str(bare), tiny_space(), 10, 1.0))
-    reference, _ = load_trained_supernet(str(tmp_path / "same"))
+    reference, _ = RunDirectory(str(tmp_path / "same")).load_supernet()
     for mine, theirs in zip(other.supernet_weights, reference.supernet_weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 

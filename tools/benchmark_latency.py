@@ -22,7 +22,7 @@ from absl import flags
 from flags.export_flags import android_from_flags, define_latency_flags
 from ofa_tf.errors import OfaError
 from ofa_tf.latency import benchmark_host
-from ofa_tf.run import atomic_write
+from ofa_tf.io import atomic_write
 from tools._runner import run
 
 define_latency_flags()

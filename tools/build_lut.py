@@ -23,6 +23,7 @@ from flags.export_flags import android_from_flags, define_latency_flags
 from flags.space_flags import define_space_flags, space_from_flags
 from ofa_tf.errors import OfaError
 from ofa_tf.latency.ops import build_table
+from ofa_tf.runs import RunDirectory
 from tools._runner import run
 
 define_space_flags()
@@ -41,16 +42,8 @@ FLAGS = flags.FLAGS
 def _space_and_classes():
     if not FLAGS.model_dir:
         return space_from_flags(), FLAGS.num_classes
-    from ofa_tf.spaces import SearchSpace
-    path = os.path.join(FLAGS.model_dir, "config.json")
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-        return SearchSpace.from_config(saved["space"]), int(saved["num_classes"])
-    except FileNotFoundError:
-        raise OfaError(f"--model_dir={FLAGS.model_dir}: no config.json (not a training run directory)") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise OfaError(f"--model_dir={FLAGS.model_dir}: unreadable config.json") from None
+    saved = RunDirectory(FLAGS.model_dir).read()
+    return saved.space, saved.num_classes
 
 
 def main(argv: list[str]) -> None:

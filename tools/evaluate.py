@@ -14,10 +14,9 @@ import random
 
 from absl import flags
 
-from ofa_tf.data import load_dataset, make_pipeline, split_validation
-from ofa_tf.errors import OfaError
-from ofa_tf.evaluation import calibration_images, evaluate_archs
-from ofa_tf.run import load_trained_supernet
+from ofa_tf.evaluation import evaluate_archs
+from ofa_tf.io import write_text
+from ofa_tf.runs import RunDirectory
 from tools._runner import run
 
 flags.DEFINE_string("model_dir", None, "Run directory written by tools.train.")
@@ -31,26 +30,19 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if not FLAGS.model_dir:
-        raise OfaError("--model_dir is required")
-    model, saved = load_trained_supernet(FLAGS.model_dir)
-    cfg = saved["run"]
+    directory = RunDirectory(FLAGS.model_dir)
+    model, saved = directory.load_supernet()
     resolution = max(model.space.resolutions)
     rng = random.Random(FLAGS.seed)
     archs = [model.space.parse_arch(a, rng=rng, resolution=resolution) for a in FLAGS.archs]
     archs += [model.space.sample(rng, resolution) for _ in range(FLAGS.num_random)]
-    data = load_dataset(cfg["dataset"], cfg["data_dir"], max(cfg["image_size"]))
-    train_split, validation_split = split_validation(data.train, cfg["validation_fraction"], cfg["seed"])
-    if FLAGS.split == "test" and data.test is None:
-        raise OfaError(f"--split=test: dataset {cfg['dataset']} has no test split")
-    eval_split = data.test if FLAGS.split == "test" else validation_split
-    calibration = calibration_images(train_split, resolution, FLAGS.bn_calibration_images, cfg["seed"] + 1)
-    evaluation = list(make_pipeline(eval_split, 256, [resolution], training=False))
-    results = evaluate_archs(model, archs, calibration, evaluation, FLAGS.bn_calibration_images, progress=True)
+    data = directory.evaluation_data(saved, resolution, split=FLAGS.split,
+                                     bn_calibration_images=FLAGS.bn_calibration_images)
+    results = evaluate_archs(model, archs, data.calibration, data.evaluation, data.num_calibration_images,
+                             progress=True)
     text = json.dumps({"model_dir": FLAGS.model_dir, "split": FLAGS.split, "results": results})
     if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(text)
+        write_text(FLAGS.output, text)
     print(text)
 
 

@@ -21,9 +21,9 @@ from absl import flags
 
 from ofa_tf import reports
 from ofa_tf.errors import OfaError
-from ofa_tf.run import atomic_write
+from ofa_tf.io import atomic_write
 from ofa_tf.search import CostModels, parse_budget
-from ofa_tf.search.measure import read_run
+from ofa_tf.runs import RunDirectory
 from tools._runner import run
 
 flags.DEFINE_list("runs", [], "NAME=PATH entries: run directories or measured-subnet JSON files.")
@@ -41,8 +41,9 @@ def load_points(path: str) -> tuple[list[dict], tuple[float, float] | None]:
     """Measured subnets at `path`, and the run's (min, max subnet) cost range when known."""
     span = None
     if os.path.isdir(path):
-        space, saved = read_run(path)
-        costs = CostModels(space, saved["num_classes"])
+        saved = RunDirectory(path).read_trained()
+        space = saved.space
+        costs = CostModels(space, saved.num_classes)
         if FLAGS.cost in ("macs", "params"):
             low = costs.costs(space.min_arch(min(space.resolutions)))[FLAGS.cost]
             span = (low, costs.costs(space.max_arch(max(space.resolutions)))[FLAGS.cost])

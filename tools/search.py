@@ -33,10 +33,11 @@ from absl import flags  # noqa: E402
 
 from flags.search_flags import define_search_flags, searcher_from_flags  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.run import atomic_write  # noqa: E402
+from ofa_tf.io import atomic_write  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, AccuracyPredictor, CostModels, format_cost, parse_target,  # noqa: E402
                            space_fingerprint, zero_cost_select, zip_targets)
-from ofa_tf.search.measure import SubnetMeter, read_run  # noqa: E402
+from ofa_tf.runs import RunDirectory
+from ofa_tf.search.measure import SubnetMeter  # noqa: E402
 from tools._runner import run  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Run directory written by tools.train.")
@@ -93,9 +94,10 @@ def main(argv: list[str]) -> None:
     if not FLAGS.output_dir:
         raise OfaError("--output_dir is required: where the per-target JSON files go")
     targets = _targets()
-    space, saved = read_run(FLAGS.model_dir)
+    saved = RunDirectory(FLAGS.model_dir).read_trained()
+    space = saved.space
     searcher = searcher_from_flags(space)
-    costs = CostModels(space, saved["num_classes"], _latency_table(space))
+    costs = CostModels(space, saved.num_classes, _latency_table(space))
     constraints = [costs.constraints(t) for t in targets]  # every budget checked before any work
 
     predictor_dir = FLAGS.predictor_dir or os.path.join(FLAGS.model_dir, PREDICTOR_DIR)

@@ -20,7 +20,7 @@ from flags.space_flags import define_space_flags
 from flags.train_flags import define_train_flags, transfer_settings
 from ofa_tf.distribute import WorkerLost, create_strategy
 from ofa_tf.errors import OfaError
-from ofa_tf.run import RunConfig, train
+from ofa_tf.runs import RunConfig, train
 from tools._runner import run
 
 define_space_flags()

@@ -32,10 +32,11 @@ import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.run import atomic_write  # noqa: E402
+from ofa_tf.io import atomic_write  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, fit_predictor,  # noqa: E402
                            kendall_tau, spearman)
-from ofa_tf.search.measure import SubnetMeter, read_run  # noqa: E402
+from ofa_tf.runs import RunDirectory
+from ofa_tf.search.measure import SubnetMeter  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 from tools._runner import run  # noqa: E402
 
@@ -92,7 +93,7 @@ def main(argv: list[str]) -> None:
     if not hidden or min(hidden) <= 0 or FLAGS.weight_decay < 0:
         raise OfaError(f"--hidden={','.join(FLAGS.hidden)} --weight_decay={FLAGS.weight_decay}: expected "
                        "positive widths and a non-negative decay")
-    space, _ = read_run(FLAGS.model_dir)
+    space = RunDirectory(FLAGS.model_dir).read_trained().space
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, PREDICTOR_DIR)
     settings = {"split": FLAGS.split, "eval_images": FLAGS.eval_images,
                 "bn_calibration_images": FLAGS.bn_calibration_images, "space": space.name}

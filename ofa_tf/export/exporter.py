@@ -18,7 +18,6 @@ Outputs, for `--output=DIR/NAME.tflite`:
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import shutil
@@ -29,16 +28,16 @@ from typing import Any, Sequence
 import keras
 from absl import logging
 
-from ofa_tf.data import MEAN, STD, load_dataset, make_pipeline, split_validation
+from ofa_tf.data import make_pipeline
 from ofa_tf.errors import OfaError
-from ofa_tf.evaluation import calibration_images
+from ofa_tf.io import write_bytes
 from ofa_tf.export.calibration import check_int8_calibration
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
-from ofa_tf.export.qat import check_fine_tuning
+from ofa_tf.export import qat
 from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
-from ofa_tf.run import CHECKPOINT_DIR, load_trained_supernet
+from ofa_tf.runs import RunDirectory
 from ofa_tf.spaces import Arch
 from ofa_tf.training.bn_recalibration import recalibrate_bn
 
@@ -92,7 +91,7 @@ def check_request(output: str, options: ExportOptions) -> None:
         raise OfaError(f"--float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
     if options.float16_check_images <= 0:
         raise OfaError(f"--float16_check_images={options.float16_check_images}: expected a positive number")
-    check_fine_tuning(options.qat_epochs, options.qat_steps_per_epoch, options.qat_learning_rate,
+    qat.check_fine_tuning(options.qat_epochs, options.qat_steps_per_epoch, options.qat_learning_rate,
                       options.qat_distillation)
     if not output or not output.endswith(".tflite"):
         raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
@@ -113,50 +112,33 @@ def check_request(output: str, options: ExportOptions) -> None:
         raise OfaError(f"--split={options.split!r}: expected validation or test")
 
 
-def load_run(model_dir: str):
-    """`load_trained_supernet` with a config missing fields reported as one line."""
-    if model_dir and not os.path.isdir(model_dir):  # (an empty one: read_run_directory says so)
-        raise OfaError(f"--model_dir={model_dir}: no such directory")
-    try:
-        return load_trained_supernet(model_dir)
-    except (KeyError, TypeError, AttributeError) as e:
-        raise OfaError(f"--model_dir={model_dir}: config.json is incomplete or corrupt ({e!r:.80})") from None
-
-
 def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOptions = ExportOptions()
                   ) -> dict[str, Any]:
     """Exports one subnet of the run in `model_dir`; returns the metadata it wrote."""
     check_request(output, options)
-    supernet, saved = load_run(model_dir)
-    run = saved["run"]
+    directory = RunDirectory(model_dir)
+    supernet, saved = directory.load_supernet()
     arch: Arch = supernet.space.parse_arch(arch_spec, rng=options.seed)
     started = time.time()
 
-    data = None
-    if options.dataset != "none":
-        data = load_dataset(options.dataset or run["dataset"], run.get("data_dir"), max(run["image_size"]))
     subnet = supernet.get_subnet(arch)
     res = arch.resolution
-    n_calibration = options.bn_calibration_images or run.get("bn_calibration_images", 2000)
-    evaluation = train_split = None
-    if data is not None:
-        train_split, validation_split = split_validation(data.train, run["validation_fraction"], run["seed"])
-        if options.split == "test" and data.test is None:
-            raise OfaError(f"--split=test: dataset {data.name} has no test split")
-        eval_split = data.test if options.split == "test" else validation_split
-        if options.max_eval_images:
-            eval_split = eval_split.take(options.max_eval_images)
-        recalibrate_bn(subnet, calibration_images(train_split, res, n_calibration, run["seed"] + 1), n_calibration)
-        evaluation = [(x.numpy(), y.numpy()) for x, y in make_pipeline(eval_split, 256, [res], training=False)]
+    data = evaluation = train_split = None
+    n_calibration = options.bn_calibration_images or saved.config.bn_calibration_images
+    if options.dataset != "none":
+        data = directory.evaluation_data(saved, res, split=options.split, max_images=options.max_eval_images,
+                                         bn_calibration_images=n_calibration, dataset=options.dataset)
+        recalibrate_bn(subnet, data.calibration, n_calibration)
+        evaluation, train_split = data.evaluation, data.train_split
+    seed = saved.config.seed
 
     qat_history: dict[str, float] = {}
     qat_steps = 0
     float16_report: dict[str, Any] | None = None
     if options.quantize == "qat":
-        from ofa_tf.export import qat
         qat_model = qat.quantize_model(subnet)
-        qat_steps = options.qat_steps_per_epoch or max(1, (data.num_train or 10_000) // options.qat_batch_size)
-        batches = make_pipeline(train_split, options.qat_batch_size, [res], training=True, seed=run["seed"] + 2,
+        qat_steps = options.qat_steps_per_epoch or max(1, (data.source.num_train or 10_000) // options.qat_batch_size)
+        batches = make_pipeline(train_split, options.qat_batch_size, [res], training=True, seed=seed + 2,
                                 repeat=True)
         qat_history = qat.fine_tune(qat_model, batches, options.qat_epochs, qat_steps, options.qat_learning_rate,
                                     verbose=options.verbose, teacher=subnet, distillation=options.qat_distillation)
@@ -182,8 +164,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
 
     comparison = compare_on(subnet, TFLiteClassifier(tflite_bytes), evaluation) if evaluation else None
     cost = profile(supernet.space, arch, supernet.num_classes)
-    checkpoints = sorted(glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "ckpt-*.weights.h5")))
-    normalization = saved.get("normalization") or {"mean": list(MEAN), "std": list(STD)}
+    checkpoint = directory.latest_checkpoint()
     paths = output_paths(output, options.formats)
     metadata = {
         "format_version": METADATA_VERSION,
@@ -196,10 +177,10 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
             "name": "image", "shape": [None, res, res, 3], "dtype": "float32", "layout": "NHWC, RGB",
             "preprocessing": "pixels / 255 (grayscale repeated to RGB), resized to the input size, then "
                              "(x - mean) / std per channel",
-            "normalization": normalization,
+            "normalization": saved.normalization,
         },
         "output": {"dtype": "float32", "shape": [None, supernet.num_classes], "meaning": "logits"},
-        "class_names": saved.get("class_names"),
+        "class_names": saved.class_names,
         "num_classes": supernet.num_classes,
         "macs": cost["macs"], "params": cost["params"],
         "tflite_bytes": len(tflite_bytes),
@@ -208,8 +189,8 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         "qat": {"epochs": options.qat_epochs, "steps_per_epoch": qat_steps, "learning_rate": options.qat_learning_rate,
                 "distillation": options.qat_distillation, **qat_history} if options.quantize == "qat" else None,
         "source": {"model_dir": os.path.abspath(model_dir),
-                   "checkpoint": os.path.basename(checkpoints[-1]) if checkpoints else None,
-                   "dataset": None if data is None else data.name},
+                   "checkpoint": os.path.basename(checkpoint) + ".weights.h5" if checkpoint else None,
+                   "dataset": None if data is None else data.source.name},
         "files": {k: os.path.basename(v) for k, v in paths.items()},
         "export_seconds": None,
     }
@@ -229,24 +210,19 @@ def _write_all(paths: dict[str, str], tflite_bytes: bytes, subnet: keras.Model, 
             write(tmp)
             staged.append((tmp, paths[key]))
 
-        stage("tflite", lambda p: _write_bytes(p, tflite_bytes))
+        stage("tflite", lambda p: write_bytes(p, tflite_bytes))
         if "keras" in paths:
             stage("keras", subnet.save)
         if "saved_model" in paths:
             stage("saved_model", lambda p: export_saved_model(subnet, p))
         metadata["export_seconds"] = round(time.time() - started, 1)
-        stage("metadata", lambda p: _write_bytes(p, json.dumps(metadata, indent=1).encode()))
+        stage("metadata", lambda p: write_bytes(p, json.dumps(metadata, indent=1).encode()))
         for tmp, final in staged:
             if os.path.isdir(final) and not os.path.islink(final):
                 shutil.rmtree(final)
             os.replace(tmp, final)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 __all__ = ["ExportOptions", "FORMATS", "check_request", "export_subnet", "output_paths"]

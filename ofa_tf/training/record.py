@@ -1,6 +1,6 @@
 """The record of which subnets a run trained, and when (TOFA's zero-cost selection).
 
-TOFA (papers/004) picks a subnet for a budget without measuring any: the subnet trained
+TOFA (Transfer-Once-For-All, arXiv:2303.15485) picks a subnet for a budget without measuring any: the subnet trained
 most recently under that budget, because it carries the latest shared weights. So a run
 keeps, for every distinct subnet it trained (the full model included), the last global
 step that trained it and how many steps did. `PhaseController` fills it; the run saves
@@ -14,6 +14,7 @@ import os
 from typing import Iterable
 
 from ofa_tf.errors import OfaError
+from ofa_tf.io import read_json, write_json
 from ofa_tf.spaces import Arch
 
 RECORD_FILE = "sampled_subnets.json"
@@ -54,22 +55,16 @@ class SampledRecord:
 
     def save(self, model_dir: str) -> None:
         """Writes `model_dir/sampled_subnets.json` atomically."""
-        from ofa_tf.run import atomic_write  # run imports training; import here to avoid a cycle
-
-        def write(tmp):
-            with open(tmp, "w") as f:
-                json.dump(self.to_dict(), f)
-        atomic_write(os.path.join(model_dir, RECORD_FILE), write)
+        write_json(os.path.join(model_dir, RECORD_FILE), self.to_dict(), indent=None)
 
     @classmethod
     def load(cls, model_dir: str) -> "SampledRecord":
         path = os.path.join(model_dir, RECORD_FILE)
         if not os.path.isfile(path):
-            raise OfaError(f"--model_dir={model_dir}: no {RECORD_FILE} (the run recorded no trained subnets; "
+            raise OfaError(f"model_dir={model_dir}: no {RECORD_FILE} (the run recorded no trained subnets; "
                            "it was trained before the record existed or has not finished an epoch)")
         try:
-            with open(path) as f:
-                return cls.from_dict(json.load(f))
+            return cls.from_dict(read_json(path))
         except (OSError, ValueError, KeyError, TypeError):
             raise OfaError(f"{path}: unreadable sampled-subnet record") from None
 

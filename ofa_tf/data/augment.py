@@ -2,7 +2,7 @@
 
 FixMatch trains the max net to predict, on a *strongly* distorted view of an unlabelled
 image, the label it confidently predicts on a *weakly* augmented view (the pipeline's
-flip + pad-crop, `ofa_tf.data.augment`). The strong view here is the weak one followed by
+flip + pad-crop, `ofa_tf.data.pipeline.augment`). The strong view here is the weak one followed by
 `num_ops` operations drawn uniformly from a RandAugment list (each at a random magnitude,
 as FixMatch's RandAugment variant does, so there is no magnitude to tune) and a Cutout
 square of up to half the image side filled with grey.

@@ -1,0 +1,59 @@
+"""Writing run files so that a killed process never leaves a half-written one.
+
+Every file ofa_tf writes (configs, checkpoints, metrics, records, search results, latency
+tables, exports) goes through `atomic_write`: the content is written under a temporary
+name in the destination folder and renamed into place only once complete, so a reader
+sees either the old file or the new one, never a torn one. This is the one module that
+decides how files are written, so a change of filesystem layer happens here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Callable
+
+TEMP_PREFIX = ".tmp-"
+
+
+def atomic_write(path: str, write: Callable[[str], Any]) -> None:
+    """Calls `write(tmp_path)`, then renames `tmp_path` to `path` (same folder).
+
+    The temporary name keeps the final name's suffix (e.g. `.weights.h5`, which Keras
+    checks), and is removed if `write` fails.
+    """
+    directory = os.path.dirname(path) or "."
+    name = os.path.basename(path)
+    suffix = name[name.index("."):] if "." in name else ""
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` (not atomically: callers stage it under a temporary name)."""
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically."""
+    atomic_write(path, lambda tmp: write_bytes(tmp, text.encode()))
+
+
+def write_json(path: str, data: Any, indent: int | None = 1) -> None:
+    """Writes `data` as JSON to `path` atomically."""
+    write_text(path, json.dumps(data, indent=indent))
+
+
+def read_json(path: str) -> Any:
+    """The JSON value in `path` (OSError / ValueError propagate: callers word them)."""
+    with open(path) as f:
+        return json.load(f)

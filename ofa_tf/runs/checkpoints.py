@@ -1,0 +1,98 @@
+"""Run checkpoints: weights, optimizer and random-generator state, and the global step.
+
+A checkpoint at global step N is three files in `checkpoints/`: `ckpt-N.weights.h5`,
+`ckpt-N.optimizer.npz` and `ckpt-N.json` ({epoch, step}); each is written atomically and
+the `.json` last, so a checkpoint exists only once complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+from ofa_tf.errors import OfaError
+from ofa_tf.io import atomic_write, read_json, write_json
+from ofa_tf.training.record import SampledRecord
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Checkpoints after every epoch and, with `every_steps`, every that many global steps
+    (Keras `BackupAndRestore` semantics: a killed run resumes from the last one). Files are
+    named by global step (`ckpt-00000300.*`); the newest `keep` are kept.
+
+    Under multi-worker training every worker runs this callback (reading replicated state
+    is a collective operation), but only the chief keeps the files.
+    """
+
+    def __init__(self, directory: str, keep: int = 2, record: SampledRecord | None = None,
+                 every_steps: int | None = None, steps_per_epoch: int = 1, chief: bool = True):
+        super().__init__()
+        self.directory = directory
+        self.keep = keep
+        self.record = record
+        self.every_steps = every_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.chief = chief
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.every_steps and step % self.every_steps == 0 and step % self.steps_per_epoch:
+            self.save(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(int(self.model.optimizer.iterations.numpy()))
+
+    def save(self, step: int) -> None:
+        directory = self.directory if self.chief else tempfile.mkdtemp(prefix=".worker-")
+        os.makedirs(directory, exist_ok=True)
+        base = os.path.join(directory, f"ckpt-{step:08d}")
+        atomic_write(base + ".weights.h5", self.model.save_weights)
+        state = {f"v{i:05d}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
+        state.update({f"rng{i:05d}": v.numpy() for i, v in enumerate(random_state_variables(self.model))})
+        atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp, **state))
+        if not self.chief:
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+        if self.record is not None:
+            self.record.save(os.path.dirname(self.directory))
+        write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step})
+        for old in sorted(glob.glob(os.path.join(self.directory, "ckpt-*.json")))[:-self.keep]:
+            for path in glob.glob(old[:-len(".json")] + ".*"):
+                os.remove(path)
+
+
+def random_state_variables(model: keras.Model) -> list:
+    """The model's random-generator states (dropout's SeedGenerator): part of `variables`
+    but not of the saved weights, yet a resumed run needs them to draw the same masks."""
+    weight_ids = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weight_ids]
+
+
+def restore_checkpoint(model: keras.Model, base: str) -> int:
+    """Loads a `RunCheckpoint` into a compiled model; returns the global step it was taken
+    at. Raises OfaError when it does not fit the model."""
+    try:
+        model.load_weights(base + ".weights.h5")
+        model.optimizer.build(model.supernet_trainable_variables)
+        with np.load(base + ".optimizer.npz") as saved:
+            values = [saved[k] for k in sorted(saved.files) if k.startswith("v")]
+            random_states = [saved[k] for k in sorted(saved.files) if k.startswith("rng")]
+        if len(values) != len(model.optimizer.variables):
+            raise ValueError("optimizer state has another layout")
+        for variable, value in zip(model.optimizer.variables, values):
+            variable.assign(value)
+        for variable, value in zip(random_state_variables(model), random_states):
+            variable.assign(value)
+        step = int(read_json(base + ".json")["step"])
+    except (OSError, ValueError, KeyError) as e:
+        raise OfaError(f"checkpoint {base}.weights.h5 does not match this run's space and model "
+                       f"({str(e).splitlines()[0][:160]})") from None
+    if int(model.optimizer.iterations.numpy()) != step:
+        raise OfaError(f"checkpoint {base}: optimizer step {int(model.optimizer.iterations.numpy())} "
+                       f"!= recorded step {step}")
+    return step

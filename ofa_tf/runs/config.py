@@ -1,0 +1,164 @@
+"""`RunConfig`: every setting of a training run, with its default, help and checks in one place.
+
+The command line is generated from this dataclass (`ofa_tf.cli.config_flags`): each field is
+a flag of the same name, default and help, so a setting is spelled once. `validate()` holds
+every check of a setting's value or combination; it runs before a run touches data or
+disk. Messages name the field (`epochs=0: expected ...`); the command line words them as
+flags (`--epochs=0: ...`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from ofa_tf.distribute import STRATEGIES
+from ofa_tf.errors import OfaError
+from ofa_tf.layers import KERNEL_MODES
+from ofa_tf.spaces import SPACES
+from ofa_tf.training import LR_SCHEDULES, PRESETS
+from ofa_tf.training.epsilon import EPSILON_MODES
+
+# settings a resumed run may change: how it runs, not what it computes
+RESUMABLE_CHANGES = frozenset({"strategy", "checkpoint_every_steps"})
+MIN_IMAGE_SIZE = 8
+
+SPACE, DATA, SCHEDULE, OPTIMIZER, METHOD, TRANSFER = ("space", "data", "schedule", "optimizer", "method",
+                                                      "transfer (TOFA)")
+
+
+def setting(default: Any, help: str, group: str) -> Any:  # noqa: A002 (the flag's help text)
+    """A config field with the help text and flag group the command line shows for it."""
+    return dataclasses.field(default=default, metadata={"help": help, "group": group})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run (what `config.json` holds under "run")."""
+
+    method: str = setting("deps", f"Training method preset: one of {sorted(PRESETS)}.", METHOD)
+    space: str = setting("ofa_mbv3", f"Search space: one of {sorted(SPACES)}.", SPACE)
+    width_mult: float = setting(1.0, "Channel width multiplier of the space (OFA uses 1.0 and 1.2).", SPACE)
+    image_size: tuple[int, ...] = setting(
+        (32,), "Input resolution(s) the supernet trains at; several = elastic resolution, one per batch.", DATA)
+    dataset: str = setting(
+        "npz:data/fashion_mnist_small.npz", "Training data: tfds:NAME, folder:PATH (a sub-folder per class), "
+        "idx:DIR (MNIST-style *-ubyte.gz) or npz:FILE (x_train, y_train, x_test, y_test).", DATA)
+    data_dir: str | None = setting(None, "TFDS data directory (tfds: datasets only).", DATA)
+    validation_fraction: float = setting(
+        0.1, "Share of the training data held out (deterministically) for validation.", DATA)
+    epochs: int = setting(4, "Training epochs.", SCHEDULE)
+    steps_per_epoch: int | None = setting(
+        None, "Steps per epoch (default: one pass over the training split).", SCHEDULE)
+    batch_size: int = setting(64, "Global training batch size (split over the replicas).", DATA)
+    seed: int = setting(0, "Seed of data order, augmentation and subnet sampling.", SCHEDULE)
+    strategy: str = setting("default", f"tf.distribute strategy: one of {list(STRATEGIES)} (multi_worker reads "
+                            "the cluster from TF_CONFIG; see BUILD.md).", SCHEDULE)
+    learning_rate: float = setting(0.05, "Peak learning rate of the cosine schedule.", OPTIMIZER)
+    lr_warmup_epochs: float = setting(0.0, "Linear LR warmup at the start of the run (or of each phase with "
+                                      "lr_schedule=phase), in epochs.", OPTIMIZER)
+    lr_schedule: str = setting(
+        "run", "run: one cosine decay over the whole run (DεpS, BigNAS, fOFA); phase: the cosine restarts at every "
+        "phase start (OFA's scripts). Either way a phase's LR scale applies.", OPTIMIZER)
+    momentum: float = setting(0.9, "SGD Nesterov momentum, in [0, 1).", OPTIMIZER)
+    weight_decay: float = setting(3e-5, "Decoupled weight decay (not on BN or biases), >= 0.", OPTIMIZER)
+    grad_clip: float | None = setting(
+        None, "Global gradient-norm clip (default: the method's; BigNAS 1.0).", OPTIMIZER)
+    label_smoothing: float = setting(0.1, "Label smoothing of the label losses, in [0, 1).", OPTIMIZER)
+    dropout: float = setting(0.1, "Dropout before the classifier, in [0, 1).", OPTIMIZER)
+    warmup_fraction: float | None = setting(
+        None, "P_fm: share of the run that trains the full model only (DεpS 0.5, fOFA 5/185, OFA/CompOFA the "
+        "teacher's share).", METHOD)
+    epsilon_start: float = setting(1e-4, "ε at the first shrinking step, in (0, 1].", METHOD)
+    epsilon_ramp_epochs: float | None = setting(
+        None, "Epochs over which ε rises to 1 (default: the DεpS paper's 5 of 270 epochs as a share of epochs).",
+        METHOD)
+    epsilon_mode: str = setting("linear", "linear (the DεpS paper) or lr_ratio (the public DεpS code).", METHOD)
+    num_subnets: int | None = setting(None, "Subnets per step besides the full model (method default).", METHOD)
+    kd_temperature: float = setting(1.0, "Distillation temperature T (losses are T^2-scaled), > 0.", METHOD)
+    kernel_mode: str = setting(
+        "center_crop", f"Elastic kernel: one of {list(KERNEL_MODES)} (transform: OFA's learned kernel transform).",
+        METHOD)
+    bn_calibration_images: int = setting(
+        2000, "Images used to recalibrate BN before evaluating a subnet.", SCHEDULE)
+    checkpoint_every_steps: int | None = setting(
+        None, "Also checkpoint every N global steps (besides every epoch), so a killed run loses at most N steps.",
+        SCHEDULE)
+    labelled_per_class: int = setting(
+        0, "Keep only this many labelled images per class of the train split (seeded); 0 keeps every label.",
+        TRANSFER)
+    unlabelled_dataset: str | None = setting(
+        None, "Unlabelled images for semi-supervised training: 'rest' (the train images labelled_per_class "
+        "leaves out) or a dataset spec like dataset (its labels are ignored). Unset: supervised.", TRANSFER)
+    unlabelled_ratio: int = setting(
+        1, "μ: unlabelled images per labelled image in a batch (TOFA: 1, FixMatch: 7).", TRANSFER)
+    unlabelled_weight: float = setting(1.0, "λ_u: weight of the max net's FixMatch loss.", TRANSFER)
+    fixmatch_threshold: float = setting(
+        0.95, "FixMatch confidence threshold in (0, 1]: an unlabelled image gets a pseudo-label when the max "
+        "net's top probability on its weak view reaches it.", TRANSFER)
+    init_checkpoint: str | None = setting(
+        None, "Start from a pretrained supernet: a run directory or a .weights.h5 of the same space, width and "
+        "class count (ignored when resuming). A run on the same dataset should share this run's seed and "
+        "validation_fraction, or its training images land in this validation split (a warning says so).",
+        TRANSFER)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (tuples as lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        """The config of a saved run; a key an older run lacks takes today's default, an unknown
+        key is an error (the run was written by another version)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OfaError(f"{unknown[0]}: not a setting of this version of ofa_tf")
+        values = dict(values)
+        if "image_size" in values:
+            values["image_size"] = tuple(int(s) for s in values["image_size"])
+        return cls(**values)
+
+    def validate(self) -> "RunConfig":
+        """Checks every value and combination that needs no data; returns self."""
+        for ok, message in self._checks():
+            if not ok:
+                raise OfaError(message)
+        return self
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        positive = lambda name: (getattr(self, name) > 0, f"{name}={getattr(self, name)}: expected a positive number")  # noqa: E731
+        optional_positive = lambda name: (getattr(self, name) is None or getattr(self, name) > 0,  # noqa: E731
+                                          f"{name}={getattr(self, name)}: expected a positive number")
+        one_of = lambda name, choices: (getattr(self, name) in choices,  # noqa: E731
+                                        f"{name}={getattr(self, name)!r}: expected one of {sorted(choices)}")
+        sizes = ",".join(str(s) for s in self.image_size)
+        return [
+            one_of("method", PRESETS), one_of("space", SPACES), one_of("strategy", STRATEGIES),
+            one_of("kernel_mode", KERNEL_MODES), one_of("lr_schedule", LR_SCHEDULES),
+            one_of("epsilon_mode", EPSILON_MODES),
+            (bool(self.image_size) and min(self.image_size) >= MIN_IMAGE_SIZE,
+             f"image_size={sizes}: expected sizes >= {MIN_IMAGE_SIZE}"),
+            positive("width_mult"), positive("epochs"), optional_positive("steps_per_epoch"), positive("batch_size"),
+            positive("learning_rate"), optional_positive("checkpoint_every_steps"), positive("bn_calibration_images"),
+            positive("kd_temperature"), optional_positive("num_subnets"), optional_positive("grad_clip"),
+            (0 <= self.validation_fraction < 1,
+             f"validation_fraction={self.validation_fraction!r}: expected a fraction in [0, 1)"),
+            (self.lr_warmup_epochs >= 0, f"lr_warmup_epochs={self.lr_warmup_epochs}: expected >= 0"),
+            (0 <= self.momentum < 1, f"momentum={self.momentum}: expected a value in [0, 1)"),
+            (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: expected >= 0"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing={self.label_smoothing}: expected a value in [0, 1)"),
+            (0 <= self.dropout < 1, f"dropout={self.dropout}: expected a value in [0, 1)"),
+            (self.warmup_fraction is None or 0 <= self.warmup_fraction < 1,
+             f"warmup_fraction={self.warmup_fraction}: expected a fraction in [0, 1)"),
+            (0 < self.epsilon_start <= 1, f"epsilon_start={self.epsilon_start}: expected a value in (0, 1]"),
+            (self.epsilon_ramp_epochs is None or self.epsilon_ramp_epochs >= 0,
+             f"epsilon_ramp_epochs={self.epsilon_ramp_epochs}: expected >= 0"),
+            (self.labelled_per_class >= 0,
+             f"labelled_per_class={self.labelled_per_class}: expected >= 0 (0 keeps every label)"),
+            (self.unlabelled_ratio >= 1, f"unlabelled_ratio={self.unlabelled_ratio}: expected a positive integer"),
+            (self.unlabelled_weight >= 0, f"unlabelled_weight={self.unlabelled_weight}: expected a number >= 0"),
+            (0 < self.fixmatch_threshold <= 1,
+             f"fixmatch_threshold={self.fixmatch_threshold}: expected a value in (0, 1]"),
+        ]

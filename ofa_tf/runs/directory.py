@@ -1,0 +1,191 @@
+"""The run directory as one typed object: every tool reads runs through `RunDirectory`.
+
+Layout (`model_dir`):
+  config.json           every setting of the run (`RunConfig` under "run"), its method,
+                        space, classes, steps per epoch and input normalisation
+  checkpoints/ckpt-NNNNNNNN.weights.h5 + .optimizer.npz + .json
+                        weights, optimizer state and {epoch, step} at global step N
+  sampled_subnets.json  every subnet the run trained, with the last step that trained it
+  metrics.csv           one row per epoch (`ofa_tf.runs.report.EpochReport`)
+  logs/                 TensorBoard
+
+`RunDirectory(model_dir).read()` gives a `SavedRun` (typed, checked once) without building
+a model, so a tool rejects a directory with no trained supernet before any heavy work;
+`load_supernet()` builds the model at the last checkpoint, and `evaluation_data()` the
+BN-calibration and evaluation batches every tool that measures subnets uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from ofa_tf.data import (MEAN, STD, DataSource, calibration_images, load_dataset, make_pipeline,
+                         split_validation)
+from ofa_tf.errors import OfaError
+from ofa_tf.io import read_json
+from ofa_tf.runs.config import RunConfig
+from ofa_tf.runs.model import build_model
+from ofa_tf.spaces import SearchSpace
+from ofa_tf.training import Method, OnceForAllModel
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.csv"
+LOGS_DIR = "logs"
+EVALUATION_SPLITS = ("validation", "test")
+EVALUATION_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedRun:
+    """What a run's config.json says, parsed: its settings, space, method and classes."""
+
+    config: RunConfig
+    space: SearchSpace
+    method: Method
+    num_classes: int
+    class_names: list[str]
+    steps_per_epoch: int | None
+    normalization: dict[str, list[float]]
+    raw: dict[str, Any]  # config.json as written (for tools that report it)
+
+
+@dataclasses.dataclass
+class EvaluationData:
+    """A run's data for measuring subnets at one resolution: BN-calibration batches from its
+    training split and evaluation batches from its validation (or the test) split."""
+
+    calibration: list
+    evaluation: list
+    num_calibration_images: int
+    train_split: tf.data.Dataset
+    source: DataSource
+
+
+class RunDirectory:
+    """One training run directory (see the module docstring for its layout)."""
+
+    def __init__(self, model_dir: str | None):
+        if not model_dir:
+            raise OfaError("model_dir is required: the run directory")
+        self.path = model_dir
+
+    # --------------------------------------------------------------------- paths
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.path, CONFIG_FILE)
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.path, CHECKPOINT_DIR)
+
+    @property
+    def metrics_path(self) -> str:
+        return os.path.join(self.path, METRICS_FILE)
+
+    @property
+    def logs_dir(self) -> str:
+        return os.path.join(self.path, LOGS_DIR)
+
+    def checkpoints(self) -> list[str]:
+        """Complete checkpoints (their `.json` is written last), oldest first, as base paths
+        (`.../ckpt-NNNNNNNN`)."""
+        return [p[:-len(".json")] for p in sorted(glob.glob(os.path.join(self.checkpoint_dir, "ckpt-*.json")))]
+
+    def latest_checkpoint(self) -> str | None:
+        """The newest complete checkpoint's base path, or None."""
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    # --------------------------------------------------------------------- reading
+    def has_config(self) -> bool:
+        return os.path.isfile(self.config_path)
+
+    def read_raw(self) -> dict[str, Any]:
+        """config.json as a dict; an unreadable one is a one-line error."""
+        if not os.path.isdir(self.path):
+            raise OfaError(f"model_dir={self.path}: no such directory")
+        if not self.has_config():
+            raise OfaError(f"model_dir={self.path}: no {CONFIG_FILE} (not a training run directory)")
+        try:
+            raw = read_json(self.config_path)
+        except (OSError, ValueError):
+            raise OfaError(f"model_dir={self.path}: unreadable {CONFIG_FILE}") from None
+        if not isinstance(raw, dict):
+            raise OfaError(f"model_dir={self.path}: unreadable {CONFIG_FILE}")
+        return raw
+
+    def read(self) -> SavedRun:
+        """The run's saved settings, parsed and checked (no model is built)."""
+        raw = self.read_raw()
+        try:
+            return SavedRun(
+                config=RunConfig.from_dict(raw["run"]), space=SearchSpace.from_config(raw["space"]),
+                method=Method.from_config(raw["method"]), num_classes=int(raw["num_classes"]),
+                class_names=list(raw.get("class_names") or [str(i) for i in range(int(raw["num_classes"]))]),
+                steps_per_epoch=raw.get("steps_per_epoch"),
+                normalization=raw.get("normalization") or {"mean": list(MEAN), "std": list(STD)}, raw=raw)
+        except OfaError as e:
+            raise OfaError(f"model_dir={self.path}: {CONFIG_FILE} does not fit this version ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise OfaError(f"model_dir={self.path}: {CONFIG_FILE} is incomplete or corrupt ({e!r:.80})") from None
+
+    def trained_checkpoint(self) -> str:
+        """The newest checkpoint's base path; a run with none is a one-line error."""
+        latest = self.latest_checkpoint()
+        if latest is None:
+            raise OfaError(f"model_dir={self.path}: no trained supernet (no checkpoint yet)")
+        return latest
+
+    def read_trained(self) -> SavedRun:
+        """`read()` for tools that need a trained supernet: a run with no checkpoint yet is
+        an error before any heavy work."""
+        saved = self.read()
+        self.trained_checkpoint()
+        return saved
+
+    def load_supernet(self) -> tuple[OnceForAllModel, SavedRun]:
+        """The run's model at its last checkpoint, and its saved settings."""
+        saved = self.read()
+        checkpoint = self.trained_checkpoint()
+        model = build_model(saved.config, saved.space, saved.num_classes, saved.method)
+        try:
+            model.load_weights(checkpoint + ".weights.h5")
+        except (OSError, ValueError) as e:
+            raise OfaError(f"checkpoint {checkpoint}.weights.h5 does not match the run's space "
+                           f"({str(e).splitlines()[0][:160]})") from None
+        return model, saved
+
+    def evaluation_data(self, saved: SavedRun, resolution: int, *, split: str = "validation",
+                        max_images: int | None = None, bn_calibration_images: int | None = None,
+                        dataset: str | None = None) -> EvaluationData:
+        """BN-calibration and evaluation batches at `resolution`, made once per tool so every
+        subnet is measured on the same images.
+
+        The validation split is the run's own (its `validation_fraction` and `seed`), so the
+        images were never trained on; `split="test"` uses the dataset's test split. `dataset`
+        replaces the run's dataset spec (same classes expected)."""
+        if split not in EVALUATION_SPLITS:
+            raise OfaError(f"split={split!r}: expected one of {list(EVALUATION_SPLITS)}")
+        c = saved.config
+        count = bn_calibration_images or c.bn_calibration_images
+        if count <= 0:
+            raise OfaError(f"bn_calibration_images={count}: expected a positive number")
+        if max_images is not None and max_images <= 0:
+            raise OfaError(f"max_eval_images={max_images}: expected a positive number")
+        data = load_dataset(dataset or c.dataset, c.data_dir, max(c.image_size))
+        train_split, validation_split = split_validation(data.train, c.validation_fraction, c.seed)
+        if split == "test" and data.test is None:
+            raise OfaError(f"split=test: dataset {data.name} has no test split")
+        eval_split = data.test if split == "test" else validation_split
+        if max_images:
+            eval_split = eval_split.take(max_images)
+        calibration = calibration_images(train_split, resolution, count, c.seed + 1)
+        evaluation = [(x.numpy(), y.numpy()) for x, y in
+                      make_pipeline(eval_split, EVALUATION_BATCH, [resolution], training=False)]
+        return EvaluationData(calibration, evaluation, count, train_split, data)

@@ -1,0 +1,78 @@
+"""`EpochReport`: after every epoch, the max and min subnets' validation accuracy (BN
+recalibrated) and one row of metrics.csv."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+import keras
+import numpy as np
+
+from ofa_tf.evaluation import evaluate_arch
+from ofa_tf.spaces import SearchSpace
+from ofa_tf.training import PhaseController
+
+
+class EpochReport(keras.callbacks.Callback):
+    """Evaluates the max and min subnets (BN-recalibrated) and appends a row to metrics.csv.
+
+    Times: `seconds` is the whole epoch (training steps and this evaluation); `train_seconds`
+    its training steps only; `first_step_seconds`, in the first epoch a process runs, its
+    first step, which includes tracing the train step (minutes for ofa_mbv3, paid once).
+    """
+
+    FIELDS = ["epoch", "phase", "loss", "loss_full", "loss_min", "loss_random", "epsilon", "learning_rate",
+              "accuracy", "val_accuracy_max", "val_accuracy_min", "seconds", "train_seconds", "first_step_seconds"]
+
+    def __init__(self, space: SearchSpace, controller: PhaseController, calibration, validation,
+                 num_calibration_images: int, path: str | None):
+        super().__init__()
+        self.space, self.controller = space, controller
+        self.calibration, self.validation, self.path = calibration, validation, path
+        self.num_calibration_images = num_calibration_images
+        self.started = time.time()
+        self.first_step_seconds: float | None = None  # set by the process's first step
+        self._first_step_pending = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first_step_pending:
+            self._first_step_pending = False
+            self.first_step_seconds = round(time.time() - self.started, 2)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        train_seconds = round(time.time() - self.started, 2)
+        model, phase = self.model, self.controller.phase
+        row = {"epoch": epoch + 1, "phase": phase.name if phase else "", "loss": logs.get("loss"),
+               "loss_full": logs.get("loss_full"), "epsilon": self.controller.current_epsilon,
+               "learning_rate": float(model.optimizer.learning_rate), "accuracy": logs.get("accuracy")}
+        kinds = phase.sampler.kinds() if phase else []
+        for kind in ("min", "random"):
+            values = [logs[f"loss_subnet{j}"] for j, k in enumerate(kinds) if k == kind and f"loss_subnet{j}" in logs]
+            row[f"loss_{kind}"] = float(np.mean(values)) if values else None
+        resolution = max(self.space.resolutions)
+        for name in ("max", "min"):
+            arch = self.space.max_arch(resolution) if name == "max" else self.space.min_arch(resolution)
+            result = evaluate_arch(model, arch, self.calibration, self.validation, self.num_calibration_images)
+            row[f"val_accuracy_{name}"] = logs[f"val_accuracy_{name}"] = result["accuracy"]
+        row["seconds"] = round(time.time() - self.started, 2)
+        row["train_seconds"] = train_seconds
+        row["first_step_seconds"], self.first_step_seconds = self.first_step_seconds, None
+        if self.path is None:  # a non-chief worker: it evaluates (collectives) but writes nothing
+            return
+        new = not os.path.exists(self.path)
+        fields = self.FIELDS
+        if not new:  # a run resumed from an older version keeps its file's columns
+            with open(self.path, newline="") as f:
+                fields = next(csv.reader(f), None) or self.FIELDS
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            f.flush()

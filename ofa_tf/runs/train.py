@@ -1,0 +1,230 @@
+"""A training run: check everything, then train into a run directory, resumably.
+
+`train(config, model_dir)` is what `ofa-train` runs. Nothing is written until every input
+has been checked (`PreparedRun`); every file is written to a temporary name and renamed,
+so a killed run never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.data import (MEAN, REST, STD, DataSource, calibration_images, labelled_subset, load_dataset,
+                         make_pipeline, semi_supervised_pipeline, split_validation, unlabelled_images)
+from ofa_tf.distribute import PEER_FAILURES, WorkerLost, current_strategy, is_chief, replica_batches, worker_name
+from ofa_tf.errors import OfaError
+from ofa_tf.io import write_json
+from ofa_tf.runs.checkpoints import RunCheckpoint, restore_checkpoint
+from ofa_tf.runs.config import RESUMABLE_CHANGES, RunConfig
+from ofa_tf.runs.directory import RunDirectory
+from ofa_tf.runs.init_checkpoint import InitCheckpoint, check_init_checkpoint, load_init_checkpoint, validation_leak
+from ofa_tf.runs.model import build_model
+from ofa_tf.runs.report import EpochReport
+from ofa_tf.spaces import SearchSpace, get_space
+from ofa_tf.training import Method, OnceForAllModel, PhaseController, PhaseCosineSchedule, build_method
+from ofa_tf.training.loop import train_steps
+from ofa_tf.training.record import RECORD_FILE, SampledRecord
+
+EVALUATION_BATCH = 256
+
+
+class PreparedRun:
+    """All inputs of a run, checked; nothing written yet.
+
+    With TOFA settings (`labelled_per_class`, `unlabelled_dataset`, `init_checkpoint`) the
+    run keeps a labelled subset, an unlabelled image stream and a pretrained start; BN
+    recalibration (per-epoch evaluation) then uses the labelled images and, with `rest`, the
+    unlabelled ones (it needs no labels), repeated so that a few labelled images per class
+    still fill its batches.
+    """
+
+    def __init__(self, config: RunConfig, model_dir: str, download: bool = False):
+        self.config = config.validate()
+        self.directory = RunDirectory(model_dir)
+        c = config
+        self.space: SearchSpace = get_space(c.space, c.width_mult, c.image_size)
+        self.data: DataSource = load_dataset(c.dataset, c.data_dir, max(c.image_size), download)
+        train_split, self.validation_split = split_validation(self.data.train, c.validation_fraction, c.seed)
+        self.train_split, rest = train_split, None
+        if c.labelled_per_class:
+            self.train_split, rest = labelled_subset(train_split, c.labelled_per_class, self.data.class_names, c.seed)
+        self.unlabelled: tf.data.Dataset | None = (
+            unlabelled_images(c.unlabelled_dataset, rest, c.data_dir, max(c.image_size), download)
+            if c.unlabelled_dataset else None)
+        self.init_checkpoint: InitCheckpoint | None = (
+            check_init_checkpoint(c.init_checkpoint, self.space, self.data.num_classes, c.width_mult)
+            if c.init_checkpoint else None)
+        leak = validation_leak(self.init_checkpoint, c) if self.init_checkpoint is not None else None
+        if leak:
+            logging.warning(leak)
+        self.calibration_split = train_split
+        if c.labelled_per_class or self.unlabelled is not None:
+            labelled = self.train_split
+            self.calibration_split = (labelled if c.unlabelled_dataset != REST else labelled.concatenate(
+                self.unlabelled.map(lambda x: (x, tf.constant(-1, labelled.element_spec[1].dtype))))).repeat()
+        self.steps_per_epoch = c.steps_per_epoch or self._count_steps()
+        self.method: Method = build_method(
+            c.method, self.space, steps_per_epoch=self.steps_per_epoch, epochs=c.epochs,
+            warmup_fraction=c.warmup_fraction, epsilon_start=c.epsilon_start,
+            epsilon_ramp_epochs=c.epsilon_ramp_epochs, epsilon_mode=c.epsilon_mode,
+            num_subnets=c.num_subnets, clipnorm=c.grad_clip)
+        if self.unlabelled is not None:
+            check_semi_supervised_method(self.method)
+        self.previous_checkpoint = self._check_model_dir()
+
+    def _count_steps(self) -> int:
+        count = int(self.train_split.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+        steps = count // self.config.batch_size
+        if steps == 0:
+            raise OfaError(f"batch_size={self.config.batch_size}: larger than the {count} training examples")
+        return steps
+
+    def _check_model_dir(self) -> str | None:
+        """The checkpoint to resume from (None: a new run); a directory holding something
+        else, or a run with another config, is an error."""
+        directory, path = self.directory, self.directory.path
+        if not directory.has_config():
+            if os.path.isdir(path) and os.listdir(path):
+                raise OfaError(f"model_dir={path}: exists and is not an ofa_tf run directory")
+            return None
+        try:
+            saved = directory.read_raw()["run"]
+        except KeyError:
+            raise OfaError(f"model_dir={path}: unreadable config.json") from None
+        current, defaults = self.config.to_dict(), RunConfig().to_dict()  # a key missing there: its default
+        changed = sorted(k for k in set(saved) | set(current)
+                         if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current.get(k))
+        if changed:
+            k = changed[0]
+            raise OfaError(f"model_dir={path} holds a run with a different config: "
+                           f"{k}={saved.get(k)!r} there, {current.get(k)!r} now (use another model_dir)")
+        return directory.latest_checkpoint()
+
+    def run_config_json(self) -> dict[str, Any]:
+        """What config.json holds (read back by `RunDirectory.read`)."""
+        return {"run": self.config.to_dict(), "method": self.method.to_config(), "space": self.space.to_config(),
+                "class_names": self.data.class_names, "num_classes": self.data.num_classes,
+                "steps_per_epoch": self.steps_per_epoch, "normalization": {"mean": list(MEAN), "std": list(STD)}}
+
+
+def check_semi_supervised_method(method: Method) -> None:
+    """FixMatch trains the max net and the subnets distil from it, so every phase must train
+    the full model (not OFA / CompOFA, whose shrinking phases freeze it)."""
+    for phase in method.phases:
+        if not phase.train_full:
+            raise OfaError(f"unlabelled_dataset: method={method.name} does not train the full model in "
+                           f"phase {phase.name!r}; semi-supervised training needs a method that always does "
+                           "(tofa, bignas, fofa, deps, full)")
+
+
+def learning_rate_schedule(run: PreparedRun) -> PhaseCosineSchedule:
+    """Cosine schedule over the run (default) or restarted per phase (`lr_schedule`), each
+    phase's `lr_scale` applied, optional warmup (`ofa_tf.training.lr_schedule`)."""
+    c = run.config
+    total = c.epochs * run.steps_per_epoch
+    bounds = run.method.phase_bounds(total)
+    return PhaseCosineSchedule(c.learning_rate, [start for start, _ in bounds], total,
+                               [phase.lr_scale for phase in run.method.phases], c.lr_schedule,
+                               int(round(c.lr_warmup_epochs * run.steps_per_epoch)))
+
+
+def make_optimizer(run: PreparedRun, schedule) -> keras.optimizers.Optimizer:
+    """SGD with Nesterov momentum, decoupled weight decay (not on BN or biases) and the
+    method's gradient clip."""
+    c = run.config
+    optimizer = keras.optimizers.SGD(schedule, momentum=c.momentum, nesterov=c.momentum > 0,
+                                      weight_decay=c.weight_decay or None, global_clipnorm=run.method.clipnorm)
+    if c.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
+
+
+def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = False) -> dict[str, Any]:
+    """Runs (or resumes) a training run; returns a summary dict.
+
+    Re-running the same config on the same `model_dir` continues from the last checkpoint
+    at its exact global step: weights, optimizer state (and so the LR schedule), phase,
+    ε, the subnets of each step (sampled from the step's seed) and the data stream
+    (`make_pipeline(start_batch=...)`) all come back as an uninterrupted run has them.
+    """
+    RunDirectory(model_dir)  # a missing model_dir is an error before anything starts
+    config.validate()  # before anything starts TensorFlow's runtime
+    strategy = current_strategy(config.strategy)
+    run = PreparedRun(config, model_dir, download)  # every input checked; nothing written yet
+    directory = run.directory
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise OfaError(f"batch_size={config.batch_size}: must be divisible by the "
+                       f"{strategy.num_replicas_in_sync} replicas of strategy={config.strategy}")
+    chief = is_chief(strategy)
+    keras.utils.set_random_seed(config.seed)
+    schedule = learning_rate_schedule(run)
+    with strategy.scope():
+        model = build_model(config, run.space, run.data.num_classes, run.method)
+        model.compile(optimizer=make_optimizer(run, schedule), metrics=["accuracy"])
+        model.optimizer.build(model.supernet_trainable_variables)
+    initial_step = restore_checkpoint(model, run.previous_checkpoint) if run.previous_checkpoint else 0
+    if run.init_checkpoint is not None and not run.previous_checkpoint:
+        load_init_checkpoint(model, run.init_checkpoint)  # a mismatch raises before anything is written
+
+    total_steps = config.epochs * run.steps_per_epoch
+    if chief:
+        os.makedirs(model_dir, exist_ok=True)
+        if not directory.has_config():
+            write_json(directory.config_path, run.run_config_json())
+    if initial_step >= total_steps:
+        return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
+                "resumed_from_step": initial_step}
+
+    record = (SampledRecord.load(model_dir) if initial_step and os.path.exists(os.path.join(model_dir, RECORD_FILE))
+              else SampledRecord())
+    controller = PhaseController(run.method, total_steps, seed=config.seed, lr_at=lambda s: float(schedule(s)),
+                                 record=record)
+    resolutions = run.space.resolutions
+    batches = replica_batches(
+        strategy, lambda: make_pipeline(run.train_split, config.batch_size, resolutions, training=True,
+                                        seed=config.seed, repeat=True, start_batch=initial_step)
+        if run.unlabelled is None else semi_supervised_pipeline(
+            run.train_split, run.unlabelled, config.batch_size, config.unlabelled_ratio, resolutions,
+            seed=config.seed, start_batch=initial_step),
+        config.batch_size)
+    calibration = calibration_images(run.calibration_split, max(resolutions), config.bn_calibration_images,
+                                     config.seed + 1)
+    validation = list(make_pipeline(run.validation_split, EVALUATION_BATCH, resolutions, training=False))
+    callbacks = [controller,
+                 EpochReport(run.space, controller, calibration, validation, config.bn_calibration_images,
+                             directory.metrics_path if chief else None),
+                 RunCheckpoint(directory.checkpoint_dir, record=record, every_steps=config.checkpoint_every_steps,
+                               steps_per_epoch=run.steps_per_epoch, chief=chief)]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(directory.logs_dir, update_freq="epoch"))
+    try:
+        history = train_steps(model, batches, strategy=strategy, epochs=config.epochs,
+                              steps_per_epoch=run.steps_per_epoch, initial_step=initial_step, callbacks=callbacks,
+                              verbose=verbose if chief else 0)
+    except PEER_FAILURES as e:
+        if config.strategy != "multi_worker":
+            raise
+        raise WorkerLost(f"{worker_name(strategy)}: a peer worker was lost at step "
+                         f"{int(model.optimizer.iterations.numpy())} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120]})") from None
+    last = {k: float(v[-1]) for k, v in history.items() if v}
+    return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
+            "resumed_from_step": initial_step, "replicas": strategy.num_replicas_in_sync,
+            "worker": worker_name(strategy), "weights_sha256": weights_fingerprint(model), **last}
+
+
+def weights_fingerprint(model: OnceForAllModel) -> str:
+    """sha256 of this process's copy of the trainable weights (replica 0): equal on every
+    worker of a healthy multi-worker run; reading it needs no collective operation."""
+    digest = hashlib.sha256()
+    for variable in model.supernet_trainable_variables:
+        value = tf.distribute.get_strategy().experimental_local_results(variable.value)[0]
+        digest.update(np.ascontiguousarray(value.numpy()).tobytes())
+    return digest.hexdigest()
