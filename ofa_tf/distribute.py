@@ -44,7 +44,7 @@ class WorkerLost(OfaError):
     """A peer worker of a multi-worker run died or restarted: the step could not complete.
 
     Keras `BackupAndRestore` semantics: every worker restarts from the last checkpoint
-    (`tools.train` re-executes itself; the restarted peer joins when it comes back)."""
+    (`ofa-train` re-executes itself; the restarted peer joins when it comes back)."""
 
 _created: dict[str, Any] = {}
 
@@ -57,7 +57,7 @@ def parse_tf_config(text: str | None) -> dict[str, Any]:
     or a task whose type / index the cluster does not have.
     """
     if not text:
-        raise OfaError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+        raise OfaError("strategy=multi_worker needs the TF_CONFIG environment variable "
                        "(see BUILD.md, 'Multi-worker training')")
     try:
         config = json.loads(text)
@@ -88,17 +88,22 @@ def parse_tf_config(text: str | None) -> dict[str, Any]:
     return config
 
 
+def check_strategy(name: str) -> None:
+    """`name` must be one of `STRATEGIES`."""
+    if name not in STRATEGIES:
+        raise OfaError(f"strategy={name!r}: expected one of {list(STRATEGIES)}")
+
+
 def create_strategy(name: str, cpu_devices: int | None = None) -> tf.distribute.Strategy:
     """Creates (once per process) the strategy `name`. Call it before any TF op for
     multi_worker, and for mirrored with `cpu_devices` (device set-up happens at start-up)."""
-    if name not in STRATEGIES:
-        raise OfaError(f"--strategy={name!r}: expected one of {list(STRATEGIES)}")
+    check_strategy(name)
     if cpu_devices is not None and cpu_devices < 1:
-        raise OfaError(f"--cpu_devices={cpu_devices}: expected a positive number")
+        raise OfaError(f"cpu_devices={cpu_devices}: expected a positive number")
     if name in _created:
         return _created[name]
     if _created:
-        raise OfaError(f"--strategy={name}: this process already uses strategy {next(iter(_created))!r}")
+        raise OfaError(f"strategy={name}: this process already uses strategy {next(iter(_created))!r}")
     if name == "default":
         strategy = tf.distribute.get_strategy()
     elif name == "mirrored":
@@ -108,7 +113,7 @@ def create_strategy(name: str, cpu_devices: int | None = None) -> tf.distribute.
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError as e:  # TensorFlow already started: collectives cannot be configured
-            raise OfaError(f"--strategy=multi_worker: {e} (create the strategy before any TensorFlow op)") from None
+            raise OfaError(f"strategy=multi_worker: {e} (create the strategy before any TensorFlow op)") from None
     else:
         strategy = _tpu_strategy()
     _created[name] = strategy
@@ -132,7 +137,7 @@ def _local_devices(cpu_devices: int | None) -> list[str]:
     except RuntimeError:
         existing = len(tf.config.list_logical_devices("CPU"))
         if existing != count:
-            raise OfaError(f"--cpu_devices={count}: TensorFlow already started with {existing} CPU device(s); "
+            raise OfaError(f"cpu_devices={count}: TensorFlow already started with {existing} CPU device(s); "
                            "logical devices must be set before the first op") from None
     return [f"/cpu:{i}" for i in range(count)]
 
@@ -143,7 +148,7 @@ def _tpu_strategy() -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise OfaError(f"--strategy=tpu: no TPU found ({str(e).splitlines()[0][:120]})") from None
+        raise OfaError(f"strategy=tpu: no TPU found ({str(e).splitlines()[0][:120]})") from None
     return tf.distribute.TPUStrategy(resolver)
 
 
@@ -165,15 +170,23 @@ def worker_name(strategy: tf.distribute.Strategy) -> str:
     return f"{resolver.task_type}-{resolver.task_id}"
 
 
+def check_global_batch(strategy: tf.distribute.Strategy, global_batch_size: int) -> None:
+    """A global batch must split evenly over the strategy's replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        name = next((n for n, s in _created.items() if s is strategy), type(strategy).__name__)
+        raise OfaError(f"batch_size={global_batch_size}: must be divisible by the {replicas} replicas of "
+                       f"strategy={name}")
+
+
 def replica_batches(strategy: tf.distribute.Strategy, global_batches: Callable[[], tf.data.Dataset],
                     global_batch_size: int):
     """A distributed dataset in which replica r of step t gets its share of global batch t:
     rows [r*n, (r+1)*n) of every tensor in the batch (n = that tensor's rows / replicas, so a
     semi-supervised batch with B labelled and μB unlabelled images splits each part evenly).
     Every worker builds the same `global_batches()` and keeps its replicas' rows."""
+    check_global_batch(strategy, global_batch_size)
     replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise OfaError(f"--batch_size={global_batch_size}: must be divisible by the {replicas} replicas")
 
     def make(context: tf.distribute.InputContext) -> tf.data.Dataset:
         local = replicas // context.num_input_pipelines

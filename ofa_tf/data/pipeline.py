@@ -22,11 +22,16 @@ STD = (0.229, 0.224, 0.225)
 CALIBRATION_BATCH = 200
 
 
+def check_validation_fraction(fraction: float) -> None:
+    """The share of a training split held out for validation must be in [0, 1)."""
+    if not 0 <= fraction < 1:
+        raise OfaError(f"validation_fraction={fraction!r}: expected a fraction in [0, 1)")
+
+
 def split_validation(dataset: tf.data.Dataset, fraction: float, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(train, validation): example i goes to validation when a stateless random number
     drawn from (seed, i) is below `fraction`, the same on every run and machine."""
-    if not 0 <= fraction < 1:
-        raise OfaError(f"--validation_fraction={fraction!r}: expected a fraction in [0, 1)")
+    check_validation_fraction(fraction)
 
     def in_validation(index, _):
         draw = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64), index]))
@@ -83,7 +88,7 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
     seeded by the example's index, so resuming costs no image work).
     """
     if batch_size <= 0:
-        raise OfaError(f"--batch_size={batch_size}: expected a positive number")
+        raise OfaError(f"batch_size={batch_size}: expected a positive number")
     resolutions = tf.constant(sorted(int(r) for r in resolutions), tf.int32)
     ds = dataset
     if training:

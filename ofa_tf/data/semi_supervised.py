@@ -32,14 +32,14 @@ def labelled_subset(dataset: tf.data.Dataset, per_class: int, class_names: Seque
     Raises OfaError when a class has fewer than `per_class` examples.
     """
     if per_class <= 0:
-        raise OfaError(f"--labelled_per_class={per_class}: expected a positive number (0 keeps every label)")
+        raise OfaError(f"labelled_per_class={per_class}: expected a positive number (0 keeps every label)")
     labels = np.concatenate([y for _, y in dataset.batch(4096).as_numpy_iterator()] or [np.zeros(0, np.int64)])
     rng = np.random.default_rng(seed)
     keep = np.zeros(len(labels), bool)
     for c, name in enumerate(class_names):
         members = np.flatnonzero(labels == c)
         if len(members) < per_class:
-            raise OfaError(f"--labelled_per_class={per_class}: class {name!r} has only {len(members)} "
+            raise OfaError(f"labelled_per_class={per_class}: class {name!r} has only {len(members)} "
                            "training images")
         keep[rng.choice(members, per_class, replace=False)] = True
     keep = tf.constant(keep)
@@ -60,7 +60,7 @@ def unlabelled_images(spec: str, rest: tf.data.Dataset | None, data_dir: str | N
     """
     if spec == REST:
         if rest is None:
-            raise OfaError(f"--unlabelled_dataset={REST}: needs --labelled_per_class > 0 "
+            raise OfaError(f"unlabelled_dataset={REST}: needs labelled_per_class > 0 "
                            "(with every label kept there is no rest)")
         images = rest
     else:
@@ -69,7 +69,7 @@ def unlabelled_images(spec: str, rest: tf.data.Dataset | None, data_dir: str | N
         except OfaError as e:
             message = str(e)
             message = message[len(spec) + 2:] if message.startswith(spec + ": ") else message
-            raise OfaError(f"--unlabelled_dataset={spec}: {message}") from None
+            raise OfaError(f"unlabelled_dataset={spec}: {message}") from None
     return images.map(lambda x, *_: x)
 
 
@@ -84,10 +84,6 @@ def semi_supervised_pipeline(labelled: tf.data.Dataset, unlabelled: tf.data.Data
     position in its stream, so batch t is the same on every run; `start_batch` starts at
     batch t (exact resume) without doing the image work of the skipped batches.
     """
-    if batch_size <= 0:
-        raise OfaError(f"--batch_size={batch_size}: expected a positive number")
-    if unlabelled_ratio < 1:
-        raise OfaError(f"--unlabelled_ratio={unlabelled_ratio}: expected a positive integer")
     unlabelled_batch = unlabelled_ratio * batch_size
     seed64 = tf.cast(seed, tf.int64)
 

@@ -58,7 +58,7 @@ def load_dataset(spec: str, data_dir: str | None = None, image_size: int | None 
     """
     kind, _, where = spec.partition(":")
     if kind not in DATASET_KINDS or not where:
-        raise OfaError(f"--dataset={spec!r}: expected KIND:WHERE with KIND one of {list(DATASET_KINDS)}")
+        raise OfaError(f"dataset={spec!r}: expected KIND:WHERE with KIND one of {list(DATASET_KINDS)}")
     if kind == "tfds":
         return _load_tfds(where, data_dir, download)
     if kind == "folder":

@@ -13,12 +13,12 @@ import dataclasses
 import json
 from typing import Any
 
-from ofa_tf.distribute import STRATEGIES
+from ofa_tf.data.pipeline import check_validation_fraction
+from ofa_tf.distribute import STRATEGIES, check_strategy
 from ofa_tf.errors import OfaError
 from ofa_tf.layers import KERNEL_MODES
-from ofa_tf.spaces import SPACES
-from ofa_tf.training import LR_SCHEDULES, PRESETS
-from ofa_tf.training.epsilon import EPSILON_MODES
+from ofa_tf.spaces import SPACES, get_space
+from ofa_tf.training import LR_SCHEDULES, PRESETS, build_method
 
 # settings a resumed run may change: how it runs, not what it computes
 RESUMABLE_CHANGES = frozenset({"strategy", "checkpoint_every_steps"})
@@ -38,7 +38,8 @@ class RunConfig:
     """Everything that defines a run (what `config.json` holds under "run")."""
 
     method: str = setting("deps", f"Training method preset: one of {sorted(PRESETS)}.", METHOD)
-    space: str = setting("ofa_mbv3", f"Search space: one of {sorted(SPACES)}.", SPACE)
+    space: str = setting("ofa_mbv3", f"Search space: one of {sorted(SPACES)}, or a JSON file of a space's "
+                         "config.", SPACE)
     width_mult: float = setting(1.0, "Channel width multiplier of the space (OFA uses 1.0 and 1.2).", SPACE)
     image_size: tuple[int, ...] = setting(
         (32,), "Input resolution(s) the supernet trains at; several = elastic resolution, one per batch.", DATA)
@@ -121,44 +122,43 @@ class RunConfig:
         return cls(**values)
 
     def validate(self) -> "RunConfig":
-        """Checks every value and combination that needs no data; returns self."""
+        """Checks the settings that only a run uses; returns self.
+
+        Settings that configure a library object are checked where that object is made, once:
+        the space and width (`get_space`), method, warm-up and ε settings (`build_method`), the
+        strategy (`create_strategy`), the validation split (`split_validation`), the model's
+        dropout, kernel mode, distillation and FixMatch settings (`OnceForAllModel`). A run makes
+        all of them before it writes anything."""
         for ok, message in self._checks():
             if not ok:
                 raise OfaError(message)
+        check_strategy(self.strategy)
+        check_validation_fraction(self.validation_fraction)
+        space = get_space(self.space, self.width_mult, self.image_size)
+        build_method(self.method, space, steps_per_epoch=self.steps_per_epoch or 1, epochs=self.epochs,
+                     warmup_fraction=self.warmup_fraction, epsilon_start=self.epsilon_start,
+                     epsilon_ramp_epochs=self.epsilon_ramp_epochs, epsilon_mode=self.epsilon_mode,
+                     num_subnets=self.num_subnets, clipnorm=self.grad_clip)
         return self
 
     def _checks(self) -> list[tuple[bool, str]]:
-        positive = lambda name: (getattr(self, name) > 0, f"{name}={getattr(self, name)}: expected a positive number")  # noqa: E731
+        positive = lambda name: (getattr(self, name) > 0,  # noqa: E731
+                                 f"{name}={getattr(self, name)}: expected a positive number")
         optional_positive = lambda name: (getattr(self, name) is None or getattr(self, name) > 0,  # noqa: E731
                                           f"{name}={getattr(self, name)}: expected a positive number")
-        one_of = lambda name, choices: (getattr(self, name) in choices,  # noqa: E731
-                                        f"{name}={getattr(self, name)!r}: expected one of {sorted(choices)}")
         sizes = ",".join(str(s) for s in self.image_size)
         return [
-            one_of("method", PRESETS), one_of("space", SPACES), one_of("strategy", STRATEGIES),
-            one_of("kernel_mode", KERNEL_MODES), one_of("lr_schedule", LR_SCHEDULES),
-            one_of("epsilon_mode", EPSILON_MODES),
+            (self.lr_schedule in LR_SCHEDULES,
+             f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}"),
             (bool(self.image_size) and min(self.image_size) >= MIN_IMAGE_SIZE,
              f"image_size={sizes}: expected sizes >= {MIN_IMAGE_SIZE}"),
-            positive("width_mult"), positive("epochs"), optional_positive("steps_per_epoch"), positive("batch_size"),
+            positive("epochs"), optional_positive("steps_per_epoch"), positive("batch_size"),
             positive("learning_rate"), optional_positive("checkpoint_every_steps"), positive("bn_calibration_images"),
-            positive("kd_temperature"), optional_positive("num_subnets"), optional_positive("grad_clip"),
-            (0 <= self.validation_fraction < 1,
-             f"validation_fraction={self.validation_fraction!r}: expected a fraction in [0, 1)"),
+            optional_positive("grad_clip"),
             (self.lr_warmup_epochs >= 0, f"lr_warmup_epochs={self.lr_warmup_epochs}: expected >= 0"),
             (0 <= self.momentum < 1, f"momentum={self.momentum}: expected a value in [0, 1)"),
             (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: expected >= 0"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing={self.label_smoothing}: expected a value in [0, 1)"),
-            (0 <= self.dropout < 1, f"dropout={self.dropout}: expected a value in [0, 1)"),
-            (self.warmup_fraction is None or 0 <= self.warmup_fraction < 1,
-             f"warmup_fraction={self.warmup_fraction}: expected a fraction in [0, 1)"),
-            (0 < self.epsilon_start <= 1, f"epsilon_start={self.epsilon_start}: expected a value in (0, 1]"),
-            (self.epsilon_ramp_epochs is None or self.epsilon_ramp_epochs >= 0,
-             f"epsilon_ramp_epochs={self.epsilon_ramp_epochs}: expected >= 0"),
             (self.labelled_per_class >= 0,
              f"labelled_per_class={self.labelled_per_class}: expected >= 0 (0 keeps every label)"),
             (self.unlabelled_ratio >= 1, f"unlabelled_ratio={self.unlabelled_ratio}: expected a positive integer"),
-            (self.unlabelled_weight >= 0, f"unlabelled_weight={self.unlabelled_weight}: expected a number >= 0"),
-            (0 < self.fixmatch_threshold <= 1,
-             f"fixmatch_threshold={self.fixmatch_threshold}: expected a value in (0, 1]"),
         ]

@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from ofa_tf.data import (MEAN, REST, STD, DataSource, calibration_images, labelled_subset, load_dataset,
                          make_pipeline, semi_supervised_pipeline, split_validation, unlabelled_images)
-from ofa_tf.distribute import PEER_FAILURES, WorkerLost, current_strategy, is_chief, replica_batches, worker_name
+from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
+                               replica_batches, worker_name)
 from ofa_tf.errors import OfaError
 from ofa_tf.io import write_json
 from ofa_tf.runs.checkpoints import RunCheckpoint, restore_checkpoint
@@ -159,9 +160,7 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
     strategy = current_strategy(config.strategy)
     run = PreparedRun(config, model_dir, download)  # every input checked; nothing written yet
     directory = run.directory
-    if config.batch_size % strategy.num_replicas_in_sync:
-        raise OfaError(f"batch_size={config.batch_size}: must be divisible by the "
-                       f"{strategy.num_replicas_in_sync} replicas of strategy={config.strategy}")
+    check_global_batch(strategy, config.batch_size)
     chief = is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
     schedule = learning_rate_schedule(run)
