@@ -7,14 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash setup.sh
 RUN_DIR=${RUN_DIR:-runs/demo}
-.venv/bin/python -m tools.train --method=deps --space=ofa_mbv3 --dataset=npz:data/fashion_mnist_small.npz \
+.venv/bin/ofa-train --method=deps --space=ofa_mbv3 --dataset=npz:data/fashion_mnist_small.npz \
   --image_size=32 --epochs=4 --steps_per_epoch=20 --batch_size=64 --learning_rate=0.05 \
   --epsilon_ramp_epochs=0.5 --model_dir="$RUN_DIR"
-.venv/bin/python -m tools.evaluate --model_dir="$RUN_DIR" --archs=max,min --num_random=3 --split=test \
+.venv/bin/ofa-evaluate --model_dir="$RUN_DIR" --archs=max,min --num_random=3 --split=test \
   --output="$RUN_DIR/evaluation.json"
-.venv/bin/python -m tools.search --model_dir="$RUN_DIR" --searcher=zero_cost --flops=8M \
+.venv/bin/ofa-search --model_dir="$RUN_DIR" --searcher=zero_cost --flops=8M \
   --bn_calibration_images=500 --eval_images=500 --output_dir="$RUN_DIR/search"
 mkdir -p "$RUN_DIR/export"
-.venv/bin/python -m tools.export_tflite --model_dir="$RUN_DIR" --arch="$RUN_DIR/search/flops-8M.json" \
+.venv/bin/ofa-export --model_dir="$RUN_DIR" --arch="$RUN_DIR/search/flops-8M.json" \
   --quantize=none --bn_calibration_images=500 --max_eval_images=500 --output="$RUN_DIR/export/subnet_8M.tflite"
 echo "run directory: $RUN_DIR (metrics.csv, evaluation.json, search/, export/, checkpoints/, logs/ for TensorBoard)"

@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-# Versions verified to install and work together on Python 3.11 (see BUILD.md, STACK.md).
+# Versions verified to install and work together on Python 3.11 (see BUILD.md).
 INSTALL_REQUIRES = [
     "tensorflow==2.21.0",
     "keras==3.15.1",
@@ -17,15 +17,29 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",  # TensorBoard logs of training runs (not pulled in by tensorflow 2.21)
 ]
 
+# the command-line programs (ofa_tf/cli/), installed on PATH by `pip install`
+CONSOLE_SCRIPTS = [
+    "ofa-train=ofa_tf.cli.train:main",
+    "ofa-evaluate=ofa_tf.cli.evaluate:main",
+    "ofa-search=ofa_tf.cli.search:main",
+    "ofa-train-predictor=ofa_tf.cli.train_predictor:main",
+    "ofa-export=ofa_tf.cli.export:main",
+    "ofa-benchmark-latency=ofa_tf.cli.benchmark_latency:main",
+    "ofa-build-lut=ofa_tf.cli.build_lut:main",
+    "ofa-profile=ofa_tf.cli.profile:main",
+    "ofa-plot-pareto=ofa_tf.cli.plot_pareto:main",
+]
+
 setup(
     name="ofa_tf",
     version="0.1.0",
     description="Once-for-all supernet training, search and TFLite deployment for Keras 3 / TensorFlow",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["ofa_tf", "ofa_tf.*"]),
+    python_requires=">=3.11,<3.13",  # numpy 2.4 needs 3.11
+    packages=find_packages(include=["ofa_tf", "ofa_tf.*"]),  # the commands are console scripts below
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     license="Apache-2.0",
 )

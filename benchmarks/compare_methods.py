@@ -1,16 +1,19 @@
 """Every training preset at one step budget on the full Fashion-MNIST, compared as the papers do.
 
-  python benchmarks/compare_methods.py [--data=idx:../shared/data/fashion-mnist] \
+  python benchmarks/compare_methods.py [--data=tfds:fashion_mnist --download] \
       [--methods=deps,bignas,ofa,full,fofa,compofa,tofa] [--epochs=3] [--steps_per_epoch=50] \
       [--output_dir=runs/methods]
 
-Each method trains with `python -m tools.train` into OUTPUT_DIR/METHOD (same data, seed,
+(or `python -m benchmarks.compare_methods ...`, from a checkout with ofa_tf installed.)
+--data takes any ofa-train --dataset, e.g. idx:DIR for Fashion-MNIST's *-ubyte.gz files.
+
+Each method trains with `ofa-train` (`python -m ofa_tf.cli.train`) into OUTPUT_DIR/METHOD (same data, seed,
 batch, LR schedule and number of steps; `compofa` on its own coupled space, every other
 method on `ofa_mbv3`), one after another, so their wall times come from the same machine
 in the same hour. Then every run is measured the same way: the max, the min and
 --num_random random subnets (the same random archs for every run of a space), each
 BN-recalibrated, on the first --eval_images images of the test split. Reported per method
-(papers/000 §5.1):
+(as the DεpS paper, arXiv:2407.06167, does in §5.1):
   wall_s            wall time of the training command (tracing and per-epoch evaluation included);
   train_s           sum of the per-epoch times in metrics.csv;
   steps_s           the training steps alone: train_s less the per-epoch evaluation and the
@@ -30,52 +33,71 @@ and not measured again unless --remeasure, so methods can be added a few at a ti
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import random
-import subprocess
-import sys
-import time
+from ofa_tf.cli import startup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from ofa_tf.data import calibration_images, load_dataset, make_pipeline, split_validation  # noqa: E402
+from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.evaluation import evaluate_archs  # noqa: E402
+from ofa_tf.profile import profile  # noqa: E402
+from ofa_tf.reports import cost_buckets, mean_pareto_accuracy  # noqa: E402
+from ofa_tf.runs import RunDirectory  # noqa: E402
+from ofa_tf.spaces import get_space  # noqa: E402
+from ofa_tf.training.methods import Method  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 METHODS = ("deps", "bignas", "ofa", "full", "fofa", "compofa", "tofa")
 TIMING_FILE = "benchmark_timing.json"
+NOT_SETTINGS = ("download",)  # how the data is fetched, not what is compared
+
+flags.DEFINE_string("data", "tfds:fashion_mnist", "Training and test data: any ofa-train --dataset (idx:DIR, "
+                    "npz:FILE, tfds:NAME, folder:PATH).")
+flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing tfds: dataset.")
+flags.DEFINE_string("methods", ",".join(METHODS), "Methods to compare, comma-separated.")
+flags.DEFINE_string("space", "ofa_mbv3", "Space of every method but compofa.")
+flags.DEFINE_integer("image_size", 32, "Input resolution.")
+flags.DEFINE_integer("epochs", 3, "Training epochs of every method.")
+flags.DEFINE_integer("steps_per_epoch", 50, "Steps per epoch of every method.")
+flags.DEFINE_integer("batch_size", 64, "Training batch size.")
+flags.DEFINE_float("learning_rate", 0.05, "Peak learning rate.")
+flags.DEFINE_integer("seed", 0, "Seed of training and of the random subnets measured.")
+flags.DEFINE_integer("num_random", 12, "Random subnets measured per run.")
+flags.DEFINE_integer("eval_images", 2000, "Test images per subnet.")
+flags.DEFINE_integer("calibration_images", 500, "BN-recalibration images per subnet.")
+flags.DEFINE_string("output_dir", os.path.join(ROOT, "runs", "methods"), "Where the runs and compare.json go.")
+flags.DEFINE_bool("remeasure", False, "Measure methods again even if OUTPUT_DIR/compare.json has their results.")
+FLAGS = flags.FLAGS
+SETTINGS = ("data", "methods", "space", "image_size", "epochs", "steps_per_epoch", "batch_size", "learning_rate",
+            "seed", "num_random", "eval_images", "calibration_images", "output_dir", "remeasure")
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="idx:" + os.path.join(os.path.dirname(ROOT), "shared", "data", "fashion-mnist"))
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--space", default="ofa_mbv3", help="space of every method but compofa")
-    p.add_argument("--image_size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--steps_per_epoch", type=int, default=50)
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--learning_rate", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num_random", type=int, default=12, help="random subnets measured per run")
-    p.add_argument("--eval_images", type=int, default=2000, help="test images per subnet")
-    p.add_argument("--calibration_images", type=int, default=500, help="BN-recalibration images per subnet")
-    p.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "methods"))
-    p.add_argument("--remeasure", action="store_true",
-                   help="measure methods again even if OUTPUT_DIR/compare.json has their results")
-    return p.parse_args()
+def settings() -> dict:
+    """The flags that define a comparison (compare.json "settings")."""
+    return {name: FLAGS[name].value for name in SETTINGS}
 
 
-def train_command(args: argparse.Namespace, method: str, model_dir: str) -> list[str]:
+def train_command(args, method: str, model_dir: str) -> list[str]:
     space = "compofa" if method == "compofa" else args.space
-    return [sys.executable, "-m", "tools.train", f"--method={method}", f"--space={space}",
+    return [sys.executable, "-m", "ofa_tf.cli.train", f"--method={method}", f"--space={space}",
             f"--dataset={args.data}", f"--image_size={args.image_size}", f"--epochs={args.epochs}",
             f"--steps_per_epoch={args.steps_per_epoch}", f"--batch_size={args.batch_size}",
             f"--learning_rate={args.learning_rate}", f"--seed={args.seed}",
-            f"--bn_calibration_images={args.calibration_images}", f"--model_dir={model_dir}"]
+            f"--bn_calibration_images={args.calibration_images}", f"--model_dir={model_dir}",
+            *(["--download"] if args.download else [])]
 
 
-def train_one(args: argparse.Namespace, method: str) -> float:
+def train_one(args, method: str) -> float:
     """Trains `method` (unless already timed); returns its wall seconds."""
     model_dir = os.path.join(args.output_dir, method)
     timing = os.path.join(model_dir, TIMING_FILE)
@@ -84,9 +106,9 @@ def train_one(args: argparse.Namespace, method: str) -> float:
             return json.load(f)["wall_s"]
     print(f"[compare_methods] training {method} -> {model_dir}", file=sys.stderr, flush=True)
     started = time.time()
-    done = subprocess.run(train_command(args, method, model_dir), cwd=ROOT)
+    done = subprocess.run(train_command(args, method, model_dir))
     if done.returncode:
-        raise SystemExit(f"error: training {method} failed (exit {done.returncode})")
+        raise OfaError(f"training {method} failed (exit {done.returncode})")
     wall = round(time.time() - started, 1)
     with open(timing, "w") as f:
         json.dump({"wall_s": wall}, f)
@@ -94,7 +116,6 @@ def train_one(args: argparse.Namespace, method: str) -> float:
 
 
 def subnet_passes(method_config: dict, total_steps: int) -> int:
-    from ofa_tf.training.methods import Method
     method = Method.from_config(method_config)
     return sum((end - start) * (int(phase.train_full) + phase.sampler.num_subnets)
                for phase, (start, end) in zip(method.phases, method.phase_bounds(total_steps)))
@@ -103,29 +124,18 @@ def subnet_passes(method_config: dict, total_steps: int) -> int:
 class Measurer:
     """Measures trained runs the same way: same test images, calibration images and random archs."""
 
-    def __init__(self, args: argparse.Namespace):
-        from ofa_tf.data import load_dataset, make_pipeline, split_validation
-        from ofa_tf.data import calibration_images
-        from ofa_tf.profile import profile
-        from ofa_tf.spaces import get_space
-
+    def __init__(self, args):
         self.args = args
         reference = get_space(args.space, resolutions=(args.image_size,))
         self.low = profile(reference, reference.min_arch(), 10)["macs"]
         self.high = profile(reference, reference.max_arch(), 10)["macs"]
-        data = load_dataset(args.data, None, args.image_size)
+        data = load_dataset(args.data, None, args.image_size, args.download)
         train_split, _ = split_validation(data.train, 0.1, args.seed)
         self.calibration = calibration_images(train_split, args.image_size, args.calibration_images, args.seed + 1)
         self.evaluation = list(make_pipeline(data.test.take(args.eval_images), 250, [args.image_size],
                                              training=False))
 
     def __call__(self, method: str, wall_s: float) -> dict:
-        import csv
-
-        from ofa_tf.evaluation import evaluate_archs
-        from ofa_tf.reports import cost_buckets, mean_pareto_accuracy
-        from ofa_tf.runs import RunDirectory
-
         args = self.args
         model_dir = os.path.join(args.output_dir, method)
         model, saved = RunDirectory(model_dir).load_supernet()
@@ -154,7 +164,7 @@ class Measurer:
         }
 
 
-def previous_results(report_path: str, args: argparse.Namespace) -> dict:
+def previous_results(report_path: str, current: dict) -> dict:
     """`results` (and `macs_range`) already in OUTPUT_DIR/compare.json from a run with the same
     settings (the method list aside), so that comparing a few more methods keeps the others."""
     if not os.path.isfile(report_path):
@@ -163,7 +173,7 @@ def previous_results(report_path: str, args: argparse.Namespace) -> dict:
         previous = json.load(f)
     ignored = ("methods", "remeasure")
     same = {k: v for k, v in previous.get("settings", {}).items() if k not in ignored} == \
-        {k: v for k, v in vars(args).items() if k not in ignored}
+        {k: v for k, v in current.items() if k not in ignored}
     if not same:
         return {"results": {}}
     return {"results": previous.get("results", {}), "macs_range": previous.get("macs_range")}
@@ -183,16 +193,16 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str]) -> None:
+    args = FLAGS
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise SystemExit(f"error: --methods={unknown[0]!r}: expected some of {list(METHODS)}")
+        raise OfaError(f"--methods={unknown[0]!r}: expected some of {list(METHODS)}")
     os.makedirs(args.output_dir, exist_ok=True)
     measure = None
     report_path = os.path.join(args.output_dir, "compare.json")
-    report = {"settings": dict(vars(args)), **previous_results(report_path, args)}
+    report = {"settings": settings(), **previous_results(report_path, settings())}
     for method in methods:  # train, then measure at once: a partial comparison is already usable
         if method in report["results"] and not args.remeasure:
             continue
@@ -207,4 +217,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    startup.run(main, program="benchmarks/compare_methods.py", doc=__doc__)

@@ -2,6 +2,8 @@
 
   python benchmarks/export_accuracy.py --model_dir=runs/compare/deps [--out_dir=runs/export/bench]
 
+(or `python -m benchmarks.export_accuracy ...`, from a checkout with ofa_tf installed.)
+
 For the max and min subnets (BN-recalibrated) and every mode (none, float16, dynamic,
 int8, qat) it exports with `ofa_tf.export.export_subnet` and reports, on the test split,
 Keras vs TFLite accuracy, their top-1 agreement and max |logit difference|. Then it times
@@ -13,17 +15,19 @@ in --out_dir (same arch and mode, metadata beside) are reused, so an interrupted
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import time
+from ofa_tf.cli import startup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
 
+from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.export import FLOAT16_MAX_DIFF, ExportOptions, export_subnet  # noqa: E402
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MARGIN  # noqa: E402
 from ofa_tf.latency import summarize_ms, time_interleaved  # noqa: E402
@@ -31,6 +35,23 @@ from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 
 MODES = ("none", "float16", "dynamic", "int8", "qat")
+
+flags.DEFINE_string("model_dir", None, "Required: the trained run directory whose subnets are exported.")
+flags.DEFINE_string("out_dir", "runs/export/bench", "Where the exports and export_accuracy.json go.")
+flags.DEFINE_string("modes", ",".join(MODES), "Quantisation modes, comma-separated.")
+flags.DEFINE_integer("qat_epochs", 2, "QAT fine-tuning epochs.")
+flags.DEFINE_integer("qat_steps_per_epoch", 200, "QAT steps per epoch.")
+flags.DEFINE_float("qat_distillation", 0.0, "QAT loss weight of distillation from the float subnet (the rest: "
+                   "label loss).")
+flags.DEFINE_string("int8_calibration", "mse", "Full-int8 activation ranges: mse or minmax.")
+flags.DEFINE_float("float16_max_diff", FLOAT16_MAX_DIFF, "float16 bound on max |logit diff| from float32 (0: every "
+                   "weight float16).")
+flags.DEFINE_integer("rounds", 20, "Interleaved timing rounds.")
+flags.DEFINE_integer("runs_per_round", 10, "Timed runs of each model per round.")
+flags.DEFINE_integer("threads", 1, "Interpreter threads.")
+flags.DEFINE_integer("quick_eval_images", 2000, "Test images for the mid subnet (timed only) and float16 (checked "
+                     "for logit drift).")
+FLAGS = flags.FLAGS
 
 
 def mid_arch(space, resolution: int) -> Arch:
@@ -70,24 +91,10 @@ def _previous(output: str, arch: Arch, mode: str, int8_calibration: str, float16
     return meta
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--out_dir", default="runs/export/bench")
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--qat_epochs", type=int, default=2)
-    parser.add_argument("--qat_steps_per_epoch", type=int, default=200)
-    parser.add_argument("--qat_distillation", type=float, default=0.0,
-                        help="QAT loss weight of distillation from the float subnet (the rest: label loss)")
-    parser.add_argument("--int8_calibration", default="mse", help="full-int8 activation ranges: mse or minmax")
-    parser.add_argument("--float16_max_diff", type=float, default=FLOAT16_MAX_DIFF,
-                        help="float16 bound on max |logit diff| from float32 (0: every weight float16)")
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--runs_per_round", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick_eval_images", type=int, default=2000,
-                        help="test images for the mid subnet (timed only) and float16 (checked for logit drift)")
-    args = parser.parse_args()
+def main(argv: list[str]) -> None:
+    args = FLAGS
+    if not args.model_dir:
+        raise OfaError("--model_dir is required: a trained run directory")
     os.makedirs(args.out_dir, exist_ok=True)
     started = time.time()
     supernet, _ = RunDirectory(args.model_dir).load_supernet()
@@ -159,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    startup.run(main, program="benchmarks/export_accuracy.py", doc=__doc__)

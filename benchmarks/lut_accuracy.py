@@ -2,6 +2,8 @@
 
   python benchmarks/lut_accuracy.py --lut=runs/export/lut_ofa_mbv3_32_host.json [--num_archs=30]
 
+(or `python -m benchmarks.lut_accuracy ...`, from a checkout with ofa_tf installed.)
+
 Samples --num_archs random subnets of the table's space at its first resolution,
 converts each to float32 TFLite, times them (LiteRT, the table's thread count and op
 resolver) and compares with `LatencyTable.predict_ms`: Spearman rank correlation, mean
@@ -12,7 +14,7 @@ estimate (`predict_ms`, what search uses) and the raw op sums. The subnets are d
 End-to-end latency is measured two ways, in one interleaved session:
   round_robin: every subnet invoked once per round (--round_robin_rounds rounds), so each
     run follows runs of the other models - the cache state the table's ops were timed in
-    (tools.build_lut's default) and what an app that does other work between inferences sees;
+    (ofa-build-lut's default) and what an app that does other work between inferences sees;
   back_to_back: --rounds rounds of --runs_per_round consecutive runs each, median - a
     model run in a tight loop (benchmark_model's protocol), whose small subnets can keep
     their weights in cache between runs.
@@ -21,24 +23,33 @@ Also reports how noisy the machine was (per-arch coefficient of variation of the
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import os
-import sys
-import time
+from ofa_tf.cli import startup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
 
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.export.tflite import keras_to_tflite  # noqa: E402
 from ofa_tf.latency import LatencyTable, time_interleaved  # noqa: E402
 from ofa_tf.models import Supernet  # noqa: E402
 from ofa_tf.search import spearman  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
+
+flags.DEFINE_string("lut", None, "Required: the latency table (ofa-build-lut's output) to check.")
+flags.DEFINE_integer("num_archs", 30, "Random subnets timed end to end.")
+flags.DEFINE_integer("seed", 0, "Seed of the random subnets.")
+flags.DEFINE_integer("rounds", 20, "back_to_back: rounds.")
+flags.DEFINE_integer("runs_per_round", 10, "back_to_back: consecutive runs per round.")
+flags.DEFINE_integer("round_robin_rounds", 200, "round_robin: rounds (each subnet once per round).")
+FLAGS = flags.FLAGS
 
 
 def compare(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -47,15 +58,10 @@ def compare(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
             "mean_ratio_predicted_over_measured": float(np.mean(predicted / measured))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--lut", required=True)
-    parser.add_argument("--num_archs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--runs_per_round", type=int, default=10)
-    parser.add_argument("--round_robin_rounds", type=int, default=200)
-    args = parser.parse_args()
+def main(argv: list[str]) -> None:
+    args = FLAGS
+    if not args.lut:
+        raise OfaError("--lut is required: a latency table file")
     started = time.time()
     table = LatencyTable.load(args.lut)
     resolution = table.resolutions[0]
@@ -105,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    startup.run(main, program="benchmarks/lut_accuracy.py", doc=__doc__)

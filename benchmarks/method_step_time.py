@@ -3,6 +3,8 @@
   python benchmarks/method_step_time.py [--methods=deps,bignas,fofa,ofa,full] [--steps=150] \
       [--rounds=8] [--batch=64] [--resolution=32]
 
+(or `python -m benchmarks.method_step_time ...`, from a checkout with ofa_tf installed.)
+
 The wall time of a short run is mostly fixed costs (tracing the train step, per-epoch
 evaluation); this isolates what a method's phases cost per step. One `OnceForAllModel`
 (ofa_mbv3, 10 classes, a frozen-teacher slot so OFA's phases run too) is traced once;
@@ -15,32 +17,32 @@ each method is set up by the method's own `PhaseController` at one of its steps 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import sys
-import time
+from ofa_tf.cli import startup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
 
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ofa_tf.spaces import get_space  # noqa: E402
 from ofa_tf.training import OnceForAllModel, PhaseController, build_method  # noqa: E402
 
+flags.DEFINE_string("methods", "deps,bignas,fofa,ofa,full", "Methods, comma-separated.")
+flags.DEFINE_string("space", "ofa_mbv3", "Search space.")
+flags.DEFINE_integer("steps", 150, "Run length the phase shares are taken of.")
+flags.DEFINE_integer("rounds", 8, "Interleaved timing rounds.")
+flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_integer("resolution", 32, "Input resolution.")
+FLAGS = flags.FLAGS
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="deps,bignas,fofa,ofa,full")
-    parser.add_argument("--space", default="ofa_mbv3")
-    parser.add_argument("--steps", type=int, default=150, help="run length the phase shares are taken of")
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--resolution", type=int, default=32)
-    args = parser.parse_args()
+
+def main(argv: list[str]) -> None:
+    args = FLAGS
 
     space = get_space(args.space, resolutions=(args.resolution,))
     methods = {name: build_method(name, space, steps_per_epoch=args.steps, epochs=1)
@@ -100,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    startup.run(main, program="benchmarks/method_step_time.py", doc=__doc__)

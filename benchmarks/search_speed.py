@@ -2,6 +2,8 @@
 
   python benchmarks/search_speed.py [--generations=500] [--population=100] [--space=ofa_mbv3]
 
+(or `python -m benchmarks.search_speed ...`, from a checkout with ofa_tf installed.)
+
 Runs the full default search (100 x 500 = 50,100 predictor evaluations) on the ofa_mbv3
 space at 32x32 with a randomly initialised 3 x 400 predictor (speed does not depend on
 its weights) under a mid-range MACs budget, and prints JSON: wall and CPU seconds (on a
@@ -15,21 +17,27 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as tools.search does (small matrices)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as ofa-search does (small matrices)
 
-import argparse  # noqa: E402
+from ofa_tf.cli import startup  # noqa: E402 (no TensorFlow here: search and costs run without it)
+
 import json  # noqa: E402
 import random  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags  # noqa: E402
 
 from ofa_tf.profile import profile  # noqa: E402
 from ofa_tf.search import AccuracyPredictor, ArchCostTable, ArchEncoder, CostModels, EvolutionSearch  # noqa: E402
 from ofa_tf.spaces import get_space  # noqa: E402
+
+flags.DEFINE_string("space", "ofa_mbv3", "Search space.")
+flags.DEFINE_integer("resolution", 32, "Input resolution.")
+flags.DEFINE_integer("population", 100, "Evolution: population size.")
+flags.DEFINE_integer("generations", 500, "Evolution: generations.")
+flags.DEFINE_float("budget_fraction", 0.5, "MACs budget as a fraction of the way from the min to the max subnet.")
+FLAGS = flags.FLAGS
 
 
 def _per_call(fn, items) -> float:
@@ -39,15 +47,8 @@ def _per_call(fn, items) -> float:
     return (time.perf_counter() - started) / len(items)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="ofa_mbv3")
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--population", type=int, default=100)
-    parser.add_argument("--generations", type=int, default=500)
-    parser.add_argument("--budget_fraction", type=float, default=0.5,
-                        help="MACs budget as a fraction of the way from the min to the max subnet")
-    args = parser.parse_args()
+def main(argv: list[str]) -> None:
+    args = FLAGS
 
     space = get_space(args.space, resolutions=[args.resolution])
     encoder = ArchEncoder(space)
@@ -97,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    startup.run(main, program="benchmarks/search_speed.py", doc=__doc__, tensorflow=False)

@@ -2,6 +2,8 @@
 
   python benchmarks/step_time.py [--space=ofa_mbv3] [--steps=20] [--batch=64] [--resolution=32]
 
+(or `python -m benchmarks.step_time ...`, from a checkout with ofa_tf installed.)
+
 Every step is SGD (plain by default; --momentum to add it) on one batch (batch 64,
 32x32, 2 threads by default), with the same
 `tf.function` train step for all models. Keys (median seconds per step):
@@ -18,21 +20,28 @@ plus the ratios the design targets.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import random
-import statistics
-import sys
-import time
+from ofa_tf.cli import startup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+tf = startup.load_tensorflow()  # first: TensorFlow loads silently; its runtime starts after the thread settings
+
+import json  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from absl import flags  # noqa: E402
 
 from ofa_tf.models import Supernet  # noqa: E402
+
+flags.DEFINE_string("space", "ofa_mbv3", "Search space.")
+flags.DEFINE_integer("steps", 20, "Timed steps per model.")
+flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_integer("resolution", 32, "Input resolution.")
+flags.DEFINE_integer("threads", 2, "TensorFlow intra- and inter-op threads.")
+flags.DEFINE_integer("num_classes", 10, "Classifier outputs.")
+flags.DEFINE_float("momentum", 0.0, "SGD momentum (0: plain SGD).")
+FLAGS = flags.FLAGS
 
 
 def make_step(model, optimizer, traces: list | None = None):
@@ -59,18 +68,14 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="ofa_mbv3")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--num_classes", type=int, default=10)
-    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (0: plain SGD)")
-    args = parser.parse_args()
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+def set_threads() -> None:
+    """Before TensorFlow's first op: thread counts cannot change once it runs."""
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+
+
+def main(argv: list[str]) -> None:
+    args = FLAGS
 
     model = Supernet(args.space, num_classes=args.num_classes, resolutions=[args.resolution])
     model.build()
@@ -119,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    startup.run(main, program="benchmarks/step_time.py", doc=__doc__, before_first_op=set_threads)

@@ -1,6 +1,10 @@
-"""TOFA transfer (papers/004 Table 4, first and last columns) on Fashion-MNIST, as JSON + Markdown.
+"""TOFA transfer on Fashion-MNIST as JSON + Markdown (Transfer-Once-For-All, arXiv:2303.15485, Table 4).
 
-  python benchmarks/tofa_transfer.py [--data=/work/shared/data/fashion-mnist] [--work_dir=runs/tofa_transfer]
+  python benchmarks/tofa_transfer.py --data=DIR [--work_dir=runs/tofa_transfer]
+
+(or `python -m benchmarks.tofa_transfer ...`, from a checkout with ofa_tf installed.) --data is a
+directory holding Fashion-MNIST's four idx files (train-images-idx3-ubyte.gz, ...,
+t10k-labels-idx1-ubyte.gz).
 
 1. The Fashion-MNIST train split is cut in two halves (first / second 30,000 images).
 2. Pretraining: an ofa_mbv3 supernet (32x32, DεpS) on the second half with all its labels.
@@ -10,27 +14,48 @@
    - labelled + the rest of the first half as unlabelled data (L_TOFA: + FixMatch for the
      max net, + in-place KD on the unlabelled images for the subnets).
 4. The max and min subnets of each are evaluated on the 10,000 test images after BN
-   recalibration (`tools.evaluate`), and the pretrained supernet itself is evaluated too
+   recalibration (`ofa-evaluate`), and the pretrained supernet itself is evaluated too
    (the "no transfer" reference).
-Every step runs `python -m tools.*` exactly as a user would; runs already complete are
-reused (the tools resume), so a second call only re-evaluates.
+Every step runs the commands (`python -m ofa_tf.cli.*`) exactly as a user would; runs
+already complete are reused (the commands resume), so a second call only re-evaluates.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
-import sys
-import time
+from ofa_tf.cli import startup
 
-import numpy as np
+startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output (ofa_tf.data loads it)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
 
 from ofa_tf.data import read_idx_file  # noqa: E402
+from ofa_tf.errors import OfaError  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+flags.DEFINE_string("data", None, "Required: a directory of Fashion-MNIST's idx files (*-ubyte.gz).")
+flags.DEFINE_string("work_dir", os.path.join(ROOT, "runs", "tofa_transfer"), "Where the runs go.")
+flags.DEFINE_integer("pretrain_epochs", 3, "Pretraining epochs.")
+flags.DEFINE_integer("pretrain_steps", 100, "Steps per pretraining epoch.")
+flags.DEFINE_string("pretrained", None, "Use this run directory or .weights.h5 instead of pretraining (step 2).")
+flags.DEFINE_integer("labelled_per_class", 20, "Labelled images per class of the transfer runs.")
+flags.DEFINE_integer("epochs", 3, "Transfer epochs.")
+flags.DEFINE_integer("steps", 50, "Steps per transfer epoch.")
+flags.DEFINE_integer("batch_size", 32, "Labelled images per batch (TOFA: 32).")
+flags.DEFINE_float("learning_rate", 0.01, "TOFA: 0.01.")
+flags.DEFINE_integer("num_subnets", None, "Subnets per step (TOFA: 3, min + 2 random).")
+flags.DEFINE_integer("unlabelled_ratio", 1, "TOFA: 32 labelled + 32 unlabelled.")
+flags.DEFINE_float("fixmatch_threshold", 0.8, "Below 1 - 0.9 * 0.1 = 0.91, the top probability label smoothing "
+                   "0.1 trains towards.")
+flags.DEFINE_bool("pretrain_only", False, "Stop after pretraining.")
+FLAGS = flags.FLAGS
 
 
 def write_halves(data_dir: str, work_dir: str) -> tuple[str, str]:
@@ -50,8 +75,8 @@ def write_halves(data_dir: str, work_dir: str) -> tuple[str, str]:
 
 
 def tool(name: str, *args: str) -> subprocess.Popen:
-    """Starts `python -m tools.NAME ARGS` from the repository root (stdout/stderr captured)."""
-    return subprocess.Popen([sys.executable, "-m", f"tools.{name}", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    """Starts the command `python -m ofa_tf.cli.NAME ARGS` (stdout/stderr captured)."""
+    return subprocess.Popen([sys.executable, "-m", f"ofa_tf.cli.{name}", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -74,42 +99,28 @@ def pretrain_args(args, second_half: str) -> list[str]:
 
 
 def transfer_args(args, first_half: str, pretrained: str, name: str, unlabelled: bool) -> list[str]:
-    flags = ["--method=tofa", "--space=ofa_mbv3", "--image_size=32", f"--dataset=npz:{first_half}",
-             f"--labelled_per_class={args.labelled_per_class}", f"--init_checkpoint={pretrained}",
-             f"--epochs={args.epochs}", f"--steps_per_epoch={args.steps}", f"--batch_size={args.batch_size}",
-             f"--learning_rate={args.learning_rate}", "--bn_calibration_images=500", "--validation_fraction=0.02",
-             f"--model_dir={os.path.join(args.work_dir, name)}"]
+    command = ["--method=tofa", "--space=ofa_mbv3", "--image_size=32", f"--dataset=npz:{first_half}",
+               f"--labelled_per_class={args.labelled_per_class}", f"--init_checkpoint={pretrained}",
+               f"--epochs={args.epochs}", f"--steps_per_epoch={args.steps}", f"--batch_size={args.batch_size}",
+               f"--learning_rate={args.learning_rate}", "--bn_calibration_images=500", "--validation_fraction=0.02",
+               f"--model_dir={os.path.join(args.work_dir, name)}"]
     if args.num_subnets is not None:
-        flags.append(f"--num_subnets={args.num_subnets}")
+        command.append(f"--num_subnets={args.num_subnets}")
     if unlabelled:
-        flags += ["--unlabelled_dataset=rest", f"--unlabelled_ratio={args.unlabelled_ratio}",
-                  f"--fixmatch_threshold={args.fixmatch_threshold}"]
-    return flags
+        command += ["--unlabelled_dataset=rest", f"--unlabelled_ratio={args.unlabelled_ratio}",
+                    f"--fixmatch_threshold={args.fixmatch_threshold}"]
+    return command
 
 
 def evaluate_args(model_dir: str) -> list[str]:
     return [f"--model_dir={model_dir}", "--split=test", "--archs=max,min", "--bn_calibration_images=1000"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="/work/shared/data/fashion-mnist")
-    parser.add_argument("--work_dir", default=os.path.join(ROOT, "runs", "tofa_transfer"))
-    parser.add_argument("--pretrain_epochs", type=int, default=3)
-    parser.add_argument("--pretrain_steps", type=int, default=100, help="steps per pretraining epoch")
-    parser.add_argument("--pretrained", default=None,
-                        help="use this run directory or .weights.h5 instead of pretraining (step 2)")
-    parser.add_argument("--labelled_per_class", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=50, help="steps per transfer epoch")
-    parser.add_argument("--batch_size", type=int, default=32, help="labelled images per batch (TOFA: 32)")
-    parser.add_argument("--learning_rate", type=float, default=0.01, help="TOFA: 0.01")
-    parser.add_argument("--num_subnets", type=int, default=None, help="subnets per step (TOFA: 3, min + 2 random)")
-    parser.add_argument("--unlabelled_ratio", type=int, default=1, help="TOFA: 32 labelled + 32 unlabelled")
-    parser.add_argument("--fixmatch_threshold", type=float, default=0.8,
-                        help="below 1 - 0.9 * 0.1 = 0.91, the top probability label smoothing 0.1 trains towards")
-    parser.add_argument("--pretrain_only", action="store_true")
-    args = parser.parse_args()
+def main(argv: list[str]) -> None:
+    args = FLAGS
+    if not args.data:
+        raise OfaError("--data is required: a directory of Fashion-MNIST's idx files (train-images-idx3-ubyte.gz, "
+                       "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)")
     first, second = write_halves(args.data, args.work_dir)
     started = time.time()
     pretrained = args.pretrained
@@ -138,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    startup.run(main, program="benchmarks/tofa_transfer.py", doc=__doc__)

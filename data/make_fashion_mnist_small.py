@@ -1,7 +1,7 @@
 """Makes data/fashion_mnist_small.npz, the demo dataset: a class-balanced subset of
 Fashion-MNIST (MIT licence, Copyright 2017 Zalando SE) from the original IDX files.
 
-  python data/make_fashion_mnist_small.py --source=../shared/data/fashion-mnist
+  python data/make_fashion_mnist_small.py --source=DIR_OF_THE_ORIGINAL_FASHION_MNIST_FILES
 """
 
 import argparse
@@ -26,7 +26,7 @@ def balanced(x, y, per_class, seed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="../shared/data/fashion-mnist")
+    parser.add_argument("--source", required=True, help="folder of the original Fashion-MNIST *-ubyte.gz files")
     parser.add_argument("--train_per_class", type=int, default=300)
     parser.add_argument("--test_per_class", type=int, default=100)
     parser.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -32,12 +32,14 @@ def accuracy(model: keras.Model, batches: Iterable) -> float:
 
 def evaluate_arch(supernet: Supernet, arch: Arch, calibration: Iterable, evaluation: Iterable,
                   num_calibration_images: int = 2000) -> dict[str, Any]:
-    """{"accuracy", "macs", "params", "arch"} of one subnet, BN-recalibrated first."""
+    """{"accuracy", "macs", "params", "arch", "bn_calibration_images"} of one subnet,
+    BN-recalibrated first (`bn_calibration_images`: how many images that actually used, fewer
+    than asked for when the training split is smaller)."""
     subnet = supernet.get_subnet(arch)
-    recalibrate_bn(subnet, calibration, num_calibration_images)
+    used = recalibrate_bn(subnet, calibration, num_calibration_images)
     cost = profile(supernet.space, arch, supernet.num_classes)
     return {"accuracy": accuracy(subnet, evaluation), "macs": cost["macs"], "params": cost["params"],
-            "arch": arch.to_dict()}
+            "arch": arch.to_dict(), "bn_calibration_images": used}
 
 
 def evaluate_archs(supernet: Supernet, archs: Sequence[Arch], calibration: Iterable, evaluation: Iterable,

@@ -9,8 +9,10 @@ decides how files are written, so a change of filesystem layer happens here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Callable
 
@@ -57,3 +59,30 @@ def read_json(path: str) -> Any:
     """The JSON value in `path` (OSError / ValueError propagate: callers word them)."""
     with open(path) as f:
         return json.load(f)
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (checkpoint manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_stale_temp_files(directory: str) -> list[str]:
+    """Removes what `atomic_write` leaves behind when its process is killed (`.tmp-*` files
+    and folders in `directory`); returns their names. Call it only while no other process
+    can be writing there (a run holds its directory's lock)."""
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for name in sorted(os.listdir(directory)):
+        if name.startswith(TEMP_PREFIX):
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+            removed.append(name)
+    return removed

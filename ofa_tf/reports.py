@@ -1,4 +1,4 @@
-"""The papers' ways of summarising a supernet's subnets (papers/000 §5.1, REFERENCE §4).
+"""The papers' ways of summarising a supernet's subnets (DεpS, arXiv:2407.06167, §5.1; OFA).
 
 A supernet is judged by its measured subnets as a whole, not by one of them:
 - the Pareto front: subnets no other subnet beats on both cost (lower) and accuracy (higher);
@@ -11,12 +11,14 @@ A supernet is judged by its measured subnets as a whole, not by one of them:
 Points are dicts with at least "accuracy" and a cost key ("macs" by default), as
 `ofa_tf.evaluation.evaluate_archs` returns them. `summarize` bundles the three as one JSON
 report, `markdown` renders bucket tables of one or several runs side by side, and `plot`
-draws every measured subnet with each run's front (`tools/plot_pareto.py` runs all three).
+draws every measured subnet with each run's front (`ofa-plot-pareto` runs all three).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
+
+from ofa_tf.io import atomic_write
 
 Point = dict[str, Any]
 
@@ -109,12 +111,10 @@ def markdown(summaries: Mapping[str, dict[str, Any]]) -> str:
 def plot(runs: Mapping[str, Sequence[Point]], path: str, cost: str = "macs", title: str | None = None) -> None:
     """A PNG of every measured subnet (dots) and each run's Pareto front (line), one colour
     per run, written atomically."""
-    import matplotlib
+    import matplotlib  # only here: plotting is optional, and matplotlib is slow to import
 
     matplotlib.use("Agg")  # files only: no display on training machines
     import matplotlib.pyplot as plt
-
-    from ofa_tf.run import atomic_write
 
     scale, unit = (1.0, "ms") if cost == "latency_ms" else (1e6, "M")
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)

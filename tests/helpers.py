@@ -40,13 +40,19 @@ def randomize_weights(model, seed: int = 0) -> None:
             v.assign((np.eye(shape[0]) + rng.normal(0, 0.1, shape)).astype("float32"))
 
 
+# tools.NAME aliases whose ofa_tf.cli module has another name
+CLI_MODULES = {"export_tflite": "export"}
+
+
 def run_tool(name: str, *args: str, timeout: int = 900):
-    """Runs `python -m tools.NAME ARGS...` from the repository root, capturing output."""
+    """Runs the command `python -m ofa_tf.cli.NAME ARGS...` (what `ofa-NAME` runs) from the
+    repository root, capturing output. `name` may be a `tools.NAME` alias (export_tflite)."""
     import os
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run([sys.executable, "-m", f"tools.{name}", *args], cwd=root, capture_output=True,
+    module = f"ofa_tf.cli.{CLI_MODULES.get(name, name)}"
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=root, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -59,7 +65,7 @@ def assert_one_line_error(done, message: str) -> None:
 
 def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset: str | None = None,
                  method: str = "deps", image_size=None) -> str:
-    """A run directory as `tools.train` leaves it (config.json + one checkpoint), without
+    """A run directory as `ofa-train` leaves it (config.json + one checkpoint), without
     training: the supernet gets `randomize_weights`, so tools that load a run (evaluate,
     search, export) can be tested in seconds. `space` defaults to `tiny_space()`; the
     dataset defaults to the shipped Fashion-MNIST subset."""
@@ -85,6 +91,7 @@ def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset
                    "class_names": [str(i) for i in range(num_classes)], "num_classes": num_classes,
                    "steps_per_epoch": 1, "normalization": {"mean": list(MEAN), "std": list(STD)}}, f)
     model.save_weights(os.path.join(path, CHECKPOINT_DIR, "ckpt-00000001.weights.h5"))
+    np.savez(os.path.join(path, CHECKPOINT_DIR, "ckpt-00000001.optimizer.npz"))  # tools load weights only
     with open(os.path.join(path, CHECKPOINT_DIR, "ckpt-00000001.json"), "w") as f:
         json.dump({"epoch": 1, "step": 1}, f)
     return str(path)

@@ -12,6 +12,8 @@ import tensorflow as tf
 from ofa_tf import OfaError
 from ofa_tf.data import from_arrays, load_dataset, make_pipeline, read_idx_file, split_validation
 
+pytestmark = pytest.mark.unit
+
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
                       "fashion-mnist")
 DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "fashion_mnist_small.npz")
@@ -88,8 +90,8 @@ def test_labels_out_of_range_and_bad_arrays(tmp_path):
 
 
 @pytest.mark.parametrize("spec,match", [
-    ("imagenet", r"--dataset='imagenet': expected KIND:WHERE"),
-    ("csv:foo", r"--dataset='csv:foo'"),
+    ("imagenet", r"dataset='imagenet': expected KIND:WHERE"),
+    ("csv:foo", r"dataset='csv:foo'"),
     ("npz:/no/such.npz", r"npz:/no/such.npz: no such file"),
     ("idx:/no/such", r"idx:/no/such: no such directory"),
     ("folder:/no/such", r"folder:/no/such: no such directory"),
@@ -115,7 +117,7 @@ def test_validation_split_is_deterministic_and_disjoint():
     train_again, val_again = split_validation(data.train, 0.2, seed=3)
     assert key(val) == key(val_again) and key(train) == key(train_again)
     assert len(key(val)) + len(key(train)) == 200 and 20 <= len(key(val)) <= 60
-    with pytest.raises(OfaError, match=r"--validation_fraction=1.0"):
+    with pytest.raises(OfaError, match=r"validation_fraction=1.0"):
         split_validation(data.train, 1.0, 0)
 
 

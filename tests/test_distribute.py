@@ -80,6 +80,7 @@ def _tf_config(ports, index) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("text,message", [
     (None, "needs the TF_CONFIG environment variable"),
     ("{cluster:", "TF_CONFIG is not valid JSON"),
@@ -95,6 +96,7 @@ def test_bad_tf_config_is_named(text, message):
     assert message in str(raised.value)
 
 
+@pytest.mark.integration
 def test_bad_tf_config_through_the_tool_writes_nothing(tmp_path):
     env = {**os.environ, "TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:5", "127.0.0.1:5"]}, '
                                       '"task": {"type": "worker", "index": 0}}'}
@@ -105,6 +107,7 @@ def test_bad_tf_config_through_the_tool_writes_nothing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.integration
 def test_mirrored_over_two_cpu_devices_equals_one_device():
     done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mirrored_check.py")], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
@@ -116,28 +119,90 @@ def test_mirrored_over_two_cpu_devices_equals_one_device():
     assert result["traces"] == 2  # traced once per replica, not once per step or subnet
 
 
-def test_kill_minus_9_then_rerun_matches_an_uninterrupted_run(tmp_path):
-    flags = _run_flags(tmp_path, epochs=3, steps=4, checkpoint_every_steps=2)
-    whole = run_tool("train", *flags, f"--model_dir={tmp_path / 'whole'}")
-    assert whole.returncode == 0, whole.stderr[-3000:]
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """(flags, run directory) of a run of 3 x 4 steps that nothing stopped: what resumed runs must equal."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    flags = _run_flags(root, epochs=3, steps=4, checkpoint_every_steps=2)
+    done = run_tool("train", *flags, f"--model_dir={root / 'whole'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return flags, root
 
-    killed_dir = tmp_path / "killed"
+
+def _assert_same_weights_as(uninterrupted, run_dir) -> None:
+    expected, actual = _last_weights(uninterrupted[1] / "whole"), _last_weights(run_dir)
+    assert expected.keys() == actual.keys() and len(expected) > 20
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, err_msg=name)
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]  # no row twice
+
+
+@pytest.mark.integration
+def test_kill_minus_9_then_rerun_matches_an_uninterrupted_run(uninterrupted):
+    flags, root = uninterrupted
+    killed_dir = root / "killed"
     process = _train_process([*flags, f"--model_dir={killed_dir}"])
     _wait_for("ckpt-00000006.json", killed_dir / "checkpoints", process)  # mid-epoch 2 (steps 4..7)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert (killed_dir / ".lock").exists()  # the killed holder's lock stays behind...
+    manifests = sorted((killed_dir / "checkpoints").glob("ckpt-*.json"))
+    newest = manifests[-1].with_suffix(".weights.h5")
+    with open(newest, "r+b") as f:  # ...and its newest checkpoint is damaged
+        f.truncate(newest.stat().st_size // 2)
     resumed = run_tool("train", *flags, f"--model_dir={killed_dir}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stderr[-3000:]  # the next run takes the lock over
+    assert f"checkpoint {manifests[-1].stem} skipped: {newest.name} does not match its checksum" in resumed.stderr
     summary = _summary(resumed.stdout)
-    assert summary["resumed_from_step"] >= 6 and summary["epochs"] == 3
-    expected, actual = _last_weights(tmp_path / "whole"), _last_weights(killed_dir)
-    assert expected.keys() == actual.keys() and len(expected) > 20
-    for name in expected:
-        np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, err_msg=name)
-    rows = (killed_dir / "metrics.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]][-1] == "3"
+    assert summary["resumed_from_step"] == int(manifests[-2].stem[5:]) >= 4 and summary["epochs"] == 3
+    _assert_same_weights_as(uninterrupted, killed_dir)
+    assert not (killed_dir / ".lock").exists()
 
 
+@pytest.mark.integration
+def test_ctrl_c_and_a_second_run_into_a_busy_directory(uninterrupted):
+    """Ctrl-C mid-run: one line naming the steps, exit 130, and the re-run equals an
+    uninterrupted run. While the first run holds the directory a second one stops with
+    one line naming the holder. Ctrl-C before the first checkpoint keeps nothing."""
+    flags, root = uninterrupted
+    run_dir = root / "ctrl_c"
+    first = _train_process([*flags, f"--model_dir={run_dir}"])
+    try:
+        _wait_for(".lock", run_dir, first)
+        second = run_tool("train", *flags, f"--model_dir={run_dir}")
+        assert_one_line_error(second, f"in use by pid {first.pid} on {socket.gethostname()}")
+        _wait_for("ckpt-00000002.json", run_dir / "checkpoints", first)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(
+        r"interrupted at step \d+; re-run the same command to resume from step \d+", lines[0]), err[-3000:]
+    resume_step = int(lines[0].rsplit(" ", 1)[1])
+    assert resume_step >= 2 and not (run_dir / ".lock").exists()
+    (run_dir / "checkpoints" / ".tmp-abc.weights.h5").write_bytes(b"torn")  # as a kill -9 mid-write leaves
+    resumed = run_tool("train", *flags, f"--model_dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _summary(resumed.stdout)["resumed_from_step"] == resume_step
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+    _assert_same_weights_as(uninterrupted, run_dir)
+
+    early_dir = root / "ctrl_c_early"
+    early_dir.mkdir()
+    early = _train_process([*flags, f"--model_dir={early_dir}"])
+    _wait_for(".lock", early_dir, early)  # the model is built; the first step is about to trace
+    early.send_signal(signal.SIGINT)
+    _, err = early.communicate(timeout=300)
+    assert early.returncode == 130, err[-3000:]
+    assert err.strip().splitlines() == [err.strip()] and "before the first checkpoint; nothing was kept" in err
+    assert not early_dir.exists() or not list(early_dir.iterdir())  # free for any run
+
+
+@pytest.mark.integration
 def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     done = run_tool("train", *_run_flags(tmp_path, epochs=3, steps=1), "--learning_rate=1e30",
@@ -150,6 +215,7 @@ def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
     assert not list((run_dir / "checkpoints").glob(".tmp*"))
 
 
+@pytest.mark.integration
 def test_multi_worker_survives_a_killed_worker(tmp_path):
     ports = _free_ports(2)
     run_dir = tmp_path / "run"

@@ -36,6 +36,7 @@ def subnet_and_images():
     return subnet, images
 
 
+@pytest.mark.integration
 def test_tflite_matches_keras_on_real_images(subnet_and_images, tmp_path):
     subnet, images = subnet_and_images
     expected = subnet(images, training=False).numpy()
@@ -46,6 +47,7 @@ def test_tflite_matches_keras_on_real_images(subnet_and_images, tmp_path):
         assert np.abs(got - expected).max() <= tolerance, mode
 
 
+@pytest.mark.integration
 def test_gate_fold_keeps_the_function_and_leaves_float16_no_scalar_to_round(subnet_and_images):
     subnet, images = subnet_and_images
     producers = gate_producers(subnet)
@@ -67,6 +69,7 @@ def test_gate_fold_keeps_the_function_and_leaves_float16_no_scalar_to_round(subn
     assert fold_gate_scales(folded) is folded  # nothing left to fold
 
 
+@pytest.mark.integration
 def test_tf_keras_rebuild_for_qat_matches(subnet_and_images):
     from ofa_tf.export.qat import max_rebuild_error, to_tf_keras
     subnet, images = subnet_and_images
@@ -80,6 +83,7 @@ def test_tf_keras_rebuild_for_qat_matches(subnet_and_images):
                                atol=1e-4)
 
 
+@pytest.mark.integration
 def test_qat_fine_tuning_weighs_distillation_against_labels(subnet_and_images):
     import tensorflow as tf
     from ofa_tf.export.qat import fine_tune, to_tf_keras
@@ -103,6 +107,7 @@ def test_qat_fine_tuning_weighs_distillation_against_labels(subnet_and_images):
         assert history["loss"] == pytest.approx(weight * soft + (1 - weight) * hard, rel=1e-4)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("producer", [keras.layers.Conv2D(6, 3, use_bias=False),
                                       keras.layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False),
                                       keras.layers.Dense(6, use_bias=True)], ids=lambda layer: type(layer).__name__)
@@ -130,6 +135,7 @@ def test_folded_batch_norm_weights_compute_conv_then_bn(producer, center, scale)
         np.testing.assert_allclose(rebuilt(images, training=False), expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.integration
 def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     out = tmp_path / "out"
@@ -159,6 +165,7 @@ def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):
     assert keras_model.input_shape == (None, 16, 16, 3)
 
 
+@pytest.mark.integration
 def test_export_tool_qat_fine_tunes_and_writes_a_full_integer_model(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     output = tmp_path / "max.tflite"
@@ -184,6 +191,7 @@ def test_export_tool_qat_fine_tunes_and_writes_a_full_integer_model(tmp_path):
     assert model(np.zeros((2, 24, 24, 3), np.float32)).shape == (2, 10)
 
 
+@pytest.mark.integration
 def test_bad_export_input_is_one_clear_error_and_writes_nothing(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     out = tmp_path / "out"
@@ -200,13 +208,13 @@ def test_bad_export_input_is_one_clear_error_and_writes_nothing(tmp_path):
         (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int8", dataset="none")),
          "needs training images"),
         (dict(model_dir=run_dir, arch_spec="max", output=str(tmp_path / "no_dir" / "m.tflite")), "does not exist"),
-        (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int4")), "--quantize='int4'"),
+        (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int4")), "quantize='int4'"),
         (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="int8", int8_calibration="kl")),
-         "--int8_calibration='kl': expected one of ['mse', 'minmax']"),
+         "int8_calibration='kl': expected one of ['mse', 'minmax']"),
         (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="qat", qat_distillation=1.5)),
-         "--qat_distillation=1.5: expected a weight in [0, 1]"),
+         "qat_distillation=1.5: expected a weight in [0, 1]"),
         (dict(model_dir=run_dir, arch_spec="max", options=ExportOptions(quantize="qat", qat_learning_rate=0.0)),
-         "--qat_learning_rate=0.0: expected a positive number"),
+         "qat_learning_rate=0.0: expected a positive number"),
     ]
     for kwargs, message in cases:
         kwargs.setdefault("output", str(out / "m.tflite"))
@@ -215,10 +223,11 @@ def test_bad_export_input_is_one_clear_error_and_writes_nothing(tmp_path):
         assert os.listdir(out) == []
     done = run_tool("export_tflite", f"--model_dir={run_dir}", "--quantize=qat", "--dataset=none",
                     f"--output={out}/m.tflite")
-    assert_one_line_error(done, "--quantize=qat needs training images")
+    assert_one_line_error(done, "quantize=qat needs training images")
     assert os.listdir(out) == []
 
 
+@pytest.mark.unit
 def test_a_failed_write_leaves_no_partial_export(tmp_path, subnet_and_images):
     subnet, _ = subnet_and_images
     paths = {"tflite": str(tmp_path / "m.tflite"), "keras": str(tmp_path / "m.keras"),
@@ -229,6 +238,7 @@ def test_a_failed_write_leaves_no_partial_export(tmp_path, subnet_and_images):
 
 
 # ------------------------------------------------------------------ int8 activation ranges
+@pytest.mark.unit
 def test_mse_range_clips_outliers_and_keeps_a_uniform_range():
     rng = np.random.default_rng(0)
     heavy = np.concatenate([rng.normal(0, 1, 1_000_000), [60.0, -40.0]])  # two outliers set min / max
@@ -250,6 +260,7 @@ def test_mse_range_clips_outliers_and_keeps_a_uniform_range():
     assert errors[0] == pytest.approx(((high - low) / 255) ** 2 / 12, rel=0.1)
 
 
+@pytest.mark.integration
 def test_int8_mse_calibration_narrows_ranges_inside_and_keeps_the_outputs(subnet_and_images):
     subnet, images = subnet_and_images
     representative = representative_dataset([images], 48)
@@ -280,6 +291,7 @@ def test_int8_mse_calibration_narrows_ranges_inside_and_keeps_the_outputs(subnet
     assert errors["mse"] < 2 * errors["minmax"], errors
 
 
+@pytest.mark.integration
 def test_float16_fit_keeps_the_fewest_most_sensitive_layers_in_float32(subnet_and_images, tmp_path):
     subnet, images = subnet_and_images
     export_saved_model(fold_gate_scales(subnet), str(tmp_path / "saved"))
@@ -344,10 +356,11 @@ def test_float16_fit_keeps_the_fewest_most_sensitive_layers_in_float32(subnet_an
 
     same, report = fit_float16(float16_model, float32_model, images, plain * 2.5)  # already within: unchanged
     assert same == float16_model and report["float32_layers"] == []
-    with pytest.raises(OfaError, match="--float16_max_diff=0"):
+    with pytest.raises(OfaError, match="float16_max_diff=0"):
         fit_float16(float16_model, float32_model, images, 0.0)
 
 
+@pytest.mark.integration
 def test_float16_export_records_its_check_in_the_metadata(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     meta = export_subnet(run_dir, "max", str(tmp_path / "max.tflite"),
@@ -361,10 +374,10 @@ def test_float16_export_records_its_check_in_the_metadata(tmp_path):
     without_data = export_subnet(run_dir, "max", str(tmp_path / "plain.tflite"),
                                  ExportOptions(quantize="float16", dataset="none", verbose=0))
     assert without_data["float16"] is None and without_data["accuracy"] is None  # no images: plain float16
-    with pytest.raises(OfaError, match="--float16_max_diff=-1"):
+    with pytest.raises(OfaError, match="float16_max_diff=-1"):
         export_subnet(run_dir, "max", str(tmp_path / "m.tflite"), ExportOptions(quantize="float16",
                                                                                 float16_max_diff=-1))
-    with pytest.raises(OfaError, match="--float16_check_images=0"):
+    with pytest.raises(OfaError, match="float16_check_images=0"):
         export_subnet(run_dir, "max", str(tmp_path / "m.tflite"), ExportOptions(quantize="float16",
                                                                                 float16_check_images=0))
     assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "plain.json", "plain.tflite", "run"]

@@ -2,12 +2,15 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from helpers import randomize_weights, tiny_space
 from layer_harness import run_elastic_layer_test
 from ofa_tf.layers import ElasticInvertedResidual
 from ofa_tf.models import Supernet
+
+pytestmark = pytest.mark.integration
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf_tests")

@@ -24,6 +24,7 @@ def _read(name):
         return f.read()
 
 
+@pytest.mark.unit
 def test_parser_reads_verbatim_benchmark_model_outputs():
     riscv = parse_benchmark_output(_read("benchmark_model_riscv_qemu_cpu_profiling.txt"))
     assert riscv["runs"] == 50 and riscv["mean_ms"] == pytest.approx(2950.34)
@@ -41,11 +42,13 @@ def test_parser_reads_verbatim_benchmark_model_outputs():
     assert logcat["warmup_mean_ms"] == pytest.approx(211.669) and logcat["peak_memory_mb"] == pytest.approx(73.4102)
 
 
+@pytest.mark.unit
 def test_parser_reports_a_failed_run_with_the_binarys_error():
     with pytest.raises(OfaError, match="NN API returned error ANEURALNETWORKS_OP_FAILED"):
         parse_benchmark_output(_read("benchmark_model_mi11_nnapi_failed.txt"))
 
 
+@pytest.mark.integration
 def test_missing_adb_is_a_clear_error(tmp_path):
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(b"\x7fELF")
@@ -58,6 +61,7 @@ def test_missing_adb_is_a_clear_error(tmp_path):
     assert_one_line_error(done, "adb executable not found")
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("adb") is None, reason="no adb on PATH")
 def test_real_adb_answers_without_hanging(tmp_path):
     binary = tmp_path / "benchmark_model"
@@ -77,6 +81,7 @@ def _micro_space():
                        resolutions=(16,))
 
 
+@pytest.mark.integration
 def test_lut_build_save_load_and_predict(tmp_path):
     space = _micro_space()
     table = build_table(space, 10, [16], rounds=2, runs_per_round=20, verbose=False)
@@ -109,6 +114,7 @@ def test_lut_build_save_load_and_predict(tmp_path):
         LatencyTable.load(str(tmp_path / "bad.json"))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["ofa_mbv3", "compofa", "proxyless"])
 def test_distinct_ops_cover_every_sampled_subnet(name):
     space = get_space(name, resolutions=[32])
@@ -118,6 +124,7 @@ def test_distinct_ops_cover_every_sampled_subnet(name):
         assert {op.key for op in op_specs(space, space.sample(rng, 32), 10)} <= keys
 
 
+@pytest.mark.integration
 def test_host_benchmark_reports_every_field():
     supernet = Supernet(tiny_space(), 10)
     supernet.build()
@@ -129,6 +136,7 @@ def test_host_benchmark_reports_every_field():
     assert np.isfinite(result["mean_ms"])
 
 
+@pytest.mark.integration
 def test_build_lut_rejects_a_negative_calibration_count(tmp_path):
     done = run_tool("build_lut", "--space=ofa_mbv3", "--resolutions=32", "--calibration_archs=-1",
                     f"--output={tmp_path / 'lut.json'}")

@@ -10,18 +10,21 @@ from ofa_tf.layers import (ElasticBatchNormalization, ElasticConv2D, ElasticDens
                            ElasticInvertedResidual, ElasticSqueezeExcite, ElasticStage)
 
 
+@pytest.mark.unit
 def test_elastic_conv2d():
     run_elastic_layer_test(
         lambda: ElasticConv2D(16, 3, strides=2, use_bias=True, name="conv"), (9, 9, 12),
         [{}, {"out_channels": 8}, {"in_channels": 5, "out_channels": 3}])
 
 
+@pytest.mark.unit
 def test_elastic_dense():
     layer_shape = (20,)
     run_elastic_layer_test(lambda: ElasticDense(7, name="dense"), layer_shape,
                            [{}, {"in_channels": 9}, {"in_channels": 4, "out_units": 3}])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mode", ["center_crop", "transform"])
 def test_elastic_depthwise(mode):
     run_elastic_layer_test(
@@ -29,6 +32,7 @@ def test_elastic_depthwise(mode):
         [{}, {"kernel_size": 5}, {"kernel_size": 3, "in_channels": 4}, {"kernel_size": 7, "in_channels": 2}])
 
 
+@pytest.mark.unit
 def test_depthwise_small_kernel_is_centre_of_big_one():
     layer = ElasticDepthwiseConv2D((3, 5, 7), name="dw")
     layer.build((None, 8, 8, 4))
@@ -37,6 +41,7 @@ def test_depthwise_small_kernel_is_centre_of_big_one():
     np.testing.assert_array_equal(layer.active_kernel(5, 4).numpy(), full[1:6, 1:6])
 
 
+@pytest.mark.unit
 def test_transform_mode_changes_small_kernels_only_through_learned_matrices():
     layer = ElasticDepthwiseConv2D((3, 5, 7), kernel_mode="transform", name="dw")
     layer.build((None, 8, 8, 4))
@@ -50,11 +55,13 @@ def test_transform_mode_changes_small_kernels_only_through_learned_matrices():
     np.testing.assert_allclose(layer.active_kernel(7, 4).numpy(), full, atol=1e-6)
 
 
+@pytest.mark.unit
 def test_elastic_batch_norm_inference_and_training():
     run_elastic_layer_test(lambda: ElasticBatchNormalization(name="bn"), (5, 5, 10),
                            [{}, {"in_channels": 6}], training_modes=(False, True))
 
 
+@pytest.mark.unit
 def test_batch_norm_updates_only_active_statistics():
     bn = ElasticBatchNormalization(momentum=0.5, name="bn")
     bn.build((None, 4, 4, 8))
@@ -66,11 +73,13 @@ def test_batch_norm_updates_only_active_statistics():
     np.testing.assert_array_equal(bn.moving_variance.numpy()[3:], 1.0)
 
 
+@pytest.mark.unit
 def test_elastic_squeeze_excite():
     run_elastic_layer_test(lambda: ElasticSqueezeExcite(name="se"), (6, 6, 32),
                            [{}, {"in_channels": 16, "se_channels": 8}, {"in_channels": 24, "se_channels": 8}])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("use_se,activation", [(True, "hard_swish"), (False, "relu")])
 def test_elastic_inverted_residual(use_se, activation):
     run_elastic_layer_test(
@@ -81,6 +90,7 @@ def test_elastic_inverted_residual(use_se, activation):
         training_modes=(False, True))
 
 
+@pytest.mark.unit
 def test_block_expand_ratio_argument_matches_mid_channels():
     block = ElasticInvertedResidual(24, (3,), (3.0, 6.0), 2, "relu", False, name="b")
     block.build((None, 8, 8, 16))
@@ -89,6 +99,7 @@ def test_block_expand_ratio_argument_matches_mid_channels():
     np.testing.assert_allclose(block(x, expand_ratio=3.0).numpy(), block(x, mid_channels=48).numpy())
 
 
+@pytest.mark.integration
 def test_elastic_stage_depth_and_width():
     def make():
         return ElasticStage(24, (1, 2, 3), (3, 5), (2.0, 3.0), 2, "relu", True, first_residual=False, name="st")
@@ -100,6 +111,7 @@ def test_elastic_stage_depth_and_width():
         training_modes=(False, True))
 
 
+@pytest.mark.unit
 def test_skipped_blocks_pass_input_through_exactly():
     stage = ElasticStage(16, (1, 3), (3,), (2.0,), 1, "relu", False, name="st")
     stage.build((None, 4, 4, 16))
@@ -109,6 +121,7 @@ def test_skipped_blocks_pass_input_through_exactly():
     np.testing.assert_array_equal(stage(x, depth=tf.constant(1)).numpy(), one)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("make,bad", [
     (lambda: ElasticDepthwiseConv2D((3, 4)), "kernel_sizes"),
     (lambda: ElasticDepthwiseConv2D((3,), kernel_mode="warp"), "kernel_mode"),

@@ -11,6 +11,7 @@ from ofa_tf.spaces import get_space
 
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("arch,macs,params", [("max", 564.9e6, 6.40e6), ("min", 120.0e6, 2.14e6)])
 def test_ofa_mbv3_matches_reference_profiler_at_224(arch, macs, params):
     result = profile("ofa_mbv3", arch, num_classes=10, resolution=224)
@@ -18,12 +19,14 @@ def test_ofa_mbv3_matches_reference_profiler_at_224(arch, macs, params):
     assert abs(result["params"] - params) / params < 0.01
 
 
+@pytest.mark.unit
 def test_ofa_mbv3_at_32_pixels():
     space = get_space("ofa_mbv3", resolutions=[32])
     assert abs(profile(space, "max", 10)["macs"] - 15.2e6) / 15.2e6 < 0.01
     assert abs(profile(space, "min", 10)["macs"] - 3.9e6) / 3.9e6 < 0.02
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["ofa_mbv3", "compofa", "proxyless", "tofa"])
 def test_cost_grows_with_the_subnet(name):
     space = get_space(name)
@@ -35,6 +38,7 @@ def test_cost_grows_with_the_subnet(name):
         assert small["macs"] <= mid["macs"] <= big["macs"]
 
 
+@pytest.mark.unit
 def test_params_match_the_extracted_keras_subnet():
     from helpers import tiny_space
     from ofa_tf.models import Supernet
@@ -47,6 +51,7 @@ def test_params_match_the_extracted_keras_subnet():
         assert profile(model.space, arch, 5)["params"] == trainable
 
 
+@pytest.mark.unit
 def test_bad_num_classes():
     with pytest.raises(OfaError, match="num_classes=0: expected a positive integer"):
         profile("ofa_mbv3", "max", 0)
@@ -56,6 +61,7 @@ def _tool(*args):
     return run_tool("profile", *args, timeout=120)
 
 
+@pytest.mark.integration
 def test_profile_tool_prints_one_json_object():
     done = _tool("--space=ofa_mbv3", "--arch=max", "--resolution=224", "--num_classes=10")
     assert done.returncode == 0, done.stderr
@@ -63,6 +69,7 @@ def test_profile_tool_prints_one_json_object():
     assert abs(result["macs"] - 564.9e6) / 564.9e6 < 0.01 and abs(result["params"] - 6.40e6) / 6.40e6 < 0.01
 
 
+@pytest.mark.integration
 def test_profile_tool_reads_arch_files(tmp_path):
     arch = get_space("compofa").sample(3)
     path = tmp_path / "arch.json"
@@ -72,6 +79,7 @@ def test_profile_tool_reads_arch_files(tmp_path):
     assert json.loads(done.stdout)["macs"] == profile("compofa", arch, 10)["macs"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args,message", [
     (["--space=resnet"], "space='resnet'"),
     (["--resolution=100"], "resolution=100"),

@@ -6,6 +6,8 @@ import pytest
 
 from ofa_tf import reports
 
+pytestmark = pytest.mark.unit
+
 
 def _points():
     #       macs  accuracy

@@ -9,6 +9,8 @@ import pytest
 from ofa_tf.io import atomic_write
 from ofa_tf.runs import RunConfig
 
+pytestmark = pytest.mark.unit
+
 
 def test_atomic_write_renames_complete_files_only(tmp_path):
     target = tmp_path / "ckpt-0001.optimizer.npz"

@@ -95,6 +95,7 @@ def synthetic():
     return space, costs, fitness
 
 
+@pytest.mark.unit
 def test_knapsack_optimum_is_an_upper_bound_and_achieved(synthetic):
     """Sanity of the reference optimum itself: no sampled feasible arch beats it."""
     space, costs, fitness = synthetic
@@ -106,6 +107,7 @@ def test_knapsack_optimum_is_an_upper_bound_and_achieved(synthetic):
     assert feasible and max(fitness.score(a) for a in feasible) <= optimum + 1e-9
 
 
+@pytest.mark.integration
 def test_evolution_near_optimum_and_beats_random_at_equal_evaluations(synthetic):
     """The fitness is shaped like an accuracy: 0.5 + 0.4 * score / (best unconstrained score),
     so "within 1%" means within ~0.009 of the best reachable accuracy; the raw additive score
@@ -129,6 +131,7 @@ def test_evolution_near_optimum_and_beats_random_at_equal_evaluations(synthetic)
     assert evolution.history == sorted(evolution.history)  # best-so-far never decreases
 
 
+@pytest.mark.unit
 def test_searchers_are_deterministic_for_a_seed(synthetic):
     space, costs, fitness = synthetic
     limit = costs.constraints({"flops": "7M"})
@@ -140,6 +143,7 @@ def test_searchers_are_deterministic_for_a_seed(synthetic):
     assert a.arch == b.arch
 
 
+@pytest.mark.integration
 def test_no_searcher_returns_an_arch_over_budget():
     """Property: for budgets from the minimum up to the max subnet, several seeds, single and
     joint (MACs + params) constraints, every searcher's result is feasible."""
@@ -171,6 +175,7 @@ def test_no_searcher_returns_an_arch_over_budget():
     assert checked == 8 * 2 * 7
 
 
+@pytest.mark.unit
 def test_exhaustive_on_compofa_matches_brute_force():
     space = get_space("compofa", resolutions=[32, 40])
     costs = CostModels(space, 10)
@@ -184,6 +189,7 @@ def test_exhaustive_on_compofa_matches_brute_force():
         ExhaustiveSearch(get_space("ofa_mbv3")).search(fitness, [])
 
 
+@pytest.mark.unit
 def test_zero_cost_picks_most_recent_within_budget(tmp_path):
     space = tiny_space()
     costs = CostModels(space, 10)
@@ -208,6 +214,7 @@ def test_zero_cost_picks_most_recent_within_budget(tmp_path):
             zero_cost_select(without_small, costs.constraints({"macs": macs(small)}))
 
 
+@pytest.mark.unit
 def test_zero_cost_breaks_step_ties_by_the_largest_subnet_within_budget():
     space = tiny_space()
     costs = CostModels(space, 10)

@@ -10,6 +10,8 @@ from ofa_tf.profile import profile
 from ofa_tf.search import ArchCostTable, CostModels, LatencyCost, parse_budget, parse_target, zip_targets
 from ofa_tf.spaces import SPACES, get_space
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("space", [get_space(n) for n in sorted(SPACES)] + [tiny_space(),
                                                                          get_space("ofa_mbv3", 1.2, [32, 40])],
@@ -28,7 +30,7 @@ def test_parse_budget():
     assert parse_budget("params", "2.5k") == 2500
     assert parse_budget("latency_ms", " 20 ") == 20
     for bad in ("abc", "", "12X", "-5M", "1,5M"):
-        with pytest.raises(OfaError, match=r"^--flops=.*: expected a (number like 150M|positive number)$"):
+        with pytest.raises(OfaError, match=r"^flops=.*: expected a (number like 150M|positive number)$"):
             parse_budget("flops", bad)
     with pytest.raises(OfaError, match="expected a positive number"):
         parse_budget("flops", "0")

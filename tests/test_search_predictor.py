@@ -14,6 +14,7 @@ from ofa_tf.search.predictor import L2_GRID
 from ofa_tf.spaces import SPACES, get_space
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("space", [get_space(n) for n in sorted(SPACES)] + [tiny_space()], ids=lambda s: s.name)
 def test_batched_encoding_equals_space_encode(space):
     encoder = ArchEncoder(space)
@@ -39,6 +40,7 @@ def _brute_spearman(a, b):
     return np.corrcoef(ranks(np.asarray(a)), ranks(np.asarray(b)))[0, 1]
 
 
+@pytest.mark.unit
 def test_rank_statistics():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
@@ -51,6 +53,7 @@ def test_rank_statistics():
     assert spearman([1, 1, 1], [1, 2, 3]) == 0.0
 
 
+@pytest.mark.integration
 def test_predictor_learns_to_rank_held_out_archs():
     space = get_space("ofa_mbv3", resolutions=[32, 40])
     encoder = ArchEncoder(space)
@@ -73,6 +76,7 @@ def test_predictor_learns_to_rank_held_out_archs():
         cross_validated_spearman(space, archs[:5], truth[:5], folds=3)
 
 
+@pytest.mark.integration
 def test_linear_predictor_is_ridge_with_the_leave_one_out_strength(tmp_path):
     space = get_space("ofa_mbv3", resolutions=[32, 40])
     encoder = ArchEncoder(space)
@@ -107,10 +111,11 @@ def test_linear_predictor_is_ridge_with_the_leave_one_out_strength(tmp_path):
     selection = auto.info["selection"]
     assert selection["chosen"] == auto.info["kind"] == max(selection["cv_spearman"], key=selection["cv_spearman"].get)
     assert selection["chosen"] == "linear"  # the truth is linear
-    with pytest.raises(OfaError, match="--predictor='ridge'"):
+    with pytest.raises(OfaError, match="kind='ridge'"):
         fit_predictor(space, archs[:20], truth[:20], "ridge")
 
 
+@pytest.mark.unit
 def test_save_load_round_trip_and_space_check(tmp_path):
     space = tiny_space()
     rng = random.Random(0)

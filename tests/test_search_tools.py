@@ -10,6 +10,8 @@ from helpers import assert_one_line_error, make_run_dir, run_tool, tiny_space
 from ofa_tf.search import AccuracyPredictor, CostModels
 from ofa_tf.training.record import SampledRecord
 
+pytestmark = pytest.mark.integration
+
 
 def _synthetic_latency_table(space, path):
     """A real `LatencyTable` file whose op latencies are made up (timing ops takes minutes)."""
@@ -96,9 +98,9 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--flops=abc"], "--flops=abc: expected a number like 150M"),
+    (["--flops=abc"], "flops=abc: expected a number like 150M"),
     (["--targets=energy=5"], "unknown constraint 'energy'"),
-    (["--flops=1k"], "--flops=1k: impossible budget; the smallest subnet needs 52.67k MACs (52672)"),
+    (["--flops=1k"], "flops=1k: impossible budget; the smallest subnet needs 52.67k MACs (52672)"),
 ])
 def test_search_bad_budgets(run_dir, tmp_path, args, message):
     assert_one_line_error(run_tool("search", f"--model_dir={run_dir}", f"--output_dir={tmp_path}", *args), message)

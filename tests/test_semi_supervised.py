@@ -1,4 +1,4 @@
-"""TOFA's semi-supervised mode and transfer (papers/004): FixMatch loss, the semi-supervised
+"""TOFA's semi-supervised mode and transfer (arXiv:2303.15485): FixMatch loss, the semi-supervised
 train step, labelled subsets, the two-view pipeline, --init_checkpoint, and tools.train."""
 
 import dataclasses
@@ -146,9 +146,9 @@ def test_labelled_subset_is_balanced_deterministic_and_leaves_the_rest():
     assert chosen == _ids(labelled_subset(dataset, 3, ["a", "b", "c"], seed=4)[0])
     assert chosen != _ids(labelled_subset(dataset, 3, ["a", "b", "c"], seed=5)[0])
     assert sorted(chosen + _ids(rest)) == list(range(len(labels)))
-    with pytest.raises(OfaError, match=r"--labelled_per_class=11: class 'a' has only 10 training images"):
+    with pytest.raises(OfaError, match=r"labelled_per_class=11: class 'a' has only 10 training images"):
         labelled_subset(dataset, 11, ["a", "b", "c"], seed=0)
-    with pytest.raises(OfaError, match=r"--unlabelled_dataset=rest: needs --labelled_per_class > 0"):
+    with pytest.raises(OfaError, match=r"unlabelled_dataset=rest: needs labelled_per_class > 0"):
         unlabelled_images("rest", None)
 
 
@@ -277,5 +277,5 @@ def test_an_unlabelled_source_with_malformed_labels_is_named_with_the_flag(tmp_p
     spec = f"npz:{tmp_path / 'onehot.npz'}"
     with pytest.raises(OfaError) as raised:
         unlabelled_images(spec, None)
-    assert str(raised.value) == (f"--unlabelled_dataset={spec}: y_train has shape (50, 10); "
+    assert str(raised.value) == (f"unlabelled_dataset={spec}: y_train has shape (50, 10); "
                                  "expected (50,) integer labels")

@@ -9,6 +9,8 @@ import pytest
 from ofa_tf import OfaError
 from ofa_tf.spaces import SPACES, Arch, SearchSpace, StageSpec, get_space
 
+pytestmark = pytest.mark.unit
+
 ALL = sorted(SPACES)
 
 

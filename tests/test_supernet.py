@@ -23,6 +23,7 @@ ARCHS_PER_SPACE = 50 if EXHAUSTIVE else 25
 RELOAD_EVERY = 1 if EXHAUSTIVE else 5
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["ofa_mbv3", "compofa", "proxyless", "tofa"])
 def test_elastic_model_equals_extracted_subnet_and_its_keras_file(name, tmp_path):
     model = Supernet(name, num_classes=10, resolutions=[32])
@@ -50,6 +51,7 @@ def test_elastic_model_equals_extracted_subnet_and_its_keras_file(name, tmp_path
     assert worst < 1e-4 and worst_reloaded < 1e-4, (worst, worst_reloaded)
 
 
+@pytest.mark.integration
 def test_tensor_arch_equals_python_arch_in_a_traced_call():
     model = Supernet(tiny_space(), num_classes=4)
     model.build()
@@ -63,6 +65,7 @@ def test_tensor_arch_equals_python_arch_in_a_traced_call():
     assert fn.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.integration
 def test_kernel_transform_mode_extracts_transformed_kernels():
     model = Supernet(tiny_space(), num_classes=4, kernel_mode="transform")
     model.build()
@@ -92,7 +95,8 @@ def _elastic_and_static_gradients(model, arch, x, y, traced: bool):
     return grads, static, subnet
 
 
-@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("traced", [pytest.param(False, marks=pytest.mark.unit),
+                                    pytest.param(True, marks=pytest.mark.integration)])  # tracing: ~25 s
 def test_gradient_equals_static_gradient_mapped_back(traced):
     model = Supernet(tiny_space(), num_classes=5, dropout=0.0)
     model.build()
@@ -122,6 +126,7 @@ def test_gradient_equals_static_gradient_mapped_back(traced):
     assert any(np.any(covered[k]) and np.any(grads[k]) for k in grads)
 
 
+@pytest.mark.integration
 def test_one_trace_serves_every_arch_per_resolution():
     model = Supernet(tiny_space(), num_classes=3)
     model.build()
@@ -151,6 +156,7 @@ def test_one_trace_serves_every_arch_per_resolution():
     assert len(traces) == 2
 
 
+@pytest.mark.unit
 def test_supernet_config_and_saving_round_trip(tmp_path):
     model = Supernet(tiny_space(), num_classes=6, dropout=0.2, kernel_mode="transform")
     model.build()
@@ -172,6 +178,7 @@ def test_supernet_config_and_saving_round_trip(tmp_path):
     np.testing.assert_allclose(loaded(x, arch=arch).numpy(), expected, atol=1e-6)
 
 
+@pytest.mark.integration
 def test_min_subnet_has_fewer_weights_and_same_interface():
     model = Supernet("ofa_mbv3", num_classes=10, resolutions=[32])
     small, big = model.get_subnet("min"), model.get_subnet("max")
@@ -180,6 +187,7 @@ def test_min_subnet_has_fewer_weights_and_same_interface():
     assert {type(layer).__module__.split(".")[0] for layer in small.layers} == {"keras"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("make,match", [
     (lambda: Supernet("resnet50"), r"space='resnet50'"),
     (lambda: Supernet("ofa_mbv3", num_classes=0), r"num_classes=0: expected a positive integer"),
@@ -192,6 +200,7 @@ def test_bad_supernet_arguments(make, match):
         make().build()
 
 
+@pytest.mark.unit
 def test_bad_archs_and_resolutions_are_named():
     model = Supernet(tiny_space(), num_classes=3)
     with pytest.raises(OfaError, match=r"resolution=20: space 'tiny' allows \[16, 24\]"):

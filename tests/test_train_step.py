@@ -1,4 +1,4 @@
-"""The mathematics of OnceForAllModel.train_step on a tiny supernet (papers/000 eq. 4)."""
+"""The mathematics of OnceForAllModel.train_step on a tiny supernet (DεpS, arXiv:2407.06167, eq. 4)."""
 
 import keras
 import numpy as np
@@ -67,6 +67,7 @@ def _manual_gradients(model, x, y, archs):
             [[zero(g, v) for g, v in zip(gs, variables)] for gs in subnet_grads])
 
 
+@pytest.mark.integration
 def test_epsilon_zero_equals_a_full_model_only_step(setup):
     model, x, y, archs = setup
     _state(model, archs, [1, 1], epsilon=0.0)
@@ -78,6 +79,7 @@ def test_epsilon_zero_equals_a_full_model_only_step(setup):
     assert any(np.any(d) for d in full_only)
 
 
+@pytest.mark.integration
 def test_epsilon_one_equals_the_summed_gradients(setup):
     model, x, y, archs = setup
     g_full, g_subnets = _manual_gradients(model, x, y, archs)
@@ -93,6 +95,7 @@ def test_epsilon_one_equals_the_summed_gradients(setup):
         np.testing.assert_allclose(u, expected, atol=2e-5, rtol=1e-3)
 
 
+@pytest.mark.integration
 def test_distillation_sends_no_gradient_into_the_teacher(setup):
     # The teacher is the full model's output. Weights that only the full model uses (the
     # third block of stage 1, skipped by the min subnet) must be updated by the full
@@ -114,6 +117,7 @@ def test_distillation_sends_no_gradient_into_the_teacher(setup):
     assert all(np.any(update[i]) for i in moving)
 
 
+@pytest.mark.integration
 def test_train_step_is_traced_once_across_phases_and_subnets(setup):
     model, x, y, archs = setup
     model.make_train_function(force=True)
@@ -133,6 +137,7 @@ def test_train_step_is_traced_once_across_phases_and_subnets(setup):
     assert model.train_step_traces - traces_before == 1  # 8 steps, 2 phases, 6 different subnets
 
 
+@pytest.mark.unit
 def test_channel_sorting_keeps_the_function_and_orders_by_importance(setup):
     model, x, _, _ = setup
     before = model(x, arch="max").numpy()
@@ -145,6 +150,7 @@ def test_channel_sorting_keeps_the_function_and_orders_by_importance(setup):
                 assert np.all(np.diff(importance) <= 1e-6)
 
 
+@pytest.mark.unit
 def test_bn_recalibration_sets_cumulative_batch_statistics():
     inputs = keras.Input((4, 4, 3))
     model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))
@@ -161,6 +167,7 @@ def test_bn_recalibration_sets_cumulative_batch_statistics():
     assert bn.momentum == 0.99
 
 
+@pytest.mark.integration
 def test_accuracy_metric_follows_the_first_subnet_when_the_full_model_is_not_trained():
     model = OnceForAllModel(tiny_space(), num_classes=4, max_subnets=2, dropout=0.0)
     model.build()
@@ -182,6 +189,7 @@ def test_accuracy_metric_follows_the_first_subnet_when_the_full_model_is_not_tra
         assert logs["accuracy"] == pytest.approx(expected[train_full]), train_full
 
 
+@pytest.mark.integration
 def test_frozen_teacher_distils_with_batch_statistics_and_stays_frozen():
     """OFA / CompOFA: subnets learn from a snapshot run in training mode, as OFA's code runs it."""
     model = OnceForAllModel(tiny_space(), num_classes=4, max_subnets=1, dropout=0.0, kd_temperature=2.0,

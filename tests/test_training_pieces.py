@@ -14,6 +14,8 @@ from ofa_tf.spaces import get_space
 from ofa_tf.training import (EpsilonSchedule, OnceForAllModel, PhaseController, PhaseCosineSchedule, RestrictedSampler,
                              SandwichSampler, UpperAttentiveSampler, build_method, distillation_loss, step_rng)
 
+pytestmark = pytest.mark.unit
+
 
 def test_linear_epsilon_follows_its_schedule_step_by_step():
     schedule = EpsilonSchedule(start=1e-4, ramp_steps=10)
@@ -102,12 +104,12 @@ def test_deps_preset_follows_the_paper():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"name": "dino"}, r"--method='dino': expected one of"),
-    ({"name": "deps", "warmup_fraction": 1.0}, r"--warmup_fraction=1.0: expected a fraction in \[0, 1\)"),
-    ({"name": "deps", "warmup_fraction": -0.1}, r"--warmup_fraction=-0.1"),
-    ({"name": "deps", "epsilon_start": 0.0}, r"--?epsilon_start=0.0"),
-    ({"name": "deps", "num_subnets": -1}, r"--num_subnets=-1"),
-    ({"name": "compofa", "space": get_space("ofa_mbv3")}, r"--method=compofa needs a space with coupled depth"),
+    ({"name": "dino"}, r"method='dino': expected one of"),
+    ({"name": "deps", "warmup_fraction": 1.0}, r"warmup_fraction=1.0: expected a fraction in \[0, 1\)"),
+    ({"name": "deps", "warmup_fraction": -0.1}, r"warmup_fraction=-0.1"),
+    ({"name": "deps", "epsilon_start": 0.0}, r"epsilon_start=0.0"),
+    ({"name": "deps", "num_subnets": -1}, r"num_subnets=-1"),
+    ({"name": "compofa", "space": get_space("ofa_mbv3")}, r"method=compofa needs a space with coupled depth"),
 ])
 def test_bad_method_knobs(kwargs, match):
     kwargs = dict(kwargs)

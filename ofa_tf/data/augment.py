@@ -1,4 +1,4 @@
-"""Strong augmentation for FixMatch (papers/004 §4.2): RandAugment-style ops plus Cutout.
+"""Strong augmentation for FixMatch (TOFA, arXiv:2303.15485, §4.2): RandAugment-style ops plus Cutout.
 
 FixMatch trains the max net to predict, on a *strongly* distorted view of an unlabelled
 image, the label it confidently predicts on a *weakly* augmented view (the pipeline's

@@ -78,14 +78,15 @@ def batch_resolution(index: tf.Tensor, resolutions: tf.Tensor, seed: int) -> tf.
 
 def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequence[int], *, training: bool,
                   seed: int = 0, shuffle_buffer: int = 10_000, repeat: bool = False,
-                  start_batch: int = 0) -> tf.data.Dataset:
+                  start_batch: int = 0, drop_remainder: bool | None = None) -> tf.data.Dataset:
     """Batches of (normalised float images, int32 labels), one resolution per batch.
 
     Training: shuffled (seeded), augmented, each batch resized to a resolution drawn from
     `resolutions` by (seed, batch index). Evaluation: the largest resolution, in order.
     `start_batch` (training) starts the stream at that batch, identical to what an
     uninterrupted stream yields there (examples are skipped before augmentation, which is
-    seeded by the example's index, so resuming costs no image work).
+    seeded by the example's index, so resuming costs no image work). A last partial batch
+    is dropped in training (`drop_remainder`, default: `training`), kept otherwise.
     """
     if batch_size <= 0:
         raise OfaError(f"batch_size={batch_size}: expected a positive number")
@@ -101,7 +102,7 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
             num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: (to_rgb_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
 
     def resize(index, batch):
         images, labels = batch
@@ -115,9 +116,11 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
 def calibration_images(train_split: tf.data.Dataset, resolution: int, num_images: int,
                        seed: int) -> list[np.ndarray]:
     """BN-calibration batches (training augmentation, batches of 200, one resolution), made
-    once so every subnet is recalibrated on the same images."""
+    once so every subnet is recalibrated on the same images. A split smaller than
+    `num_images` gives all it has (its last batch partial)."""
     batches, seen = [], 0
-    for images, _ in make_pipeline(train_split, CALIBRATION_BATCH, [resolution], training=True, seed=seed):
+    for images, _ in make_pipeline(train_split, CALIBRATION_BATCH, [resolution], training=True, seed=seed,
+                                   drop_remainder=False):
         batches.append(images.numpy())
         seen += images.shape[0]
         if seen >= num_images:

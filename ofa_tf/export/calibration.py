@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.export.interpreter import make_interpreter
 
 INT8_CALIBRATIONS = ("mse", "minmax")
 HISTOGRAM_BINS = 2048
@@ -43,7 +44,7 @@ _LEVELS = 255.0  # int8: 256 levels, 255 steps
 
 def check_int8_calibration(name: str) -> str:
     if name not in INT8_CALIBRATIONS:
-        raise OfaError(f"--int8_calibration={name!r}: expected one of {list(INT8_CALIBRATIONS)}")
+        raise OfaError(f"int8_calibration={name!r}: expected one of {list(INT8_CALIBRATIONS)}")
     return name
 
 
@@ -89,8 +90,6 @@ def _activation_ranges(model) -> dict[int, tuple[float, float]]:
 def _histograms(calibrated: bytes, ranges: dict[int, tuple[float, float]],
                 representative: Callable[[], Iterator[list[np.ndarray]]]) -> dict[int, np.ndarray]:
     """Per-tensor histograms of the float model's activations on the representative images."""
-    from ofa_tf.export.tflite import make_interpreter
-
     with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging: it is
         warnings.simplefilter("ignore")
         interpreter = make_interpreter(calibrated, op_resolver="builtin", preserve_all_tensors=True)

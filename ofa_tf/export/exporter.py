@@ -1,6 +1,6 @@
 """Exporting one subnet of a trained run: recalibrate BN, extract, convert, measure, write.
 
-`export_subnet` is what `tools/export_tflite.py` runs. Every input is checked before
+`export_subnet` is what `ofa-export` (ofa_tf/cli/export.py) runs. Every input is checked before
 anything heavy starts (output path writable, quantisation mode and data), and every file
 is written to a temporary name and renamed only once all conversions and measurements
 have succeeded, so a failure never leaves a half-written `.tflite` (or `.keras`,
@@ -31,13 +31,14 @@ from absl import logging
 from ofa_tf.data import make_pipeline
 from ofa_tf.errors import OfaError
 from ofa_tf.io import write_bytes
-from ofa_tf.export.calibration import check_int8_calibration
+from ofa_tf.export.calibration import INT8_CALIBRATIONS, check_int8_calibration
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
 from ofa_tf.export import qat
-from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
+from ofa_tf.export.tflite import (MODES_NEEDING_DATA, QUANTIZE_MODES, TFLiteClassifier, check_quantize, compare_on,
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
 from ofa_tf.runs import RunDirectory
+from ofa_tf.runs.config import setting
 from ofa_tf.spaces import Arch
 from ofa_tf.training.bn_recalibration import recalibrate_bn
 
@@ -45,31 +46,48 @@ FORMATS = ("tflite", "keras", "saved_model")
 METADATA_VERSION = 1
 
 
+QUANTIZATION, DATA, QAT, OUTPUT, SUBNET = "quantization", "data", "quantization-aware training", "output", "subnet"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportOptions:
-    """What to export and how (the tool's flags)."""
+    """What to export and how (`ofa-export`'s flags are generated from these fields)."""
 
-    quantize: str = "none"
-    formats: tuple[str, ...] = ("tflite",)
-    dataset: str | None = None  # None: the run's own; "none": no data (no BN recalibration / accuracy)
-    split: str = "validation"
-    bn_calibration_images: int | None = None  # None: the run's setting
-    representative_images: int = 500
-    int8_calibration: str = "mse"  # full-int8 activation ranges: "mse" (fitted) or "minmax" (the converter's)
-    # float16: bound on max |logit diff| from float32, met by keeping the most sensitive layers'
-    # weights in float32, fitted to half of it on the first `float16_check_images` training images
-    # (ofa_tf/export/float16.py); 0: every weight float16
-    float16_max_diff: float = FLOAT16_MAX_DIFF
-    float16_check_images: int = FLOAT16_CHECK_IMAGES
-    max_eval_images: int | None = None  # None: the whole split
-    qat_epochs: int = 2
-    qat_steps_per_epoch: int | None = None  # None: one pass over the training split
-    qat_learning_rate: float = 1e-3
-    # QAT loss: this weight x distillation from the float subnet + the rest x label loss
-    qat_distillation: float = 0.0
-    qat_batch_size: int = 64
-    seed: int = 0  # for arch "random"
-    verbose: int = 1
+    quantize: str = setting("none", f"One of {list(QUANTIZE_MODES)}: none (float32), float16 (float16 weights), "
+                            "dynamic (int8 weights), int8 (full integer), qat (quantisation-aware fine-tuning, "
+                            "then int8).", QUANTIZATION)
+    formats: tuple[str, ...] = setting(("tflite",), f"Files to write besides the metadata JSON: any of "
+                                       f"{list(FORMATS)}.", OUTPUT)
+    dataset: str | None = setting(None, "Data for BN recalibration, int8 calibration, QAT and accuracy (default: "
+                                  "the run's own dataset); 'none' skips recalibration and accuracy.", DATA)
+    split: str = setting("validation", "Where accuracy is measured: validation or test.", DATA)
+    bn_calibration_images: int | None = setting(None, "Images for BN recalibration (default: the run's setting).",
+                                                DATA)
+    representative_images: int = setting(500, "Training images that calibrate full-int8 ranges.", QUANTIZATION)
+    int8_calibration: str = setting(
+        "mse", f"Full-int8 activation ranges, one of {list(INT8_CALIBRATIONS)}: mse fits each range to the least "
+        "rounding + clipping error on the representative images (docs/deployment.md); minmax keeps the "
+        "converter's min / max.", QUANTIZATION)
+    float16_max_diff: float = setting(
+        FLOAT16_MAX_DIFF, "quantize=float16: bound on the max |logit difference| from float32, met by keeping the "
+        "layers whose float16 weights move the logits most in float32 (as few as needed; listed in the "
+        "metadata). Fitted to half the bound on float16_check_images training images, leaving room for unseen "
+        "ones (ofa_tf/export/float16.py). 0: every weight float16.", QUANTIZATION)
+    float16_check_images: int = setting(
+        FLOAT16_CHECK_IMAGES, "Training images float16_max_diff is fitted on. The worst case comes from rare "
+        "images: 500 undershot the unseen worst case by 2-3x, 5000 by 5-30% (docs/deployment.md).", QUANTIZATION)
+    max_eval_images: int | None = setting(None, "Measure accuracy on at most this many images (default: all).",
+                                          DATA)
+    qat_epochs: int = setting(2, "Quantisation-aware fine-tuning epochs (quantize=qat).", QAT)
+    qat_steps_per_epoch: int | None = setting(
+        None, "QAT steps per epoch (default: one pass over the training split).", QAT)
+    qat_learning_rate: float = setting(1e-3, "Peak learning rate of QAT fine-tuning (cosine decay).", QAT)
+    qat_distillation: float = setting(
+        0.0, "QAT loss: this weight x distillation from the float subnet's logits + (1 - weight) x label "
+        "cross-entropy; 1: distillation only, 0: labels only.", QAT)
+    qat_batch_size: int = setting(64, "QAT fine-tuning batch size.", QAT)
+    seed: int = setting(0, "Seed of a random subnet (arch random).", SUBNET)
+    verbose: int = 1  # progress output (not a flag)
 
 
 def output_paths(output: str, formats: Sequence[str]) -> dict[str, str]:
@@ -88,28 +106,28 @@ def check_request(output: str, options: ExportOptions) -> None:
     check_quantize(options.quantize)
     check_int8_calibration(options.int8_calibration)
     if not options.float16_max_diff >= 0:
-        raise OfaError(f"--float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
+        raise OfaError(f"float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
     if options.float16_check_images <= 0:
-        raise OfaError(f"--float16_check_images={options.float16_check_images}: expected a positive number")
+        raise OfaError(f"float16_check_images={options.float16_check_images}: expected a positive number")
     qat.check_fine_tuning(options.qat_epochs, options.qat_steps_per_epoch, options.qat_learning_rate,
                       options.qat_distillation)
     if not output or not output.endswith(".tflite"):
-        raise OfaError(f"--output={output!r}: expected a path ending in .tflite")
+        raise OfaError(f"output={output!r}: expected a path ending in .tflite")
     for fmt in options.formats:
         if fmt not in FORMATS:
-            raise OfaError(f"--formats={','.join(options.formats)}: {fmt!r} is not one of {list(FORMATS)}")
+            raise OfaError(f"formats={','.join(options.formats)}: {fmt!r} is not one of {list(FORMATS)}")
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
-        raise OfaError(f"--output={output}: directory {directory} does not exist")
+        raise OfaError(f"output={output}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise OfaError(f"--output={output}: directory {directory} is not writable")
+        raise OfaError(f"output={output}: directory {directory} is not writable")
     if os.path.isdir(output):
-        raise OfaError(f"--output={output}: is a directory")
+        raise OfaError(f"output={output}: is a directory")
     if options.quantize in MODES_NEEDING_DATA and options.dataset == "none":
         need = "a representative dataset" if options.quantize == "int8" else "fine-tuning data"
-        raise OfaError(f"--quantize={options.quantize} needs training images ({need}) but --dataset=none")
+        raise OfaError(f"quantize={options.quantize} needs training images ({need}) but dataset=none")
     if options.split not in ("validation", "test"):
-        raise OfaError(f"--split={options.split!r}: expected validation or test")
+        raise OfaError(f"split={options.split!r}: expected validation or test")
 
 
 def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOptions = ExportOptions()
@@ -154,7 +172,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
                                                             options.verbose)
         else:
             if checks_float16:
-                logging.warning("--quantize=float16 with --dataset=none: no images to check --float16_max_diff "
+                logging.warning("quantize=float16 with dataset=none: no images to check float16_max_diff "
                                 "on; every weight is float16")
             representative = None
             if options.quantize == "int8" and train_split is not None:

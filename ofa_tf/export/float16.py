@@ -219,7 +219,7 @@ def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray |
     `margin` x `max_abs_diff` (module docstring); returns (model bytes, a report for the
     metadata)."""
     if not max_abs_diff > 0:
-        raise OfaError(f"--float16_max_diff={max_abs_diff}: expected a positive bound (0 turns the check off)")
+        raise OfaError(f"float16_max_diff={max_abs_diff}: expected a positive bound (0 turns the check off)")
     if not 0 < margin <= 1:
         raise OfaError(f"float16 margin {margin}: expected a share of the bound in (0, 1]")
     target = max_abs_diff * margin
@@ -233,7 +233,7 @@ def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray |
 
     weights = Float16Weights(float16_model, float32_model)
     if not weights.layers:
-        raise OfaError(f"float16: max |logit diff| {errors.max():.3g} > {target:.3g} (--float16_max_diff="
+        raise OfaError(f"float16: max |logit diff| {errors.max():.3g} > {target:.3g} (float16_max_diff="
                        f"{max_abs_diff} x margin {margin}), and no float16 weight could be matched to its float32 "
                        "original to keep")
     worst_batches = image_batches(worst)
@@ -266,7 +266,7 @@ def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray |
         low, high = (low, middle) if keep(middle)[1] <= target else (middle, high)
     model, diff = keep(high)
     if diff > target:  # every layer float32 and still off: the bound is below float32's own noise
-        raise OfaError(f"--float16_max_diff={max_abs_diff}: unreachable; with every float16 weight kept in float32 "
+        raise OfaError(f"float16_max_diff={max_abs_diff}: unreachable; with every float16 weight kept in float32 "
                        f"the model is still {diff:.3g} from float32 (fit target {target:.3g})")
     kept = ranked[:high]
     return model, {**report, "max_abs_diff": diff, "float32_layers": [layer.name for layer in kept],

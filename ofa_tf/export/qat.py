@@ -2,7 +2,7 @@
 
 tensorflow-model-optimization 0.8.1 rejects Keras 3 models, so the static subnet (plain
 Keras 3 layers, `Supernet.get_subnet`) is rebuilt layer by layer in tf_keras with the
-same weights (STACK.md: matches to ~1e-6), annotated for QAT, fine-tuned for a few
+same weights (matches to ~1e-6), annotated for QAT, fine-tuned for a few
 epochs and converted. tfmot has no quantize config for hard-swish / hard-sigmoid
 activations or `Multiply` (squeeze-excite), so they become small tf_keras layers with an
 output-only quantize config; the converter then emits TFLite's HARD_SWISH op.
@@ -214,13 +214,13 @@ def check_fine_tuning(epochs: int, steps_per_epoch: int | None, learning_rate: f
     """One-line errors for QAT fine-tuning settings (`fine_tune`; the exporter calls it before
     loading anything, when `steps_per_epoch` may still be None: one pass)."""
     if epochs < 0:
-        raise OfaError(f"--qat_epochs={epochs}: expected >= 0")
+        raise OfaError(f"qat_epochs={epochs}: expected >= 0")
     if steps_per_epoch is not None and steps_per_epoch <= 0:
-        raise OfaError(f"--qat_steps_per_epoch={steps_per_epoch}: expected a positive number")
+        raise OfaError(f"qat_steps_per_epoch={steps_per_epoch}: expected a positive number")
     if not learning_rate > 0:
-        raise OfaError(f"--qat_learning_rate={learning_rate}: expected a positive number")
+        raise OfaError(f"qat_learning_rate={learning_rate}: expected a positive number")
     if not 0.0 <= distillation <= 1.0:
-        raise OfaError(f"--qat_distillation={distillation}: expected a weight in [0, 1]")
+        raise OfaError(f"qat_distillation={distillation}: expected a weight in [0, 1]")
 
 
 def fine_tune(qat_model, batches: tf.data.Dataset, epochs: int, steps_per_epoch: int,

@@ -1,7 +1,7 @@
 """Keras model -> `.tflite` bytes in every quantisation mode, and LiteRT inference.
 
 Conversion goes Keras 3 `model.export(format="tf_saved_model")` -> `TFLiteConverter.
-from_saved_model`, the path STACK.md measured to be exact (float32 within ~1e-5);
+from_saved_model`, the path measured to be exact (float32 within ~1e-5);
 `from_concrete_functions` wrote NaN models there. Every mode keeps float32 input and
 output tensors (int8 models quantise / dequantise at their edges), so a caller feeds
 all of them the same normalised images. For float16 the squeeze-excite gates' 1/6 is
@@ -11,15 +11,13 @@ graph as it is (folding changed neither float32 nor int8 results).
 `ofa_tf.export.float16.keras_to_float16` also keeps the few layers whose float16 weights move
 the logits most in float32, as few as meet a bound on images.
 
-Inference uses the LiteRT interpreter (`ai-edge-litert`): tflite-runtime breaks under
-numpy 2 (STACK.md).
+Inference runs on the LiteRT interpreter (`ofa_tf.export.interpreter`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import tempfile
 from typing import Callable, Iterable, Iterator
@@ -27,23 +25,22 @@ from typing import Callable, Iterable, Iterator
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from ofa_tf.errors import OfaError
 from ofa_tf.export.calibration import convert_int8
 from ofa_tf.export.graph import fold_gate_scales
+from ofa_tf.export.interpreter import make_interpreter
 from ofa_tf.native_logs import quiet_native_logs
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
 # Modes that need training images: a representative set (int8) or fine-tuning data (qat).
 MODES_NEEDING_DATA = ("int8", "qat")
-# Interpreter op resolvers: XNNPACK (LiteRT's default on CPU), the built-in kernels without
-# default delegates (faster for full-int8 on some x86 CPUs, STACK.md), the reference kernels.
-OP_RESOLVERS = ("xnnpack", "builtin", "reference")
 
 
 def check_quantize(mode: str) -> str:
     if mode not in QUANTIZE_MODES:
-        raise OfaError(f"--quantize={mode!r}: expected one of {list(QUANTIZE_MODES)}")
+        raise OfaError(f"quantize={mode!r}: expected one of {list(QUANTIZE_MODES)}")
     return mode
 
 
@@ -58,7 +55,7 @@ def configure_converter(converter: "tf.lite.TFLiteConverter", mode: str,
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
         if representative is None:
-            raise OfaError("--quantize=int8: needs a representative dataset (training images)")
+            raise OfaError("quantize=int8: needs a representative dataset (training images)")
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
 
@@ -67,8 +64,6 @@ def configure_converter(converter: "tf.lite.TFLiteConverter", mode: str,
 def quiet_conversion():
     """Keeps SavedModel writing / conversion chatter (graph dumps on stdout, absl INFO lines
     on stderr) out of a tool's output."""
-    from absl import logging
-
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.WARNING)
     try:
@@ -114,7 +109,7 @@ def keras_to_tflite(model: keras.Model, mode: str = "none",
     """`.tflite` bytes of a Keras 3 model (`mode` in none/float16/dynamic/int8); float16
     models get their squeeze-excite gates folded first (module docstring)."""
     if check_quantize(mode) == "qat":
-        raise OfaError("--quantize=qat: use ofa_tf.export.qat (the model must be fine-tuned first)")
+        raise OfaError("quantize=qat: use ofa_tf.export.qat (the model must be fine-tuned first)")
     with scratch_saved_model(fold_gate_scales(model) if mode == "float16" else model) as directory:
         return saved_model_to_tflite(directory, mode, representative, int8_calibration)
 
@@ -135,28 +130,6 @@ def representative_dataset(batches: Iterable, num_images: int) -> Callable[[], I
         for image in images:
             yield [image[None]]
     return generate
-
-
-def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack",
-                     preserve_all_tensors: bool = False):
-    """A LiteRT `Interpreter` for a `.tflite` path or bytes (tensors not yet allocated);
-    `preserve_all_tensors` keeps intermediate tensors readable (not with XNNPACK)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    if op_resolver not in OP_RESOLVERS:
-        raise OfaError(f"--op_resolver={op_resolver!r}: expected one of {list(OP_RESOLVERS)}")
-    resolver = {"xnnpack": OpResolverType.AUTO, "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                "reference": OpResolverType.BUILTIN_REF}[op_resolver]
-    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
-    if isinstance(model, str) and not os.path.isfile(model):
-        raise OfaError(f"{model}: no such .tflite file")
-    try:
-        with quiet_native_logs():
-            return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver,
-                               experimental_preserve_all_tensors=preserve_all_tensors)
-    except ValueError as e:
-        name = model if isinstance(model, str) else "model bytes"
-        raise OfaError(f"{name}: not a loadable TFLite model ({str(e).splitlines()[0][:120]})") from None
 
 
 class TFLiteClassifier:

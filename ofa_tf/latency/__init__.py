@@ -1,6 +1,6 @@
 """Latency: host (LiteRT) and Android (adb + benchmark_model) benchmarks of `.tflite`
 models, and per-resolution latency look-up tables that estimate a subnet's latency from
-its ops (REFERENCE §4; docs/deployment.md)."""
+its ops (as OFA does; docs/deployment.md)."""
 
 from ofa_tf.latency.android import DELEGATES, AndroidBenchmark, parse_benchmark_output
 from ofa_tf.latency.host import benchmark_host, summarize_ms, time_interleaved

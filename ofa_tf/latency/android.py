@@ -39,7 +39,7 @@ def delegate_flags(delegate: str) -> list[str]:
     flags = {"cpu": ["--use_xnnpack=false"], "xnnpack": ["--use_xnnpack=true"], "gpu": ["--use_gpu=true"],
              "nnapi": ["--use_nnapi=true"]}
     if delegate not in flags:
-        raise OfaError(f"--delegate={delegate!r}: expected one of {list(DELEGATES)}")
+        raise OfaError(f"delegate={delegate!r}: expected one of {list(DELEGATES)}")
     return flags[delegate]
 
 
@@ -102,10 +102,10 @@ class AndroidBenchmark:
                  timeout_s: float = 300.0):
         self.adb = shutil.which(adb)
         if self.adb is None:
-            raise OfaError(f"--adb={adb}: adb executable not found (install Android platform-tools, "
+            raise OfaError(f"adb={adb}: adb executable not found (install Android platform-tools, "
                            "see BUILD.md § Android)")
         if not benchmark_binary or not os.path.isfile(benchmark_binary):
-            raise OfaError(f"--benchmark_binary={benchmark_binary}: no such file (see BUILD.md § Android)")
+            raise OfaError(f"benchmark_binary={benchmark_binary}: no such file (see BUILD.md § Android)")
         self.binary = benchmark_binary
         self.serial = serial
         self.timeout_s = timeout_s
@@ -133,14 +133,14 @@ class AndroidBenchmark:
         if self.serial:
             if devices.get(self.serial) != "device":
                 state = devices.get(self.serial, "not attached")
-                raise OfaError(f"--serial={self.serial}: Android device is {state}")
+                raise OfaError(f"serial={self.serial}: Android device is {state}")
             return self.serial
         if not ready:
             others = ", ".join(f"{s} ({state})" for s, state in devices.items())
             raise OfaError("no Android device attached" + (f" (found {others})" if others else "")
                            + "; connect one with USB debugging on, check `adb devices`")
         if len(ready) > 1:
-            raise OfaError(f"several Android devices attached ({', '.join(ready)}): choose one with --serial")
+            raise OfaError(f"several Android devices attached ({', '.join(ready)}): choose one with serial=")
         self.serial = ready[0]
         return self.serial
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ofa_tf.errors import OfaError
-from ofa_tf.export.tflite import make_interpreter
+from ofa_tf.export.interpreter import make_interpreter
 from ofa_tf.native_logs import quiet_native_logs
 
 
@@ -64,9 +64,9 @@ def benchmark_host(model: str | bytes, num_threads: int = 1, warmup: int = 10, r
       {"backend": "host", "threads", "op_resolver", "runs", "warmup", "load_ms", "first_ms",
        "median_ms", "p90_ms", "min_ms", "mean_ms", "std_ms", "peak_memory_mb"}
     """
-    for name, value, low in (("threads", num_threads, 1), ("warmup", warmup, 0), ("runs", runs, 1)):
+    for name, value, low in (("num_threads", num_threads, 1), ("warmup", warmup, 0), ("runs", runs, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise OfaError(f"--{name}={value!r}: expected an integer >= {low}")
+            raise OfaError(f"{name}={value!r}: expected an integer >= {low}")
     rss_before = _status_kb("VmRSS")
     can_track = _reset_peak_rss() and rss_before is not None
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Latency look-up tables: one table per input resolution, one entry per op configuration.
 
-Following OFA (REFERENCE §4), a subnet is cut into ops: the stem, every active inverted-
+Following OFA, a subnet is cut into ops: the stem, every active inverted-
 residual block and the head. An op's key holds everything its latency depends on (op
 type, input HxWxC, output HxWxC, mid channels, kernel, stride, SE, identity skip,
 activation), so blocks at different positions with equal keys share one entry. Each
@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Any, Mapping
 
 from ofa_tf.errors import OfaError
+from ofa_tf.io import write_json
 from ofa_tf.spaces import Arch, SearchSpace
-from ofa_tf.spaces.walk import plan
+from ofa_tf.spaces.walk import IMAGE_CHANNELS, plan
 
 FORMAT_VERSION = 1
 
@@ -69,22 +69,16 @@ class OpSpec:
         return "-".join(parts + [self.activation])
 
 
-def _out(size: int, stride: int) -> int:
-    return math.ceil(size / stride)  # "same" padding
-
-
 def op_specs(space: SearchSpace, arch: Arch, num_classes: int) -> list[OpSpec]:
     """The ops of `arch` in execution order (stem, blocks, final expand, head)."""
     p = plan(space, arch)
-    size = _out(arch.resolution, 2)
-    ops = [OpSpec("stem", (arch.resolution, arch.resolution, 3), (size, size, p.stem_width),
+    ops = [OpSpec("stem", (arch.resolution, arch.resolution, IMAGE_CHANNELS), (p.stem_size, p.stem_size, p.stem_width),
                   activation=space.stem_activation)]
     for b in p.blocks:
-        out = _out(size, b.stride)
-        ops.append(OpSpec("block", (size, size, b.in_channels), (out, out, b.out_channels), b.mid_channels,
-                          b.kernel_size, b.stride, b.se_channels, b.residual, b.activation, b.stage, b.index))
-        size = out
-    channels = p.blocks[-1].out_channels
+        ops.append(OpSpec("block", (b.in_size, b.in_size, b.in_channels), (b.out_size, b.out_size, b.out_channels),
+                          b.mid_channels, b.kernel_size, b.stride, b.se_channels, b.residual, b.activation, b.stage,
+                          b.index))
+    size, channels = p.feature_size, p.blocks[-1].out_channels
     if p.final_expand_width:
         ops.append(OpSpec("final_expand", (size, size, channels), (size, size, p.final_expand_width),
                           activation=space.head_activation))
@@ -181,7 +175,7 @@ class LatencyTable:
         less the per-invocation overhead counted once per op beyond the first, times the
         table's calibration scale for that resolution (when it has one and `calibrated`).
 
-        Medians by default because latency benchmarks (tools.benchmark_latency, Android's
+        Medians by default because latency benchmarks (ofa-benchmark-latency, Android's
         benchmark_model) report the median run, and on a shared machine a mean also counts
         the runs another process pre-empted; `statistic="mean"` sums op means instead.
 
@@ -206,7 +200,7 @@ class LatencyTable:
             entry = table["ops"].get(op.key)
             if entry is None:
                 raise OfaError(f"latency table ({self.space_name}, resolution {arch.resolution}) has no entry "
-                               f"for op {op.key}; rebuild it with tools.build_lut for this space")
+                               f"for op {op.key}; rebuild it with ofa-build-lut for this space")
             total += entry[statistic]
         return total - (len(ops) - 1) * table.get("overhead_ms", 0.0)
 
@@ -230,18 +224,11 @@ class LatencyTable:
 
     def save(self, path: str) -> None:
         """Writes the table atomically (temporary file, then rename)."""
-        from ofa_tf.run import atomic_write
-
-        text = json.dumps(self.to_dict(), indent=1)
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w") as f:
-                f.write(text)
-        atomic_write(path, write)
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str) -> "LatencyTable":
-        """Reads a table written by `save` / tools.build_lut; OfaError when it is not one."""
+        """Reads a table written by `save` / ofa-build-lut; OfaError when it is not one."""
         if not os.path.isfile(path):
             raise OfaError(f"latency table {path}: no such file")
         try:

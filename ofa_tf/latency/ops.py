@@ -8,20 +8,20 @@ the supernet's initial ones.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+import os
+import tempfile
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 
 from ofa_tf.export.tflite import keras_to_tflite
+from ofa_tf.latency.android import AndroidBenchmark
 from ofa_tf.latency.host import time_interleaved
 from ofa_tf.latency.lut import LatencyTable, OpSpec, distinct_op_specs
 from ofa_tf.layers.base import static_activation
 from ofa_tf.models import Supernet
 from ofa_tf.spaces import Arch, SearchSpace
-
-if TYPE_CHECKING:
-    from ofa_tf.latency.android import AndroidBenchmark
 
 
 def op_model(supernet: Supernet, op: OpSpec) -> keras.Model:
@@ -88,7 +88,7 @@ def calibration_archs(space: SearchSpace, resolution: int, count: int, seed: int
 
 def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int], num_threads: int = 1,
                 op_resolver: str = "xnnpack", rounds: int = 200, runs_per_round: int = 1,
-                android: "AndroidBenchmark | None" = None, verbose: bool = True,
+                android: AndroidBenchmark | None = None, verbose: bool = True,
                 num_calibration_archs: int = 8) -> LatencyTable:
     """Times every distinct op of `space` at each resolution (host LiteRT, or a phone when
     `android` is given), then calibrates each resolution's table on
@@ -100,7 +100,7 @@ def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int]
     the caches between two runs of any one layer. Timed back-to-back instead, an op keeps
     its weights in the per-core cache and the raw sums came out at ~0.55 of whole-model
     latency, with worse ranking (docs/deployment.md has the figures). Whole subnets are
-    timed as tools.benchmark_latency times a model: consecutive runs, median.
+    timed as ofa-benchmark-latency times a model: consecutive runs, median.
     """
     supernet = Supernet(space, num_classes)
     supernet.build()
@@ -157,11 +157,8 @@ def _calibration(space: SearchSpace, num_classes: int, resolution: int, table: d
     return record
 
 
-def _time_on_android(android: "AndroidBenchmark", models: Sequence[bytes], num_threads: int, runs: int,
+def _time_on_android(android: AndroidBenchmark, models: Sequence[bytes], num_threads: int, runs: int,
                      verbose: bool) -> list[dict[str, float]]:
-    import os
-    import tempfile
-
     android.check_device()
     bar = keras.utils.Progbar(len(models), unit_name="op") if verbose else None
     entries = []

@@ -12,11 +12,13 @@ which is how `Supernet.get_subnet` builds an ordinary Keras model without custom
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from ofa_tf.spaces.walk import conv_out_size
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - environment guard
     raise ImportError(f"ofa_tf needs the TensorFlow Keras backend; KERAS_BACKEND is {keras.backend.backend()!r}")
@@ -51,7 +53,24 @@ def prefix_slice(static_shape: tuple[int, ...], max_shape: tuple[int, ...]) -> t
     return tuple(index)
 
 
-class ElasticLayer(keras.layers.Layer):
+class ElasticBase(keras.layers.Layer):
+    """What every elastic layer's output shape follows: each spatial axis shrinks by
+    `strides` under "same" padding (`conv_out_size`), the last axis becomes
+    `output_channels` (the max: an elastic call may produce fewer)."""
+
+    strides = 1
+
+    def output_channels(self, input_channels: int | None) -> int | None:
+        """Channels of the output at max size (default: those of the input)."""
+        return input_channels
+
+    def compute_output_shape(self, input_shape):
+        batch, *spatial, channels = input_shape
+        return (batch, *(None if s is None else conv_out_size(s, self.strides) for s in spatial),
+                self.output_channels(channels))
+
+
+class ElasticLayer(ElasticBase):
     """Base of the elastic primitives: knows how to emit its static twin.
 
     Subclasses implement `static_layer(**choice)` (an unbuilt plain Keras layer with the
@@ -79,7 +98,39 @@ class ElasticLayer(keras.layers.Layer):
         return layer
 
 
-class ElasticComposite(keras.layers.Layer):
+class ElasticKernelLayer(ElasticLayer):
+    """Base of the primitives holding a `kernel` whose last two axes are (inputs, outputs)
+    and, with `use_bias`, a `bias` over the outputs (`ElasticConv2D`, `ElasticDense`): both
+    run on, and hand their static twins, the first in / out channels of the two."""
+
+    kernel: keras.Variable
+    bias: keras.Variable | None
+    use_bias: bool
+
+    @property
+    def sliced_variables(self):
+        return [self.kernel] + ([self.bias] if self.use_bias else [])
+
+    def _active_weights(self, in_channels, out_channels) -> list[tf.Tensor]:
+        weights = [self.kernel.value[..., :in_channels, :out_channels]]
+        if self.use_bias:
+            weights.append(self.bias.value[:out_channels])
+        return weights
+
+    def apply_kernel(self, inputs, out_channels, op: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:
+        """`op(inputs, kernel)` plus the bias, on the input's channels and the first
+        `out_channels` outputs (int or scalar int32 tensor; None: all)."""
+        out = self.output_channels(None) if out_channels is None else out_channels
+        kernel, *bias = self._active_weights(channels_of(inputs), out)
+        y = op(inputs, kernel)
+        return tf.nn.bias_add(y, bias[0]) if bias else y
+
+    def kernel_weights(self, in_channels: int, out_channels: int | None) -> list[np.ndarray]:
+        """The static twin's weights: the first `in_channels` x `out_channels` (None: all)."""
+        return [w.numpy() for w in self._active_weights(in_channels, out_channels or self.output_channels(None))]
+
+
+class ElasticComposite(ElasticBase):
     """Base of elastic layers made of other layers (squeeze-excite, block, stage).
 
     Their static form is a piece of functional graph: `apply_static(x, **choice)` adds

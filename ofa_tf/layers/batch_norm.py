@@ -15,7 +15,7 @@ from ofa_tf.layers.base import ElasticLayer, channels_of
 class ElasticBatchNormalization(ElasticLayer):
     """Batch norm whose gamma / beta / moving statistics are sliced to the active channels.
 
-    Subnets share the max-size statistics (REFERENCE §2), so after training each subnet's
+    Subnets share the max-size statistics, so after training each subnet's
     statistics are re-estimated by BN recalibration before evaluation or export. In
     training mode only the active part of the moving statistics is updated.
 
@@ -33,7 +33,7 @@ class ElasticBatchNormalization(ElasticLayer):
         self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
         self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
         # ON_READ / MEAN so that updates made inside tf.cond under tf.distribute are legal
-        # (per-replica values, averaged when read); see STACK.md "tf.distribute".
+        # (per-replica values, averaged when read); otherwise an update inside `tf.cond` under a strategy is a merge_call error.
         self.moving_mean = self._statistic("moving_mean", "zeros", shape)
         self.moving_variance = self._statistic("moving_variance", "ones", shape)
 
@@ -60,9 +60,6 @@ class ElasticBatchNormalization(ElasticLayer):
         current = variable.value
         updated = current[:channels] * self.momentum + batch_value * (1.0 - self.momentum)
         variable.assign(tf.concat([updated, current[channels:]], axis=0))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def static_layer(self, name: str | None = None, **_: Any) -> keras.layers.Layer:
         return keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon, name=name or self.name)

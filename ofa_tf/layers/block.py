@@ -118,9 +118,8 @@ class ElasticInvertedResidual(ElasticComposite):
             x = x + inputs
         return x
 
-    def compute_output_shape(self, input_shape):
-        size = lambda s: None if s is None else -(-s // self.strides)  # noqa: E731
-        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), self.out_channels)
+    def output_channels(self, input_channels: int | None) -> int:
+        return self.out_channels
 
     # ------------------------------------------------------------------ static path
     def static_activation(self, name: str) -> keras.layers.Layer:
@@ -167,10 +166,15 @@ class ElasticInvertedResidual(ElasticComposite):
         pairs.append((self.project_conv.kernel, 2))
         return pairs
 
+    def shared_config(self) -> dict[str, Any]:
+        """The constructor arguments an `ElasticStage` takes for all its blocks: every one
+        but `residual` (and the stride, which the stage's first block has)."""
+        return dict(out_channels=self.out_channels, kernel_sizes=list(self.kernel_sizes),
+                    expand_ratios=list(self.expand_ratios), strides=self.strides, activation=self.activation,
+                    use_se=self.use_se, kernel_mode=self.kernel_mode, bn_momentum=self.bn_momentum,
+                    bn_epsilon=self.bn_epsilon)
+
     def get_config(self):
         config = super().get_config()
-        config.update(out_channels=self.out_channels, kernel_sizes=list(self.kernel_sizes),
-                      expand_ratios=list(self.expand_ratios), strides=self.strides, activation=self.activation,
-                      use_se=self.use_se, residual=self.residual, kernel_mode=self.kernel_mode,
-                      bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+        config.update(self.shared_config(), residual=self.residual)
         return config

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.layers.base import ElasticLayer, channels_of
+from ofa_tf.layers.base import ElasticKernelLayer
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")
-class ElasticConv2D(ElasticLayer):
+class ElasticConv2D(ElasticKernelLayer):
     """Conv2D holding a `(k, k, max_in, max_out)` kernel; runs on the first in/out channels.
 
     The input channel count follows the input tensor; the output count is the
@@ -36,32 +36,19 @@ class ElasticConv2D(ElasticLayer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
 
     def call(self, inputs, out_channels=None):
-        out = self.filters if out_channels is None else out_channels
-        kernel = self.kernel.value[:, :, :channels_of(inputs), :out]
-        y = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding="SAME")
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias.value[:out])
-        return y
+        return self.apply_kernel(inputs, out_channels,
+                                 lambda x, kernel: tf.nn.conv2d(x, kernel, strides=self.strides, padding="SAME"))
 
-    def compute_output_shape(self, input_shape):
-        size = lambda s: None if s is None else -(-s // self.strides)  # noqa: E731
-        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), self.filters)
+    def output_channels(self, input_channels: int | None) -> int:
+        return self.filters
 
     def static_layer(self, out_channels: int | None = None, name: str | None = None) -> keras.layers.Layer:
         return keras.layers.Conv2D(out_channels or self.filters, self.kernel_size, strides=self.strides,
                                    padding="same", use_bias=self.use_bias, kernel_initializer="zeros",
                                    name=name or self.name)
 
-    @property
-    def sliced_variables(self):
-        return [self.kernel] + ([self.bias] if self.use_bias else [])
-
     def static_weights(self, in_channels: int, out_channels: int | None = None, **_: Any) -> list[np.ndarray]:
-        out = out_channels or self.filters
-        weights = [self.kernel.numpy()[:, :, :in_channels, :out]]
-        if self.use_bias:
-            weights.append(self.bias.numpy()[:out])
-        return weights
+        return self.kernel_weights(in_channels, out_channels)
 
     def get_config(self):
         config = super().get_config()

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.layers.base import ElasticLayer, channels_of
+from ofa_tf.layers.base import ElasticKernelLayer
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")
-class ElasticDense(ElasticLayer):
+class ElasticDense(ElasticKernelLayer):
     """Dense holding a `(max_in, max_units)` kernel; uses the first in/out features."""
 
     def __init__(self, units: int, use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
@@ -29,29 +29,17 @@ class ElasticDense(ElasticLayer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
 
     def call(self, inputs, out_units=None):
-        out = self.units if out_units is None else out_units
-        y = tf.matmul(inputs, self.kernel.value[:channels_of(inputs), :out])
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias.value[:out])
-        return y
+        return self.apply_kernel(inputs, out_units, tf.matmul)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
+    def output_channels(self, input_channels: int | None) -> int:
+        return self.units
 
     def static_layer(self, out_units: int | None = None, name: str | None = None) -> keras.layers.Layer:
         return keras.layers.Dense(out_units or self.units, use_bias=self.use_bias, kernel_initializer="zeros",
                                   name=name or self.name)
 
-    @property
-    def sliced_variables(self):
-        return [self.kernel] + ([self.bias] if self.use_bias else [])
-
     def static_weights(self, in_channels: int, out_units: int | None = None, **_: Any) -> list[np.ndarray]:
-        out = out_units or self.units
-        weights = [self.kernel.numpy()[:in_channels, :out]]
-        if self.use_bias:
-            weights.append(self.bias.numpy()[:out])
-        return weights
+        return self.kernel_weights(in_channels, out_units)
 
     def get_config(self):
         config = super().get_config()

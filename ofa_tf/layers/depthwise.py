@@ -14,6 +14,12 @@ from ofa_tf.layers.base import ElasticLayer, channels_of
 KERNEL_MODES = ("center_crop", "transform")
 
 
+def check_kernel_mode(kernel_mode: str) -> None:
+    """`kernel_mode` must be one of `KERNEL_MODES` (centre crop, or OFA's learned transform)."""
+    if kernel_mode not in KERNEL_MODES:
+        raise OfaError(f"kernel_mode={kernel_mode!r}: expected one of {list(KERNEL_MODES)}")
+
+
 @keras.saving.register_keras_serializable(package="ofa_tf")
 class ElasticDepthwiseConv2D(ElasticLayer):
     """Depthwise conv holding one `(K, K, max_channels, 1)` kernel, K = largest kernel size.
@@ -33,8 +39,7 @@ class ElasticDepthwiseConv2D(ElasticLayer):
         sizes = sorted({int(k) for k in kernel_sizes})
         if not sizes or any(k < 1 or k % 2 == 0 for k in sizes):
             raise OfaError(f"kernel_sizes={list(kernel_sizes)}: expected odd positive sizes")
-        if kernel_mode not in KERNEL_MODES:
-            raise OfaError(f"kernel_mode={kernel_mode!r}: expected one of {list(KERNEL_MODES)}")
+        check_kernel_mode(kernel_mode)
         self.kernel_sizes = tuple(sizes)
         self.strides = int(strides)
         self.kernel_mode = kernel_mode
@@ -94,10 +99,6 @@ class ElasticDepthwiseConv2D(ElasticLayer):
             kernel_size = self.max_kernel_size
         kernel = self.active_kernel(kernel_size, channels_of(inputs))
         return tf.nn.depthwise_conv2d(inputs, kernel, strides=(1, self.strides, self.strides, 1), padding="SAME")
-
-    def compute_output_shape(self, input_shape):
-        size = lambda s: None if s is None else -(-s // self.strides)  # noqa: E731
-        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
 
     def static_layer(self, kernel_size: int | None = None, name: str | None = None) -> keras.layers.Layer:
         return keras.layers.DepthwiseConv2D(kernel_size or self.max_kernel_size, strides=self.strides,

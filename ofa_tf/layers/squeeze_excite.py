@@ -50,9 +50,6 @@ class ElasticSqueezeExcite(ElasticComposite):
         scale = keras.activations.hard_sigmoid(self.expand_conv(scale, out_channels=channels))
         return inputs * scale
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def apply_static(self, x, se_channels: int | None = None):
         channels = int(x.shape[-1])
         hidden = se_channels or self.hidden_channels(channels)

@@ -35,7 +35,7 @@ class ElasticStage(ElasticComposite):
     """Up to `max(depths)` blocks; the first `depth` run, the rest pass their input through.
 
     Skipped blocks are trailing stride-1 blocks with identity skips, so skipping one is
-    exactly the subnet without it (REFERENCE §2). With a tensor `depth`, each optional
+    exactly the subnet without it. With a tensor `depth`, each optional
     block sits in a `tf.cond`, so a shallow subnet does not pay for the deep blocks.
 
     Call arguments:
@@ -52,26 +52,27 @@ class ElasticStage(ElasticComposite):
                  bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, block_class: type | str | None = None,
                  **kwargs: Any):
         super().__init__(**kwargs)
-        self.out_channels = int(out_channels)
         self.depths = tuple(sorted(int(d) for d in depths))
         if not self.depths or self.depths[0] < 1:
             raise OfaError(f"depths={list(depths)}: expected positive block counts")
-        self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
-        self.expand_ratios = tuple(float(e) for e in expand_ratios)
-        self.strides = int(strides)
-        self.activation = activation
-        self.use_se = bool(use_se)
         self.first_residual = first_residual
-        self.kernel_mode = kernel_mode
-        self.bn_momentum = float(bn_momentum)
-        self.bn_epsilon = float(bn_epsilon)
         self.block_class = resolve_block_class(block_class)
+        # The blocks keep the settings the stage was given (read back through `blocks[0]`).
         self.blocks = [
             self.block_class(
-                self.out_channels, self.kernel_sizes, self.expand_ratios, self.strides if i == 0 else 1,
-                activation, self.use_se, first_residual if i == 0 else True, kernel_mode, bn_momentum,
-                bn_epsilon, name=f"{self.name}_block{i}")
+                out_channels, kernel_sizes, expand_ratios, strides if i == 0 else 1, activation, use_se,
+                first_residual if i == 0 else True, kernel_mode, bn_momentum, bn_epsilon,
+                name=f"{self.name}_block{i}")
             for i in range(self.max_depth)]
+
+    @property
+    def strides(self) -> int:
+        """The stage's stride: its first block's (the others have stride 1)."""
+        return self.blocks[0].strides
+
+    @property
+    def out_channels(self) -> int:
+        return self.blocks[0].out_channels
 
     @property
     def max_depth(self) -> int:
@@ -111,9 +112,8 @@ class ElasticStage(ElasticComposite):
                 x = tf.cond(depth > i, run, lambda x=x: tf.identity(x))
         return x
 
-    def compute_output_shape(self, input_shape):
-        size = lambda s: None if s is None else -(-s // self.strides)  # noqa: E731
-        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), self.out_channels)
+    def output_channels(self, input_channels: int | None) -> int:
+        return self.out_channels
 
     def apply_static(self, x, depth: int | None = None,
                      block_choices: Sequence[Mapping[str, Any]] | None = None, out_channels: int | None = None):
@@ -126,9 +126,6 @@ class ElasticStage(ElasticComposite):
 
     def get_config(self):
         config = super().get_config()
-        config.update(out_channels=self.out_channels, depths=list(self.depths), kernel_sizes=list(self.kernel_sizes),
-                      expand_ratios=list(self.expand_ratios), strides=self.strides, activation=self.activation,
-                      use_se=self.use_se, first_residual=self.first_residual, kernel_mode=self.kernel_mode,
-                      bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+        config.update(self.blocks[0].shared_config(), depths=list(self.depths), first_residual=self.first_residual,
                       block_class=keras.saving.get_registered_name(self.block_class))
         return config

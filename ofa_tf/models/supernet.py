@@ -14,7 +14,13 @@ from ofa_tf.layers import (ElasticBatchNormalization, ElasticConv2D, ElasticDens
 from ofa_tf.layers.base import ElasticLayer, activation_fn, static_activation
 from ofa_tf.models.arch_tensor import ArchTensorLayout
 from ofa_tf.spaces import Arch, SearchSpace, get_space
-from ofa_tf.spaces.walk import plan
+from ofa_tf.spaces.walk import IMAGE_CHANNELS, STEM_KERNEL, STEM_STRIDE, plan
+
+
+def check_dropout(dropout: float) -> None:
+    """The classifier's dropout rate must be in [0, 1)."""
+    if not 0 <= dropout < 1:
+        raise OfaError(f"dropout={dropout!r}: expected a rate in [0, 1)")
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")
@@ -47,8 +53,7 @@ class Supernet(keras.Model):
         self.space = get_space(space, width_mult, resolutions)
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes <= 0:
             raise OfaError(f"num_classes={num_classes!r}: expected a positive integer")
-        if not 0 <= dropout < 1:
-            raise OfaError(f"dropout={dropout!r}: expected a rate in [0, 1)")
+        check_dropout(dropout)
         self.num_classes = int(num_classes)
         self.dropout_rate = float(dropout)
         self.kernel_mode = kernel_mode
@@ -60,7 +65,7 @@ class Supernet(keras.Model):
         def bn(name: str) -> ElasticBatchNormalization:
             return ElasticBatchNormalization(self.bn_momentum, self.bn_epsilon, name=name)
 
-        self.stem_conv = ElasticConv2D(max(sp.stem_widths), 3, strides=2, name="stem_conv")
+        self.stem_conv = ElasticConv2D(max(sp.stem_widths), STEM_KERNEL, strides=STEM_STRIDE, name="stem_conv")
         self.stem_bn = bn("stem_bn")
         self.stages = []
         for s, spec in enumerate(sp.stages):
@@ -81,7 +86,7 @@ class Supernet(keras.Model):
     # ------------------------------------------------------------------ building
     def build(self, input_shape=None):
         size = max(self.space.resolutions)
-        shape = (None, size, size, 3)
+        shape = (None, size, size, IMAGE_CHANNELS)
         self.stem_conv.build(shape)
         shape = self.stem_conv.compute_output_shape(shape)
         self.stem_bn.build(shape)
@@ -156,7 +161,7 @@ class Supernet(keras.Model):
         arch = self.parse_arch(arch)
         p = plan(self.space, arch)
         sp = self.space
-        inputs = keras.Input((arch.resolution, arch.resolution, 3), name="image")
+        inputs = keras.Input((arch.resolution, arch.resolution, IMAGE_CHANNELS), name="image")
         x = self.stem_conv.to_static(inputs.shape, out_channels=p.stem_width)(inputs)
         x = self.stem_bn.to_static(x.shape)(x)
         x = static_activation(sp.stem_activation, "stem_act")(x)

@@ -1,8 +1,10 @@
 """Run checkpoints: weights, optimizer and random-generator state, and the global step.
 
 A checkpoint at global step N is three files in `checkpoints/`: `ckpt-N.weights.h5`,
-`ckpt-N.optimizer.npz` and `ckpt-N.json` ({epoch, step}); each is written atomically and
-the `.json` last, so a checkpoint exists only once complete.
+`ckpt-N.optimizer.npz` and the manifest `ckpt-N.json` ({epoch, step, sha256 of the other
+two}); each is written atomically and the manifest last, so a checkpoint exists only once
+complete, and one damaged later (a truncated copy, a torn disk write) fails its checksum:
+`verify_checkpoint` says why, and readers fall back to the newest one that verifies.
 """
 
 from __future__ import annotations
@@ -16,8 +18,29 @@ import keras
 import numpy as np
 
 from ofa_tf.errors import OfaError
-from ofa_tf.io import atomic_write, read_json, write_json
+from ofa_tf.io import atomic_write, file_sha256, read_json, write_json
 from ofa_tf.training.record import SampledRecord
+
+
+CHECKPOINT_FILES = (".weights.h5", ".optimizer.npz")
+
+
+def verify_checkpoint(base: str) -> str | None:
+    """Why the checkpoint `base` (`.../ckpt-N`) cannot be used, or None when it verifies.
+
+    Checkpoints written before manifests carried checksums are checked for their files only."""
+    try:
+        manifest = read_json(base + ".json")
+        int(manifest["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its manifest .json is unreadable"
+    for suffix in CHECKPOINT_FILES:
+        if not os.path.isfile(base + suffix):
+            return f"{os.path.basename(base) + suffix} is missing"
+        expected = (manifest.get("sha256") or {}).get(suffix)
+        if expected is not None and file_sha256(base + suffix) != expected:
+            return f"{os.path.basename(base) + suffix} does not match its checksum (truncated or damaged)"
+    return None
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -60,10 +83,24 @@ class RunCheckpoint(keras.callbacks.Callback):
             return
         if self.record is not None:
             self.record.save(os.path.dirname(self.directory))
-        write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step})
+        manifest = {suffix: file_sha256(base + suffix) for suffix in CHECKPOINT_FILES}
+        write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step, "sha256": manifest})
         for old in sorted(glob.glob(os.path.join(self.directory, "ckpt-*.json")))[:-self.keep]:
             for path in glob.glob(old[:-len(".json")] + ".*"):
                 os.remove(path)
+
+
+def remove_incomplete_checkpoints(directory: str) -> list[str]:
+    """Removes checkpoint files whose manifest was never written (their process was killed
+    while saving); returns their names. Call it only while holding the run's lock."""
+    removed = []
+    for path in sorted(glob.glob(os.path.join(directory, "ckpt-*.*"))):
+        name = os.path.basename(path)
+        base = os.path.join(directory, name.split(".", 1)[0])
+        if not path.endswith(".json") and not os.path.exists(base + ".json"):
+            os.remove(path)
+            removed.append(name)
+    return removed
 
 
 def random_state_variables(model: keras.Model) -> list:

@@ -16,9 +16,11 @@ from typing import Any
 from ofa_tf.data.pipeline import check_validation_fraction
 from ofa_tf.distribute import STRATEGIES, check_strategy
 from ofa_tf.errors import OfaError
-from ofa_tf.layers import KERNEL_MODES
+from ofa_tf.layers import KERNEL_MODES, check_kernel_mode
+from ofa_tf.models.supernet import check_dropout
 from ofa_tf.spaces import SPACES, get_space
 from ofa_tf.training import LR_SCHEDULES, PRESETS, build_method
+from ofa_tf.training.model import check_loss_settings
 
 # settings a resumed run may change: how it runs, not what it computes
 RESUMABLE_CHANGES = frozenset({"strategy", "checkpoint_every_steps"})
@@ -124,16 +126,20 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Checks the settings that only a run uses; returns self.
 
-        Settings that configure a library object are checked where that object is made, once:
+        Settings that configure a library object are checked by that object's one check:
         the space and width (`get_space`), method, warm-up and ε settings (`build_method`), the
         strategy (`create_strategy`), the validation split (`split_validation`), the model's
-        dropout, kernel mode, distillation and FixMatch settings (`OnceForAllModel`). A run makes
-        all of them before it writes anything."""
+        dropout (`check_dropout`), kernel mode (`check_kernel_mode`), distillation and FixMatch
+        settings (`check_loss_settings`). They run here too, so a bad setting stops a run
+        before it loads any data."""
         for ok, message in self._checks():
             if not ok:
                 raise OfaError(message)
         check_strategy(self.strategy)
         check_validation_fraction(self.validation_fraction)
+        check_kernel_mode(self.kernel_mode)
+        check_dropout(self.dropout)
+        check_loss_settings(self.kd_temperature, self.label_smoothing, self.fixmatch_threshold, self.unlabelled_weight)
         space = get_space(self.space, self.width_mult, self.image_size)
         build_method(self.method, space, steps_per_epoch=self.steps_per_epoch or 1, epochs=self.epochs,
                      warmup_fraction=self.warmup_fraction, epsilon_start=self.epsilon_start,

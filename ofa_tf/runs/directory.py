@@ -22,12 +22,14 @@ import glob
 import os
 from typing import Any
 
+from absl import logging
 import tensorflow as tf
 
 from ofa_tf.data import (MEAN, STD, DataSource, calibration_images, load_dataset, make_pipeline,
                          split_validation)
 from ofa_tf.errors import OfaError
 from ofa_tf.io import read_json
+from ofa_tf.runs.checkpoints import verify_checkpoint
 from ofa_tf.runs.config import RunConfig
 from ofa_tf.runs.model import build_model
 from ofa_tf.spaces import SearchSpace
@@ -74,33 +76,36 @@ class RunDirectory:
         if not model_dir:
             raise OfaError("model_dir is required: the run directory")
         self.path = model_dir
+        self.config_path = os.path.join(model_dir, CONFIG_FILE)
+        self.checkpoint_dir = os.path.join(model_dir, CHECKPOINT_DIR)
+        self.metrics_path = os.path.join(model_dir, METRICS_FILE)
+        self.logs_dir = os.path.join(model_dir, LOGS_DIR)
 
-    # --------------------------------------------------------------------- paths
-    @property
-    def config_path(self) -> str:
-        return os.path.join(self.path, CONFIG_FILE)
-
-    @property
-    def checkpoint_dir(self) -> str:
-        return os.path.join(self.path, CHECKPOINT_DIR)
-
-    @property
-    def metrics_path(self) -> str:
-        return os.path.join(self.path, METRICS_FILE)
-
-    @property
-    def logs_dir(self) -> str:
-        return os.path.join(self.path, LOGS_DIR)
+    # --------------------------------------------------------------------- checkpoints
 
     def checkpoints(self) -> list[str]:
-        """Complete checkpoints (their `.json` is written last), oldest first, as base paths
-        (`.../ckpt-NNNNNNNN`)."""
+        """Checkpoints with a manifest (written last), oldest first, as base paths
+        (`.../ckpt-NNNNNNNN`); `latest_checkpoint` verifies them."""
         return [p[:-len(".json")] for p in sorted(glob.glob(os.path.join(self.checkpoint_dir, "ckpt-*.json")))]
 
     def latest_checkpoint(self) -> str | None:
-        """The newest complete checkpoint's base path, or None."""
+        """The newest checkpoint that verifies (`verify_checkpoint`), or None when there is none.
+
+        Each newer one skipped is logged with its reason; checkpoints that all fail are an
+        error (a run must not silently start again from scratch)."""
         found = self.checkpoints()
-        return found[-1] if found else None
+        skipped = []
+        for base in reversed(found):
+            reason = verify_checkpoint(base)
+            if reason is None:
+                for name, why in skipped:
+                    logging.warning("checkpoint %s skipped: %s; using %s", name, why, os.path.basename(base))
+                return base
+            skipped.append((os.path.basename(base), reason))
+        if skipped:
+            name, why = skipped[0]
+            raise OfaError(f"model_dir={self.path}: no intact checkpoint ({name}: {why})")
+        return None
 
     # --------------------------------------------------------------------- reading
     def has_config(self) -> bool:

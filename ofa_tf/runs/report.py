@@ -4,6 +4,7 @@ recalibrated) and one row of metrics.csv."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 
@@ -11,8 +12,27 @@ import keras
 import numpy as np
 
 from ofa_tf.evaluation import evaluate_arch
+from ofa_tf.io import write_text
 from ofa_tf.spaces import SearchSpace
 from ofa_tf.training import PhaseController
+
+
+def trim_metrics(path: str, last_epoch: int) -> None:
+    """Drops metrics.csv rows past `last_epoch`: a run resumed from an earlier checkpoint
+    (killed after its epoch's row, or its newest checkpoint damaged) writes them again."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= last_epoch]
+    if len(kept) != len(rows):
+        write_text(path, _csv_text(kept))
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)  # the same line ends as csv.DictWriter
+    return buffer.getvalue()
 
 
 class EpochReport(keras.callbacks.Callback):

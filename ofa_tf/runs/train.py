@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from typing import Any
 
 from absl import logging
@@ -21,13 +22,15 @@ from ofa_tf.data import (MEAN, REST, STD, DataSource, calibration_images, labell
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
 from ofa_tf.errors import OfaError
-from ofa_tf.io import write_json
-from ofa_tf.runs.checkpoints import RunCheckpoint, restore_checkpoint
+from ofa_tf.interrupts import Interrupted, stop_on_signals
+from ofa_tf.io import TEMP_PREFIX, read_json, remove_stale_temp_files, write_json
+from ofa_tf.runs.checkpoints import RunCheckpoint, remove_incomplete_checkpoints, restore_checkpoint
 from ofa_tf.runs.config import RESUMABLE_CHANGES, RunConfig
 from ofa_tf.runs.directory import RunDirectory
 from ofa_tf.runs.init_checkpoint import InitCheckpoint, check_init_checkpoint, load_init_checkpoint, validation_leak
 from ofa_tf.runs.model import build_model
-from ofa_tf.runs.report import EpochReport
+from ofa_tf.runs.lock import LOCK_FILE, RunLock
+from ofa_tf.runs.report import EpochReport, trim_metrics
 from ofa_tf.spaces import SearchSpace, get_space
 from ofa_tf.training import Method, OnceForAllModel, PhaseController, PhaseCosineSchedule, build_method
 from ofa_tf.training.loop import train_steps
@@ -88,11 +91,22 @@ class PreparedRun:
         return steps
 
     def _check_model_dir(self) -> str | None:
-        """The checkpoint to resume from (None: a new run); a directory holding something
-        else, or a run with another config, is an error."""
+        """The checkpoint to resume from (None: a new run). A path that is or lies under a
+        file, a directory holding something else, or a trained run of another config is an
+        error; a run of another config that never reached a checkpoint is replaced
+        (`replaces_untrained`)."""
         directory, path = self.directory, self.directory.path
+        self.replaces_untrained = False
+        existing = path
+        while existing and not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if existing and not os.path.isdir(existing):
+            where = "is a file" if existing == path else f"lies under the file {existing}"
+            raise OfaError(f"model_dir={path}: {where}, not a directory")
         if not directory.has_config():
-            if os.path.isdir(path) and os.listdir(path):
+            leftovers = [n for n in os.listdir(path) if n != LOCK_FILE and not n.startswith(TEMP_PREFIX)
+                         ] if os.path.isdir(path) else []
+            if leftovers:
                 raise OfaError(f"model_dir={path}: exists and is not an ofa_tf run directory")
             return None
         try:
@@ -102,10 +116,11 @@ class PreparedRun:
         current, defaults = self.config.to_dict(), RunConfig().to_dict()  # a key missing there: its default
         changed = sorted(k for k in set(saved) | set(current)
                          if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current.get(k))
-        if changed:
+        if changed and directory.checkpoints():
             k = changed[0]
             raise OfaError(f"model_dir={path} holds a run with a different config: "
                            f"{k}={saved.get(k)!r} there, {current.get(k)!r} now (use another model_dir)")
+        self.replaces_untrained = bool(changed)
         return directory.latest_checkpoint()
 
     def run_config_json(self) -> dict[str, Any]:
@@ -151,38 +166,92 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
     """Runs (or resumes) a training run; returns a summary dict.
 
     Re-running the same config on the same `model_dir` continues from the last checkpoint
-    at its exact global step: weights, optimizer state (and so the LR schedule), phase,
-    ε, the subnets of each step (sampled from the step's seed) and the data stream
-    (`make_pipeline(start_batch=...)`) all come back as an uninterrupted run has them.
+    that verifies, at its exact global step: weights, optimizer state (and so the LR
+    schedule), phase, ε, the subnets of each step (sampled from the step's seed) and the
+    data stream (`make_pipeline(start_batch=...)`) all come back as an uninterrupted run has
+    them. The run holds the directory's lock (`RunLock`) while it writes there. SIGINT and
+    SIGTERM end it with `Interrupted`, whose message says where a re-run resumes; a run
+    stopped before its first checkpoint removes what it wrote, so the directory is free.
     """
     RunDirectory(model_dir)  # a missing model_dir is an error before anything starts
     config.validate()  # before anything starts TensorFlow's runtime
-    strategy = current_strategy(config.strategy)
-    run = PreparedRun(config, model_dir, download)  # every input checked; nothing written yet
+    with stop_on_signals():
+        strategy = current_strategy(config.strategy)
+        run = PreparedRun(config, model_dir, download)  # every input checked; nothing written yet
+        check_global_batch(strategy, config.batch_size)
+        chief = is_chief(strategy)
+        keras.utils.set_random_seed(config.seed)
+        schedule = learning_rate_schedule(run)
+        with strategy.scope():
+            model = build_model(config, run.space, run.data.num_classes, run.method)
+            model.compile(optimizer=make_optimizer(run, schedule), metrics=["accuracy"])
+            model.optimizer.build(model.supernet_trainable_variables)
+        initial_step = restore_checkpoint(model, run.previous_checkpoint) if run.previous_checkpoint else 0
+        if run.init_checkpoint is not None and not run.previous_checkpoint:
+            load_init_checkpoint(model, run.init_checkpoint)  # a mismatch raises before anything is written
+        created = not os.path.isdir(model_dir)
+        lock = None
+        if chief:
+            os.makedirs(model_dir, exist_ok=True)
+            lock = RunLock(model_dir).acquire()  # a second run into this directory stops here
+        try:
+            if chief:
+                _prepare_directory(run, initial_step)
+            return _train_from(run, model, strategy, schedule, initial_step, chief, verbose)
+        except Interrupted as stop:
+            raise Interrupted(stop.signum, _interruption_message(run, model, chief, created)) from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _prepare_directory(run: PreparedRun, initial_step: int) -> None:
+    """With the lock held: removes what killed processes left (temporary files, checkpoint
+    files without a manifest, metrics rows past the resumed step), then writes config.json."""
     directory = run.directory
-    check_global_batch(strategy, config.batch_size)
-    chief = is_chief(strategy)
-    keras.utils.set_random_seed(config.seed)
-    schedule = learning_rate_schedule(run)
-    with strategy.scope():
-        model = build_model(config, run.space, run.data.num_classes, run.method)
-        model.compile(optimizer=make_optimizer(run, schedule), metrics=["accuracy"])
-        model.optimizer.build(model.supernet_trainable_variables)
-    initial_step = restore_checkpoint(model, run.previous_checkpoint) if run.previous_checkpoint else 0
-    if run.init_checkpoint is not None and not run.previous_checkpoint:
-        load_init_checkpoint(model, run.init_checkpoint)  # a mismatch raises before anything is written
+    for folder in (directory.path, directory.checkpoint_dir):
+        for name in remove_stale_temp_files(folder) + remove_incomplete_checkpoints(folder):
+            logging.warning("removed %s, left by an interrupted run", os.path.join(folder, name))
+    if run.replaces_untrained:
+        logging.warning("model_dir=%s held a run of another config with no checkpoint; starting this one there",
+                        directory.path)
+        _remove_run_files(directory)
+    trim_metrics(directory.metrics_path, initial_step // run.steps_per_epoch)
+    if not directory.has_config():
+        write_json(directory.config_path, run.run_config_json())
 
-    total_steps = config.epochs * run.steps_per_epoch
+
+def _remove_run_files(directory: RunDirectory) -> None:
+    """Removes what a run writes before its first checkpoint (config, metrics, record, logs)."""
+    for path in (directory.config_path, directory.metrics_path, os.path.join(directory.path, RECORD_FILE)):
+        if os.path.exists(path):
+            os.remove(path)
+    for folder in (directory.logs_dir, directory.checkpoint_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _interruption_message(run: PreparedRun, model: OnceForAllModel, chief: bool, created: bool) -> str:
+    step = int(model.optimizer.iterations.numpy())
+    latest = run.directory.checkpoints()
+    if latest:
+        resume = int(read_json(latest[-1] + ".json")["step"])
+        return f"interrupted at step {step}; re-run the same command to resume from step {resume}"
     if chief:
-        os.makedirs(model_dir, exist_ok=True)
-        if not directory.has_config():
-            write_json(directory.config_path, run.run_config_json())
-    if initial_step >= total_steps:
-        return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
-                "resumed_from_step": initial_step}
+        _remove_run_files(run.directory)
+        if created and not [n for n in os.listdir(run.directory.path) if n != LOCK_FILE]:
+            shutil.rmtree(run.directory.path, ignore_errors=True)
+    return f"interrupted at step {step}, before the first checkpoint; nothing was kept"
 
-    record = (SampledRecord.load(model_dir) if initial_step and os.path.exists(os.path.join(model_dir, RECORD_FILE))
-              else SampledRecord())
+
+def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, initial_step: int, chief: bool,
+                verbose: int) -> dict[str, Any]:
+    config, directory = run.config, run.directory
+    total_steps = config.epochs * run.steps_per_epoch
+    if initial_step >= total_steps:
+        return {"model_dir": directory.path, "epochs": config.epochs,
+                "resumed_from": initial_step // run.steps_per_epoch, "resumed_from_step": initial_step}
+    record_path = os.path.join(directory.path, RECORD_FILE)
+    record = SampledRecord.load(directory.path) if initial_step and os.path.exists(record_path) else SampledRecord()
     controller = PhaseController(run.method, total_steps, seed=config.seed, lr_at=lambda s: float(schedule(s)),
                                  record=record)
     resolutions = run.space.resolutions
@@ -214,7 +283,7 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
                          f"{int(model.optimizer.iterations.numpy())} ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:120]})") from None
     last = {k: float(v[-1]) for k, v in history.items() if v}
-    return {"model_dir": model_dir, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
+    return {"model_dir": directory.path, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
             "resumed_from_step": initial_step, "replicas": strategy.num_replicas_in_sync,
             "worker": worker_name(strategy), "weights_sha256": weights_fingerprint(model), **last}
 

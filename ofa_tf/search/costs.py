@@ -3,9 +3,10 @@
 A search asks "does this arch fit the budget?" tens of thousands of times (OFA's evolution:
 100 x 500 children, each drawn by rejection sampling), so a cost model must answer in
 microseconds. `ofa_tf.profile.profile` validates and walks the whole arch (~0.3 ms), so
-`ArchCostTable` gives the same MACs / params from per-block cost terms memoised by the few
-values a block's cost depends on (resolution, stage, slot, in/out width, kernel, expand);
-`tests/test_search_costs.py` checks it equals `profile()` on every registered space.
+`ArchCostTable` gives the same MACs / params from the same `ofa_tf.spaces.costs.block_cost`,
+memoised by the few values a block depends on (the arguments of `block_plan`: stage, slot,
+input side, in/out width, kernel, expand); `tests/test_search_costs.py` checks it equals
+`profile()` on every registered space.
 
 Every cost model is a callable `arch -> float` with a `name` (the key it fills in a result)
 and a `unit`; latency comes from any object with `predict_ms(arch)` (the deployment
@@ -17,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces import Arch, SearchSpace
-from ofa_tf.spaces.divisible import expanded_channels, squeeze_channels
-from ofa_tf.spaces.walk import block_has_expand_conv
+from ofa_tf.spaces.costs import Cost, block_cost, head_cost, stem_cost
+from ofa_tf.spaces.walk import STEM_STRIDE, block_plan, conv_out_size
 
 
 @runtime_checkable
@@ -41,13 +42,9 @@ class CostModel(Protocol):
     def __call__(self, arch: Arch) -> float: ...
 
 
-def _out_size(size: int, stride: int) -> int:
-    return math.ceil(size / stride)  # "same" padding, as in ofa_tf.profile
-
-
 class ArchCostTable:
     """MACs and params of archs of one space, exactly as `ofa_tf.profile.profile` counts
-    them (conv / dense multiply-adds; every trainable weight), memoised per block.
+    them: each block's `block_cost` is memoised by the values it depends on.
 
     Archs are assumed valid for the space (searchers only make valid ones); results are
     cached per arch as well, since evolution revisits archs.
@@ -56,10 +53,10 @@ class ArchCostTable:
     def __init__(self, space: SearchSpace, num_classes: int):
         self.space = space
         self.num_classes = int(num_classes)
-        self._has_expand = [block_has_expand_conv(space, s) for s in range(space.num_stages)]
-        self._blocks: dict[tuple, tuple[int, int]] = {}
+        # block_plan arguments -> (block cost, output side); (input side, channels, head width) -> head cost
+        self._blocks: dict[tuple, tuple[Cost, int]] = {}
+        self._heads: dict[tuple[int, int, int], Cost] = {}
         self._arch: dict[Arch, tuple[int, int]] = {}
-        self._sizes: dict[int, list[int]] = {}
 
     def __call__(self, arch: Arch) -> tuple[int, int]:
         """(macs, params) of `arch`."""
@@ -74,91 +71,58 @@ class ArchCostTable:
     def params(self, arch: Arch) -> int:
         return self(arch)[1]
 
-    def _stage_sizes(self, resolution: int) -> list[int]:
-        """Feature-map side entering each stage (only a stage's first block strides)."""
-        sizes = self._sizes.get(resolution)
-        if sizes is None:
-            size, sizes = _out_size(resolution, 2), []
-            for stage in self.space.stages:
-                sizes.append(size)
-                size = _out_size(size, stage.stride)
-            sizes.append(size)
-            self._sizes[resolution] = sizes
-        return sizes
-
     def _compute(self, arch: Arch) -> tuple[int, int]:
-        sizes = self._stage_sizes(arch.resolution)
-        stem = arch.stem_width
-        macs = sizes[0] * sizes[0] * 9 * 3 * stem
-        params = 9 * 3 * stem + 2 * stem
-        in_ch = stem
+        size = conv_out_size(arch.resolution, STEM_STRIDE)
+        macs, params = stem_cost(size, arch.stem_width)
+        in_ch = arch.stem_width
         for s, depth in enumerate(arch.depths):
-            out_ch = arch.widths[s]
             for b in range(depth):
-                key = (s, b, sizes[s] if b == 0 else sizes[s + 1], in_ch, out_ch, arch.kernels[s][b], arch.expands[s][b])
-                cost = self._blocks.get(key)
-                if cost is None:
-                    cost = self._blocks[key] = self._block(*key)
-                macs += cost[0]
-                params += cost[1]
-                in_ch = out_ch
-        size = sizes[-1]
-        channels = in_ch
-        final = self.space.final_expand_width(channels)
-        if final:
-            macs += size * size * channels * final
-            params += channels * final + 2 * final
-            channels = final
-        if arch.head_width:
-            macs += channels * arch.head_width
-            params += channels * arch.head_width + arch.head_width
-            channels = arch.head_width
-        macs += channels * self.num_classes
-        params += channels * self.num_classes + self.num_classes
-        return int(macs), int(params)
-
-    def _block(self, s: int, b: int, size: int, in_ch: int, out_ch: int, kernel: int,
-               expand: float) -> tuple[int, int]:
-        stage = self.space.stages[s]
-        mid = expanded_channels(in_ch, expand) if self._has_expand[s] else in_ch
-        macs = params = 0
-        if self._has_expand[s]:
-            macs += size * size * in_ch * mid
-            params += in_ch * mid + 2 * mid
-        size = _out_size(size, stage.stride if b == 0 else 1)
-        macs += size * size * kernel * kernel * mid
-        params += kernel * kernel * mid + 2 * mid
-        if stage.use_se:
-            se = squeeze_channels(mid)
-            macs += 2 * mid * se
-            params += 2 * mid * se + mid + se
-        macs += size * size * mid * out_ch
-        params += mid * out_ch + 2 * out_ch
-        return macs, params
+                key = (s, b, size, in_ch, arch.widths[s], arch.kernels[s][b], arch.expands[s][b])
+                entry = self._blocks.get(key)
+                if entry is None:
+                    block = block_plan(self.space, *key)
+                    entry = self._blocks[key] = (block_cost(block), block.out_size)
+                (block_macs, block_params), size = entry
+                macs += block_macs
+                params += block_params
+                in_ch = arch.widths[s]
+        key = (size, in_ch, arch.head_width)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = head_cost(size, in_ch, self.space.final_expand_width(in_ch), arch.head_width,
+                                                self.num_classes)
+        return int(macs + head[0]), int(params + head[1])
 
 
 @dataclasses.dataclass
-class MacsCost:
+class _TableCost:
+    """One column of an `ArchCostTable` as a cost model."""
+
+    table: ArchCostTable
+    name: str
+    unit: str
+    column: ClassVar[int]
+
+    def __call__(self, arch: Arch) -> float:
+        return float(self.table(arch)[self.column])
+
+
+@dataclasses.dataclass
+class MacsCost(_TableCost):
     """Multiply-adds ("FLOPs" in the papers)."""
 
-    table: ArchCostTable
     name: str = "macs"
     unit: str = "MACs"
-
-    def __call__(self, arch: Arch) -> float:
-        return float(self.table(arch)[0])
+    column: ClassVar[int] = 0
 
 
 @dataclasses.dataclass
-class ParamsCost:
+class ParamsCost(_TableCost):
     """Trainable parameters of the static subnet."""
 
-    table: ArchCostTable
     name: str = "params"
     unit: str = "params"
-
-    def __call__(self, arch: Arch) -> float:
-        return float(self.table(arch)[1])
+    column: ClassVar[int] = 1
 
 
 class LatencyCost:
@@ -201,10 +165,10 @@ def parse_budget(name: str, text: str | float) -> float:
         match = _NUMBER.match(str(text))
         if not match:
             example = "20" if CONSTRAINT_NAMES.get(name) == "latency_ms" else "150M"
-            raise OfaError(f"--{name}={text}: expected a number like {example}")
+            raise OfaError(f"{name}={text}: expected a number like {example}")
         value = float(match.group(1)) * _SUFFIXES[match.group(2)]
     if not value > 0 or math.isinf(value):
-        raise OfaError(f"--{name}={text}: expected a positive number")
+        raise OfaError(f"{name}={text}: expected a positive number")
     return value
 
 
@@ -258,7 +222,7 @@ class CostModels:
             raise OfaError(f"unknown constraint {name!r}: expected one of {sorted(CONSTRAINT_NAMES)}")
         key = CONSTRAINT_NAMES[name]
         if key not in self.models:
-            raise OfaError(f"constraint {name!r} needs a latency look-up table (pass --latency_lut=PATH)")
+            raise OfaError(f"constraint {name!r} needs a latency look-up table (pass latency_table)")
         return self.models[key]
 
     def costs(self, arch: Arch) -> dict[str, float | None]:
@@ -286,7 +250,7 @@ class CostModels:
             budget = parse_budget(label, text)
             minimum = cost(smallest)
             if budget < minimum:
-                raise OfaError(f"--{label}={text}: impossible budget; the smallest subnet needs "
+                raise OfaError(f"{label}={text}: impossible budget; the smallest subnet needs "
                                f"{format_cost(label, minimum)} ({minimum:.6g})")
             result.append(Constraint(cost, budget, label))
         return result
@@ -303,9 +267,9 @@ def parse_target(text: str) -> dict[str, str]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or not name or not value.strip():
-            raise OfaError(f"--targets={text}: expected NAME=BUDGET pairs like flops=150M,params=3M")
+            raise OfaError(f"target {text!r}: expected NAME=BUDGET pairs like flops=150M,params=3M")
         if name not in CONSTRAINT_NAMES:
-            raise OfaError(f"unknown constraint {name!r} in --targets={text}: expected one of "
+            raise OfaError(f"unknown constraint {name!r} in target {text!r}: expected one of "
                            f"{sorted(CONSTRAINT_NAMES)}")
         target[name] = value.strip()
     return target
@@ -320,6 +284,6 @@ def zip_targets(lists: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
     count = max(len(v) for v in lists.values())
     for name, values in lists.items():
         if len(values) not in (1, count):
-            raise OfaError(f"--{name}={','.join(values)}: has {len(values)} budgets; the other "
+            raise OfaError(f"{name}={','.join(values)}: has {len(values)} budgets; the other "
                            f"constraint lists have {count} (give one budget, or one per target)")
     return [{name: values[i if len(values) > 1 else 0] for name, values in lists.items()} for i in range(count)]

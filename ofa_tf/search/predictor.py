@@ -1,6 +1,6 @@
-"""Accuracy predictors on the arch encoding, in NumPy: OFA's MLP (REFERENCE §4) and ridge.
+"""Accuracy predictors on the arch encoding, in NumPy: OFA's MLP and ridge.
 
-Input: `ArchEncoder` (= `SearchSpace.encode`, OFA's one-hot layout). Two kinds, one class:
+Input: the space's `ArchEncoder` (`SearchSpace.encoder`: OFA's one-hot layout). Two kinds, one class:
 - "mlp", OFA's: 3 x 400 ReLU -> 1, plus a constant base accuracy; trained with Adam (lr
   1e-3, L2 weight decay 1e-4 as PyTorch's Adam applies it) on the MSE to measured,
   BN-recalibrated accuracies. OFA trained it on ~16k measured subnets.
@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ofa_tf.errors import OfaError
-from ofa_tf.search.encoding import ArchEncoder, space_fingerprint
+from ofa_tf.io import atomic_write, write_json
+from ofa_tf.search.encoding import space_fingerprint
 from ofa_tf.spaces import Arch, SearchSpace
 
 PREDICTOR_DIR = "predictor"
@@ -117,7 +118,7 @@ def fit_predictor(space: SearchSpace, archs: Sequence[Arch], accuracies: Sequenc
     if kind == "linear":
         return AccuracyPredictor.fit_linear(space, archs, accuracies)
     if kind != "auto":
-        raise OfaError(f"--predictor={kind!r}: expected one of {list(PREDICTOR_KINDS)}")
+        raise OfaError(f"kind={kind!r}: expected one of {list(PREDICTOR_KINDS)}")
     folds = min(folds, len(archs) // 2)
     scores = {k: cross_validated_spearman(space, archs, accuracies, folds, seed, k, **mlp_options)["spearman"]
               for k in ("linear", "mlp")}
@@ -136,7 +137,7 @@ class AccuracyPredictor:
     def __init__(self, space: SearchSpace, layers: list[tuple[np.ndarray, np.ndarray]], base: float,
                  scale: float, info: dict[str, Any] | None = None):
         self.space = space
-        self.encoder = ArchEncoder(space)
+        self.encoder = space.encoder
         if layers[0][0].shape[0] != self.encoder.size:
             raise OfaError(f"predictor input size {layers[0][0].shape[0]} does not match space "
                            f"{space.name!r} (encoding size {self.encoder.size})")
@@ -160,8 +161,7 @@ class AccuracyPredictor:
         """Trains on (arch, measured accuracy) pairs; deterministic for a given seed."""
         if len(archs) != len(accuracies) or len(archs) < 2:
             raise OfaError(f"predictor training needs >= 2 measured archs, got {len(archs)}")
-        encoder = ArchEncoder(space)
-        x = encoder.encode(archs)
+        x = space.encoder.encode(archs)
         y = np.asarray(accuracies, np.float64)
         base, scale = float(y.mean()), float(y.std()) or 1.0
         target = ((y - base) / scale).astype(np.float32)[:, None]
@@ -189,7 +189,7 @@ class AccuracyPredictor:
         if len(archs) != len(accuracies) or len(archs) < 3:
             raise OfaError(f"linear predictor training needs >= 3 measured archs with one accuracy each, got "
                            f"{len(archs)} archs and {len(accuracies)} accuracies")
-        x = ArchEncoder(space).encode(archs).astype(np.float64)
+        x = space.encoder.encode(archs).astype(np.float64)
         y = np.asarray(accuracies, np.float64)
         base, scale = float(y.mean()), float(y.std()) or 1.0
         target = (y - base) / scale  # mean 0: the intercept is `base`
@@ -213,8 +213,6 @@ class AccuracyPredictor:
     # --------------------------------------------------------------- save / load
     def save(self, directory: str) -> None:
         """Writes predictor.npz (weights + header) and predictor.json (readable report)."""
-        from ofa_tf.run import atomic_write  # ofa_tf.run imports TensorFlow: only when saving
-
         os.makedirs(directory, exist_ok=True)
         header = {"space": self.space.to_config(), "fingerprint": space_fingerprint(self.space),
                   "encoding_size": self.encoder.size, "base": self.base, "scale": self.scale, "info": self.info}
@@ -222,12 +220,8 @@ class AccuracyPredictor:
         arrays.update({f"b{i}": b for i, (_, b) in enumerate(self.layers)})
         arrays["header"] = np.array(json.dumps(header))
         atomic_write(os.path.join(directory, WEIGHTS_FILE), lambda tmp: np.savez(tmp, **arrays))
-
-        def write_report(tmp):
-            with open(tmp, "w") as f:
-                json.dump({k: v for k, v in header.items() if k != "space"} | {"space_name": self.space.name},
-                          f, indent=1)
-        atomic_write(os.path.join(directory, REPORT_FILE), write_report)
+        write_json(os.path.join(directory, REPORT_FILE),
+                   {k: v for k, v in header.items() if k != "space"} | {"space_name": self.space.name})
 
     @classmethod
     def load(cls, directory: str, space: SearchSpace) -> "AccuracyPredictor":
@@ -239,7 +233,7 @@ class AccuracyPredictor:
         path = os.path.join(directory, WEIGHTS_FILE)
         if not os.path.isfile(path):
             raise OfaError(f"{directory}: no trained accuracy predictor ({WEIGHTS_FILE}); "
-                           "run tools.train_predictor first or use --fitness=measured")
+                           "run ofa-train-predictor first or use --fitness=measured")
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
@@ -251,7 +245,7 @@ class AccuracyPredictor:
             theirs = header.get("space", {}).get("name", "?")
             raise OfaError(f"{path}: predictor was trained for another space ({theirs!r}, fingerprint "
                            f"{header.get('fingerprint')}) than this run's {space.name!r} "
-                           f"({space_fingerprint(space)}); retrain it with tools.train_predictor")
+                           f"({space_fingerprint(space)}); retrain it with ofa-train-predictor")
         return cls(space, layers, header["base"], header["scale"], header.get("info"))
 
 

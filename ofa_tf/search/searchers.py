@@ -59,7 +59,7 @@ def _sample_feasible(space: SearchSpace, rng: random.Random, constraints: Sequen
 
 
 class EvolutionSearch:
-    """OFA's evolutionary search (REFERENCE §4).
+    """OFA's evolutionary search, with its reference code's defaults.
 
     Each generation keeps the best `parent_ratio` of the population as parents and adds
     `population_size` children: `mutation_ratio` of them mutants of a random parent
@@ -199,7 +199,7 @@ class ExhaustiveSearch:
 
 def zero_cost_select(record: Sequence[tuple[int, Arch]], constraints: Sequence[Constraint],
                      space: SearchSpace | None = None) -> SearchResult:
-    """TOFA's zero-cost rule (papers/004): the most recently trained subnet within budget.
+    """TOFA's zero-cost rule (arXiv:2303.15485): the most recently trained subnet within budget.
 
     `record` is (last step trained, arch), as `ofa_tf.training.record.load_sampled_record`
     returns it. No fitness is evaluated. A step trains several subnets (max + min + random

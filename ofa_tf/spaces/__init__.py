@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Sequence
 
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces import definitions
 from ofa_tf.spaces.arch import Arch
 from ofa_tf.spaces.divisible import expanded_channels, make_divisible, squeeze_channels
-from ofa_tf.spaces.space import SearchSpace, StageSpec
+from ofa_tf.spaces.space import ArchEncoder, SearchSpace, StageSpec
 
 SPACES: dict[str, Callable[[float], SearchSpace]] = {
     "ofa_mbv3": definitions.ofa_mbv3,
@@ -42,16 +43,15 @@ def get_space(name: str | SearchSpace, width_mult: float = 1.0,
 
 
 def _space_from_file(path: str) -> SearchSpace:
-    import json
     try:
         with open(path) as f:
             config = json.load(f)
         return SearchSpace.from_config(config.get("space", config))
     except OSError as e:
-        raise OfaError(f"--space={path}: {e.strerror}") from None
+        raise OfaError(f"space={path}: {e.strerror}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise OfaError(f"--space={path}: not a search space config ({type(e).__name__}: {e})") from None
+        raise OfaError(f"space={path}: not a search space config ({type(e).__name__}: {e})") from None
 
 
-__all__ = ["Arch", "SPACES", "SearchSpace", "StageSpec", "expanded_channels", "get_space",
+__all__ = ["Arch", "ArchEncoder", "SPACES", "SearchSpace", "StageSpec", "expanded_channels", "get_space",
            "make_divisible", "squeeze_channels"]

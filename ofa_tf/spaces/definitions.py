@@ -1,4 +1,4 @@
-"""The stage tables of the built-in spaces (REFERENCE.md §1, papers/000, papers/004 Table 1).
+"""The stage tables of the built-in spaces (OFA, arXiv:1908.09791; DεpS, arXiv:2407.06167; TOFA, arXiv:2303.15485, Table 1).
 
 Each builder returns a `SearchSpace` whose widths are scaled by `width_mult` with
 `make_divisible`, exactly as the reference implementations scale theirs.
@@ -68,7 +68,7 @@ def proxyless(width_mult: float = 1.0) -> SearchSpace:
 
 
 def tofa(width_mult: float = 1.0) -> SearchSpace:
-    """TOFA's FBNetV3-like space (papers/004 Table 1): elastic stage widths, depths up to 8,
+    """TOFA's FBNetV3-like space (arXiv:2303.15485, Table 1): elastic stage widths, depths up to 8,
     expand {2,4,6} and kernel {3,5} shared within a stage, SE on stages 3, 5, 6, 7."""
     w = lambda *c: _scaled(c, width_mult)  # noqa: E731
     table = [  # widths, depths, expands, stride, activation, se

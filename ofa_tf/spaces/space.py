@@ -9,6 +9,7 @@ archs from it, the profiler walks it. Spaces differ only in their tables
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -375,29 +376,19 @@ class SearchSpace:
         return arch
 
     # ---------------------------------------------------------------- encodings
-    def encode(self, arch: Arch) -> np.ndarray:
-        """Fixed-length float vector for accuracy predictors (OFA's one-hot encoding).
+    @functools.cached_property
+    def encoder(self) -> ArchEncoder:
+        """This space's `ArchEncoder` (built once per space)."""
+        return ArchEncoder(self)
 
-        Per block slot: one-hot kernel and one-hot expand ratio (all zeros when the block
-        is skipped); per stage a one-hot width; one-hot stem / head width and resolution.
-        Only elastic choices (more than one option) contribute features.
-        """
-        arch = self.validate(arch)
-        parts: list[np.ndarray] = [_one_hot(arch.resolution, self.resolutions),
-                                   _one_hot(arch.stem_width, self.stem_widths)]
-        if self.head_widths:
-            parts.append(_one_hot(arch.head_width, self.head_widths))
-        for s, stage in enumerate(self.stages):
-            parts.append(_one_hot(arch.widths[s], stage.widths))
-            for b in range(stage.max_depth):
-                active = b < arch.depths[s]
-                parts.append(_one_hot(arch.kernels[s][b] if active else None, stage.kernels))
-                parts.append(_one_hot(arch.expands[s][b] if active else None, stage.expands))
-        return np.concatenate(parts).astype(np.float32)
+    def encode(self, arch: Arch) -> np.ndarray:
+        """Fixed-length float vector for accuracy predictors (OFA's one-hot encoding, see
+        `ArchEncoder`) of any arch form `validate` takes."""
+        return self.encoder.encode([self.validate(arch)])[0]
 
     @property
     def encoding_size(self) -> int:
-        return int(self.encode(self.max_arch()).shape[0])
+        return self.encoder.size
 
     # ---------------------------------------------------------------- config
     def to_config(self) -> dict[str, Any]:
@@ -415,6 +406,70 @@ class SearchSpace:
             stages.append(StageSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}))
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
         return cls(stages=tuple(stages), **fields)
+
+
+class ArchEncoder:
+    """OFA's one-hot arch encoding, the accuracy predictor's input, for batches of archs.
+
+    Per block slot: one-hot kernel and one-hot expand ratio (all zeros when the block is
+    skipped); per stage a one-hot width; one-hot stem / head width and resolution. Only
+    elastic choices (more than one option) contribute features. Evolution encodes 50,000
+    archs per target, so where every choice's 1 goes is worked out once and a whole batch
+    is filled with one index assignment.
+    """
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        offset = 0
+
+        def slot(choices: Sequence) -> dict[float, int]:
+            nonlocal offset
+            if len(choices) < 2:
+                return {}
+            start, offset = offset, offset + len(choices)
+            return {float(c): start + i for i, c in enumerate(choices)}
+
+        self._resolution = slot(space.resolutions)
+        self._stem = slot(space.stem_widths)
+        self._head = slot(space.head_widths)
+        self._widths, self._kernels, self._expands = [], [], []
+        for stage in space.stages:
+            self._widths.append(slot(stage.widths))
+            ks, es = [], []
+            for _ in range(stage.max_depth):
+                ks.append(slot(stage.kernels))
+                es.append(slot(stage.expands))
+            self._kernels.append(ks)
+            self._expands.append(es)
+        self.size = offset
+
+    def columns(self, arch: Arch) -> list[int]:
+        """Indices of the ones in `arch`'s encoding (arch assumed valid for the space)."""
+        cols = []
+        for table, value in ((self._resolution, arch.resolution), (self._stem, arch.stem_width),
+                             (self._head, arch.head_width)):
+            if table:
+                cols.append(table[float(value)])
+        for s, depth in enumerate(arch.depths):
+            if self._widths[s]:
+                cols.append(self._widths[s][float(arch.widths[s])])
+            for b in range(depth):
+                if self._kernels[s][b]:
+                    cols.append(self._kernels[s][b][float(arch.kernels[s][b])])
+                if self._expands[s][b]:
+                    cols.append(self._expands[s][b][float(arch.expands[s][b])])
+        return cols
+
+    def encode(self, archs: Sequence[Arch]) -> np.ndarray:
+        """(len(archs), size) float32 matrix of one-hot encodings."""
+        rows, cols = [], []
+        for i, arch in enumerate(archs):
+            c = self.columns(arch)
+            rows.extend([i] * len(c))
+            cols.extend(c)
+        out = np.zeros((len(archs), self.size), np.float32)
+        out[rows, cols] = 1.0
+        return out
 
 
 def _as_rng(rng: _random.Random | int | None) -> _random.Random:
@@ -441,11 +496,4 @@ def _describe(values: Sequence[int]) -> str:
     return str(values)
 
 
-def _one_hot(value, choices: Sequence) -> np.ndarray:
-    vec = np.zeros(len(choices) if len(choices) > 1 else 0, np.float32)
-    if len(choices) > 1 and value is not None:
-        vec[[i for i, c in enumerate(choices) if math.isclose(c, value)][0]] = 1.0
-    return vec
-
-
-__all__ = ["ACTIVATIONS", "SearchSpace", "StageSpec", "expanded_channels", "squeeze_channels"]
+__all__ = ["ACTIVATIONS", "ArchEncoder", "SearchSpace", "StageSpec", "expanded_channels", "squeeze_channels"]

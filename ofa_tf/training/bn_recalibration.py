@@ -1,7 +1,7 @@
 """BN recalibration: re-estimate a subnet's batch-norm statistics before using it.
 
 Subnets share the supernet's max-size BN statistics, which fit no single subnet, so a
-subnet evaluated with them scores near chance (REFERENCE §2). Recalibration runs ~2000
+subnet evaluated with them scores near chance. Recalibration runs ~2000
 training images (training augmentation) through the subnet in training mode and sets
 each BN's moving mean / variance to the *cumulative* average of the batch statistics.
 It works on any Keras model (an extracted subnet, or your own).

@@ -16,8 +16,8 @@ import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.training.channel_sorting import sort_mid_channels
-from ofa_tf.training.methods import Method, Phase
-from ofa_tf.training.model import TEACHER_CODES, OnceForAllModel
+from ofa_tf.training.methods import TEACHER_CODES, Method, Phase
+from ofa_tf.training.model import OnceForAllModel
 from ofa_tf.training.record import SampledRecord
 from ofa_tf.training.samplers import step_rng
 

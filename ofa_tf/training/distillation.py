@@ -20,7 +20,7 @@ def distillation_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor, temp
 
     The teacher's logits are detached here, so distillation never sends gradient into
     the teacher, also when the teacher is the full model of the same supernet (in-place
-    KD, papers/000 §4.3). T^2 keeps the gradient scale independent of T.
+    KD, DεpS paper §4.3). T^2 keeps the gradient scale independent of T.
     """
     teacher = tf.nn.softmax(tf.stop_gradient(teacher_logits) / temperature)
     loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(teacher, student_logits / temperature))

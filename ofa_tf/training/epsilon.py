@@ -1,4 +1,4 @@
-"""ε-Shrinking (papers/000 §4.2, eq. 4): the weight of the subnets' gradients after the switch.
+"""ε-Shrinking (DεpS, arXiv:2407.06167, §4.2, eq. 4): the weight of the subnets' gradients after the switch.
 
 The step's gradient is G_full + ε_t Σ G_subnet. ε starts small when shrinking starts and
 grows to 1, so the subnets' effective learning rate warms up (η ε_t) while the full
@@ -36,11 +36,11 @@ class EpsilonSchedule:
 
     def __post_init__(self):
         if not 0 < self.start <= 1:
-            raise OfaError(f"--epsilon_start={self.start!r}: expected a value in (0, 1]")
+            raise OfaError(f"epsilon_start={self.start!r}: expected a value in (0, 1]")
         if self.ramp_steps < 0:
             raise OfaError(f"epsilon ramp steps={self.ramp_steps!r}: expected >= 0")
         if self.mode not in EPSILON_MODES:
-            raise OfaError(f"--epsilon_mode={self.mode!r}: expected one of {list(EPSILON_MODES)}")
+            raise OfaError(f"epsilon_mode={self.mode!r}: expected one of {list(EPSILON_MODES)}")
 
     def value(self, steps_since_start: int, lr_at: Callable[[int], float] | None = None,
               shrink_start_step: int = 0) -> float:

@@ -2,7 +2,7 @@
 
 Two shapes, one class:
   "run"    one cosine decay over the whole run (no restart at phase switches): what
-           DεpS, BigNAS and fOFA use (REFERENCE.md §3), and the default for every method;
+           DεpS, BigNAS and fOFA use, and the default for every method;
   "phase"  a cosine decay restarted at each phase start and reaching 0 at its end: what
            OFA's progressive-shrinking scripts do (each phase is a separate run there).
 In both, a phase's `lr_scale` multiplies the rate while it runs. OFA's shrinking phases
@@ -46,7 +46,7 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, learning_rate: float, phase_starts: Sequence[int], total_steps: int,
                  phase_scales: Sequence[float] | None = None, mode: str = "run", warmup_steps: int = 0):
         if mode not in LR_SCHEDULES:
-            raise OfaError(f"--lr_schedule={mode!r}: expected one of {list(LR_SCHEDULES)}")
+            raise OfaError(f"lr_schedule={mode!r}: expected one of {list(LR_SCHEDULES)}")
         starts = [int(s) for s in phase_starts] or [0]
         scales = [1.0] * len(starts) if phase_scales is None else [float(s) for s in phase_scales]
         if len(scales) != len(starts):
@@ -66,7 +66,7 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
             first_end = next((end for start, end in zip(starts, ends) if end > start), self.total_steps)
             if self.warmup_steps >= first_end:
                 raise OfaError(f"LR warmup of {self.warmup_steps} steps does not end before the first phase does "
-                               f"(step {first_end}); shorten --lr_warmup_epochs")
+                               f"(step {first_end}); shorten warmup_steps")
 
     def phase_index(self, step: tf.Tensor) -> tf.Tensor:
         """Index of the phase `step` falls in (a tensor; an empty phase is skipped)."""

@@ -7,7 +7,7 @@ whether mid channels are re-sorted by importance when the phase starts. The trai
 loop reads phases; it has no code per method.
 
 Phase lengths are fractions of the run's total steps, so a preset works for any budget
-(the defaults follow the papers' epoch splits, REFERENCE.md §3).
+(the defaults follow the papers' epoch splits).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from ofa_tf.training.epsilon import EpsilonSchedule
 from ofa_tf.training.samplers import (FullOnlySampler, RestrictedSampler, Sampler, SandwichSampler,
                                       UpperAttentiveSampler, check_subnet_count, sampler_from_config)
 
-TEACHERS = ("none", "inplace", "frozen")
+# Where a phase's distillation targets come from (`Phase.teacher`), and the code the
+# traced train step reads for each (`OnceForAllModel.teacher_code`).
+TEACHER_CODES = {"none": 0, "inplace": 1, "frozen": 2}
 # OFA's reference scripts: kernel phase 3e-2; depth / expand stage 1 2.5e-3, stage 2 7.5e-3.
 OFA_STAGE1_LR = 2.5e-3 / 3e-2
 OFA_STAGE2_LR = 7.5e-3 / 3e-2
@@ -37,7 +39,7 @@ class Phase:
       sampler: subnets per step besides the full model.
       train_full: the full model trains on the labels each step (DεpS, BigNAS, fOFA, TOFA;
         not OFA / CompOFA's shrinking phases, where a frozen teacher stands in for it).
-      teacher: "inplace" (the full model's detached output, papers/000 §4.3), "frozen" (a
+      teacher: "inplace" (the full model's detached output, DεpS paper §4.3), "frozen" (a
         snapshot of the full model taken when the phase starts: OFA's vanilla KD) or "none".
       epsilon: ε schedule of the subnets' gradient weight (None: ε = 1).
       subnet_label_weight: weight of the subnets' own label loss (OFA: 1, in-place KD: 0).
@@ -59,8 +61,8 @@ class Phase:
     lr_scale: float = 1.0
 
     def __post_init__(self):
-        if self.teacher not in TEACHERS:
-            raise OfaError(f"teacher={self.teacher!r}: expected one of {list(TEACHERS)}")
+        if self.teacher not in TEACHER_CODES:
+            raise OfaError(f"teacher={self.teacher!r}: expected one of {list(TEACHER_CODES)}")
         if self.fraction < 0:
             raise OfaError(f"phase {self.name!r}: fraction={self.fraction!r}: expected >= 0")
         if self.lr_scale < 0:
@@ -123,7 +125,7 @@ class Method:
 
 def _check_fraction(name: str, value: float) -> float:
     if not 0 <= value < 1:
-        raise OfaError(f"--{name}={value!r}: expected a fraction in [0, 1)")
+        raise OfaError(f"{name}={value!r}: expected a fraction in [0, 1)")
     return float(value)
 
 
@@ -133,16 +135,16 @@ def build_method(name: str, space: SearchSpace | None = None, *, steps_per_epoch
                  num_subnets: int | None = None, clipnorm: float | None = None) -> Method:
     """The preset `name` with its knobs; None means the paper's default for that method.
 
-    Presets: full, deps, bignas, fofa, ofa, compofa, tofa (REFERENCE.md §3).
+    Presets: full, deps, bignas, fofa, ofa, compofa, tofa.
     """
     if name not in PRESETS:
-        raise OfaError(f"--method={name!r}: expected one of {sorted(PRESETS)}")
+        raise OfaError(f"method={name!r}: expected one of {sorted(PRESETS)}")
     if warmup_fraction is not None:
         _check_fraction("warmup_fraction", warmup_fraction)
     if num_subnets is not None:
         check_subnet_count(num_subnets)
     if epsilon_ramp_epochs is not None and epsilon_ramp_epochs < 0:
-        raise OfaError(f"--epsilon_ramp_epochs={epsilon_ramp_epochs!r}: expected >= 0")
+        raise OfaError(f"epsilon_ramp_epochs={epsilon_ramp_epochs!r}: expected >= 0")
     EpsilonSchedule(epsilon_start, 0, epsilon_mode)  # validates start and mode
     knobs = dict(steps_per_epoch=max(1, int(steps_per_epoch)), epochs=epochs, warmup_fraction=warmup_fraction,
                  epsilon_start=epsilon_start, epsilon_ramp_epochs=epsilon_ramp_epochs,
@@ -159,7 +161,7 @@ def _full(space, **_) -> Method:
 
 def _deps(space, *, steps_per_epoch, epochs, warmup_fraction, epsilon_start, epsilon_ramp_epochs, epsilon_mode,
           num_subnets, **_) -> Method:
-    """DεpS (papers/000): FM-Warmup for P_fm of the run, then sandwich shrinking (max + min
+    """DεpS (arXiv:2407.06167): FM-Warmup for P_fm of the run, then sandwich shrinking (max + min
     + random, as the public code) with in-place KD from the warmed-up full model and ε
     ramping from 1e-4 to 1; channels sorted at the switch. The paper ramps over 5 of 270
     epochs, so the default ramp is that share of the run (`epochs`; 5 epochs when unknown)."""
@@ -188,7 +190,7 @@ def _tofa(space, *, num_subnets, **_) -> Method:
 
 
 def _fofa(space, *, warmup_fraction, num_subnets, **_) -> Method:
-    """fOFA (papers/001): a short full-model warmup (5 of 185 epochs), then upper-attentive
+    """fOFA ("Fast and Efficient Once-For-All Networks for Diverse Hardware Deployment"): a short full-model warmup (5 of 185 epochs), then upper-attentive
     sampling (full + n-1 random, n = 3) with in-place KD."""
     warmup = 5 / 185 if warmup_fraction is None else warmup_fraction
     subnets = 2 if num_subnets is None else num_subnets
@@ -235,8 +237,8 @@ def _compofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
     the coupled depth/expand space, vanilla KD from the frozen teacher. The two phases take
     OFA's stage 1 / stage 2 learning-rate ratios (CompOFA runs OFA's phase structure)."""
     if space is not None and not any(stage.expand_for_depth for stage in space.stages):
-        raise OfaError(f"--method=compofa needs a space with coupled depth and expand "
-                       f"(--space=compofa), not {space.name!r}")
+        raise OfaError(f"method=compofa needs a space with coupled depth and expand "
+                       f"(space='compofa'), not {space.name!r}")
     depths = _all_choices(space, "depths")
     subnets = 4 if num_subnets is None else max(1, num_subnets)
     warmup = 180 / 330 if warmup_fraction is None else warmup_fraction

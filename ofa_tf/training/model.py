@@ -1,6 +1,6 @@
 """`OnceForAllModel`: a supernet whose `train_step` trains the full model and sampled subnets.
 
-One step (papers/000 eq. 4):
+One step (DεpS, arXiv:2407.06167, eq. 4):
 
     gradient = train_full * G_full  +  ε * Σ_j active_j * G_subnet_j
 
@@ -16,10 +16,10 @@ seeded by the step. The train step reads them as tensors, so one trace serves ev
 subnet and every phase; a phase that trains fewer subnets skips the unused slots with
 `tf.cond` (no compute for them). Each subnet's forward/backward runs in one nested
 `tf.function`, traced once and called per slot, so tracing does not grow with the
-number of subnets (STACK.md).
+number of subnets.
 
 A semi-supervised batch (`({labelled, unlabelled_weak, unlabelled_strong}, labels)`, TOFA,
-papers/004) changes two things only: the full model's loss adds λ_u x FixMatch on the
+arXiv:2303.15485) changes two things only: the full model's loss adds λ_u x FixMatch on the
 unlabelled views, and the subnets distil on labelled + weakly augmented unlabelled images
 (`semi_supervised.py`). It is a second batch structure, so a second trace; the supervised
 step is unchanged.
@@ -37,8 +37,20 @@ from ofa_tf.errors import OfaError
 from ofa_tf.models.supernet import Supernet
 from ofa_tf.training import semi_supervised
 from ofa_tf.training.distillation import distillation_loss, label_loss
+from ofa_tf.training.gradients import gradients, zero_gradients
+from ofa_tf.training.methods import TEACHER_CODES
 
-TEACHER_CODES = {"none": 0, "inplace": 1, "frozen": 2}
+
+def check_loss_settings(kd_temperature: float, label_smoothing: float, fixmatch_threshold: float,
+                        unlabelled_weight: float) -> None:
+    """The loss settings of `OnceForAllModel`, each in its range."""
+    checks = [(kd_temperature > 0, f"kd_temperature={kd_temperature!r}: expected a positive number"),
+              (0 <= label_smoothing < 1, f"label_smoothing={label_smoothing!r}: expected a value in [0, 1)"),
+              (0 < fixmatch_threshold <= 1, f"fixmatch_threshold={fixmatch_threshold!r}: expected a value in (0, 1]"),
+              (unlabelled_weight >= 0, f"unlabelled_weight={unlabelled_weight!r}: expected a number >= 0")]
+    for ok, message in checks:
+        if not ok:
+            raise OfaError(message)
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")
@@ -60,14 +72,7 @@ class OnceForAllModel(Supernet):
         super().__init__(*args, **kwargs)
         if isinstance(max_subnets, bool) or not isinstance(max_subnets, (int, np.integer)) or max_subnets < 0:
             raise OfaError(f"max_subnets={max_subnets!r}: expected a non-negative integer")
-        if not kd_temperature > 0:
-            raise OfaError(f"--kd_temperature={kd_temperature!r}: expected a positive number")
-        if not 0 <= label_smoothing < 1:
-            raise OfaError(f"--label_smoothing={label_smoothing!r}: expected a value in [0, 1)")
-        if not 0 < fixmatch_threshold <= 1:
-            raise OfaError(f"--fixmatch_threshold={fixmatch_threshold!r}: expected a value in (0, 1]")
-        if not unlabelled_weight >= 0:
-            raise OfaError(f"--unlabelled_weight={unlabelled_weight!r}: expected a number >= 0")
+        check_loss_settings(kd_temperature, label_smoothing, fixmatch_threshold, unlabelled_weight)
         self.max_subnets = int(max_subnets)
         self.kd_temperature = float(kd_temperature)
         self.label_smoothing = float(label_smoothing)
@@ -149,13 +154,6 @@ class OnceForAllModel(Supernet):
         return [v for v in self.trainable_variables if id(v) not in teacher_ids]
 
     # ------------------------------------------------------------------ training
-    def _zero_grads(self, variables):
-        return [tf.zeros(v.shape, v.dtype) for v in variables]
-
-    def _grads(self, tape, loss, variables):
-        grads = tape.gradient(loss, variables)
-        return [tf.zeros(v.shape, v.dtype) if g is None else g for v, g in zip(variables, grads)]
-
     def _subnet_step_fn(self):
         """Loss, logits and gradients of one arch: a nested function traced once and called
         for the full model and for every subnet slot (tracing does not grow with them).
@@ -177,7 +175,7 @@ class OnceForAllModel(Supernet):
                 logits = self(x, arch=arch, training=True)
                 loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
                 loss += label_weight * label_loss(y, logits, self.label_smoothing)
-            return loss, logits, self._grads(tape, loss, variables)
+            return loss, logits, gradients(tape, loss, variables)
 
         return subnet_step
 
@@ -202,7 +200,7 @@ class OnceForAllModel(Supernet):
             full_loss, full_logits, grads = tf.cond(
                 self.train_full > 0,
                 lambda: step(x, y, no_logits, max_vec, tf.constant(0.0), tf.constant(1.0)),
-                lambda: (tf.constant(0.0), no_logits, self._zero_grads(variables)))
+                lambda: (tf.constant(0.0), no_logits, zero_gradients(variables)))
             teacher_source, logs = full_logits, {}
         grads = [g * self.train_full for g in grads]
         no_logits = tf.zeros((tf.shape(x)[0], self.num_classes))  # subnet-slot shape (x: the subnets' inputs)
@@ -228,7 +226,7 @@ class OnceForAllModel(Supernet):
             loss_j, logits_j, grads_j = tf.cond(
                 self.step_active[j] > 0,
                 lambda arch=arch: step(x, y, teacher_logits, arch, kd_weight, label_weight),
-                lambda: (tf.constant(0.0), no_logits, self._zero_grads(variables)))
+                lambda: (tf.constant(0.0), no_logits, zero_gradients(variables)))
             weight = self.epsilon * self.step_active[j]
             grads = [g + weight * gj for g, gj in zip(grads, grads_j)]
             total += weight * loss_j

@@ -75,7 +75,7 @@ class SandwichSampler(Sampler):
 
 @dataclasses.dataclass
 class UpperAttentiveSampler(UniformSampler):
-    """fOFA's upper-attentive sampling (papers/001 §3.4): the full net plus n-1 random
+    """fOFA's upper-attentive sampling (fOFA paper §3.4): the full net plus n-1 random
     subnets, no forced min. The step always trains the full net, so this is uniform
     sampling of `num_subnets` = n - 1 subnets; the name records the method's rule."""
 
@@ -134,7 +134,7 @@ def sampler_from_config(config: dict) -> Sampler:
 
 def check_subnet_count(num_subnets: int) -> int:
     if isinstance(num_subnets, bool) or not isinstance(num_subnets, int) or num_subnets < 0:
-        raise OfaError(f"--num_subnets={num_subnets!r}: expected a non-negative integer")
+        raise OfaError(f"num_subnets={num_subnets!r}: expected a non-negative integer")
     return num_subnets
 
 

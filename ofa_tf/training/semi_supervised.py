@@ -1,4 +1,4 @@
-"""TOFA's semi-supervised loss (papers/004 §3.2, Algorithm 1): FixMatch for the max net,
+"""TOFA's semi-supervised loss (Transfer-Once-For-All, arXiv:2303.15485, §3.2, Algorithm 1): FixMatch for the max net,
 in-place distillation on labelled and unlabelled images for the subnets.
 
 A semi-supervised batch is `({LABELLED: x_l, WEAK: w[x_u], STRONG: s[x_u]}, y_l)`: the
@@ -21,14 +21,11 @@ Python floats baked into the trace; everything per step stays in the model's var
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import keras
 import tensorflow as tf
 
 from ofa_tf.training.distillation import label_loss
-
-if TYPE_CHECKING:
-    from ofa_tf.training.model import OnceForAllModel
+from ofa_tf.training.gradients import gradients, zero_gradients
 
 LABELLED = "labelled"
 WEAK = "unlabelled_weak"
@@ -65,9 +62,12 @@ def fixmatch_loss(strong_logits: tf.Tensor, weak_logits: tf.Tensor, threshold: f
     return tf.reduce_sum(per_image * mask) / count, mask
 
 
-def max_net_loss(model: "OnceForAllModel", x: dict, y: tf.Tensor, arch: tf.Tensor):
+def max_net_loss(model: keras.Model, x: dict, y: tf.Tensor, arch: tf.Tensor):
     """The max net's semi-supervised loss from one training-mode forward pass over
-    [labelled; weak; strong]. Returns (loss, FixMatch loss, mask, labelled logits, weak logits)."""
+    [labelled; weak; strong]. Returns (loss, FixMatch loss, mask, labelled logits, weak logits).
+
+    `model` is the `OnceForAllModel` being trained (its FixMatch threshold, λ_u and label
+    smoothing apply)."""
     x_l, x_w, x_s = x[LABELLED], x[WEAK], x[STRONG]
     n_l, n_u = tf.shape(x_l)[0], tf.shape(x_w)[0]
     logits = model(tf.concat([x_l, x_w, x_s], axis=0), arch=arch, training=True)
@@ -77,8 +77,8 @@ def max_net_loss(model: "OnceForAllModel", x: dict, y: tf.Tensor, arch: tf.Tenso
     return loss, unlabelled, mask, logits_l, logits_w
 
 
-def full_model_part(model: "OnceForAllModel", x: dict, y: tf.Tensor, variables: list, arch: tf.Tensor):
-    """The max net's share of a semi-supervised `train_step`.
+def full_model_part(model: keras.Model, x: dict, y: tf.Tensor, variables: list, arch: tf.Tensor):
+    """The max net's share of a semi-supervised `train_step` of `model`, an `OnceForAllModel`.
 
     Returns (loss, labelled logits, gradients, subnet inputs [x_l; w[x_u]], their labels
     [y_l; ŷ_u], the max net's logits on them (the in-place teacher, before detaching),
@@ -91,12 +91,12 @@ def full_model_part(model: "OnceForAllModel", x: dict, y: tf.Tensor, variables: 
     def train():
         with tf.GradientTape() as tape:
             loss, unlabelled, mask, logits_l, logits_w = max_net_loss(model, x, y, arch)
-        return loss, unlabelled, tf.reduce_mean(mask), logits_l, logits_w, model._grads(tape, loss, variables)
+        return loss, unlabelled, tf.reduce_mean(mask), logits_l, logits_w, gradients(tape, loss, variables)
 
     def skip():
         zero = tf.constant(0.0)
         return (zero, zero, zero, tf.zeros((tf.shape(x_l)[0], num_classes)), tf.zeros((tf.shape(x_w)[0], num_classes)),
-                model._zero_grads(variables))
+                zero_gradients(variables))
 
     loss, unlabelled, rate, logits_l, logits_w, grads = tf.cond(model.train_full > 0, train, skip)
     guessed, _ = pseudo_labels(logits_w, model.fixmatch_threshold)

@@ -1,0 +1,17 @@
+"""The command-line programs, installed as console scripts by `pip install`.
+
+  ofa-train            train (or resume) a supernet into a run directory     ofa_tf.cli.train
+  ofa-evaluate         accuracy of subnets of a run                          ofa_tf.cli.evaluate
+  ofa-train-predictor  the run's accuracy predictor                          ofa_tf.cli.train_predictor
+  ofa-search           best subnet under each budget                         ofa_tf.cli.search
+  ofa-export           one subnet as .tflite (+ .keras / SavedModel)         ofa_tf.cli.export
+  ofa-benchmark-latency  .tflite latency on this machine or a phone          ofa_tf.cli.benchmark_latency
+  ofa-build-lut        latency look-up table of a space                      ofa_tf.cli.build_lut
+  ofa-profile          MACs / params of one subnet (no weights needed)       ofa_tf.cli.profile
+  ofa-plot-pareto      Pareto plot and table of runs                         ofa_tf.cli.plot_pareto
+
+Each module has a `main()` (the console script) and runs as `python -m ofa_tf.cli.NAME`.
+They all start through `ofa_tf.cli.startup` (quiet TensorFlow, grouped `--help`, one-line
+errors with exit status 2); settings dataclasses become flags through
+`ofa_tf.cli.config_flags`. Importing a command module defines no flags: `main()` does.
+"""

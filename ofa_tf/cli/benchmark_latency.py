@@ -1,0 +1,70 @@
+"""ofa-benchmark-latency: latency of .tflite models on this machine (LiteRT) or on an Android phone (adb), as JSON.
+
+  ofa-benchmark-latency --models=exports/max.tflite,exports/min.tflite --threads=1
+  ofa-benchmark-latency --models=exports/max.tflite --device=android \\
+      --benchmark_binary=bin/benchmark_model --delegate=gpu
+
+Per model: median / p90 / min / mean / std in ms over --runs after --warmup, model load time
+and peak memory (benchmark_model on Android prints no p90; its p5 / median / p95 are given
+where the binary prints them). Several models are timed one after another with a progress
+bar; --output also writes the JSON to a file.
+"""
+
+from __future__ import annotations
+
+from ofa_tf.cli import startup
+
+startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+
+import os  # noqa: E402
+
+import keras  # noqa: E402
+from absl import flags  # noqa: E402
+
+from ofa_tf.cli.config_flags import define  # noqa: E402
+from ofa_tf.cli.latency_flags import android_from_flags, define_latency_flags  # noqa: E402
+from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.latency import benchmark_host  # noqa: E402
+
+PROGRAM = "ofa-benchmark-latency"
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    define("list", "models", None, "Comma-separated .tflite files.", group="run", flag_values=flag_values)
+    define("string", "output", None, "Also write the JSON to this file.", group="run", flag_values=flag_values)
+    define("integer", "warmup", 10, "Untimed runs before timing.", group="timing", flag_values=flag_values)
+    define("integer", "runs", 100, "Timed runs per model.", group="timing", flag_values=flag_values)
+    define_latency_flags(flag_values)
+
+
+def _main(argv: list[str]) -> None:
+    if not FLAGS.models:
+        raise OfaError("--models is required: comma-separated .tflite files")
+    for path in FLAGS.models:
+        if not os.path.isfile(path):
+            raise OfaError(f"--models: {path}: no such file")
+    if FLAGS.runs <= 0 or FLAGS.warmup < 0 or FLAGS.threads <= 0:
+        raise OfaError(f"--runs={FLAGS.runs}, --warmup={FLAGS.warmup}, --threads={FLAGS.threads}: "
+                       "expected runs > 0, warmup >= 0, threads > 0")
+    android = android_from_flags()
+    bar = keras.utils.Progbar(len(FLAGS.models), unit_name="model")
+    results = []
+    for path in FLAGS.models:
+        if android is None:
+            result = benchmark_host(path, FLAGS.threads, FLAGS.warmup, FLAGS.runs, FLAGS.op_resolver)
+        else:
+            result = android.run(path, FLAGS.threads, FLAGS.delegate, FLAGS.warmup, FLAGS.runs)
+        results.append({"model": path, "bytes": os.path.getsize(path), **result})
+        bar.add(1, values=[("median_ms", result["median_ms"] or result["mean_ms"])])
+    startup.print_json({"device": FLAGS.device, "results": results}, FLAGS.output)
+
+
+def main() -> None:
+    """The `ofa-benchmark-latency` console script."""
+    define_flags()
+    startup.run(_main, program=PROGRAM, doc=__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""How every ofa_tf command (and benchmark) starts: quiet TensorFlow, absl flags, one-line errors.
+
+Import this module first in a command: it sets TF_CPP_MIN_LOG_LEVEL=3 (unless set) before
+anything imports TensorFlow. TF 2.21 still writes oneDNN notices and "no CUDA driver" lines
+straight to file descriptor 2 before its log level applies, which would bury a command's
+one-line error, so:
+
+- `load_tensorflow()` imports TensorFlow with fd 2 pointed at /dev/null (see
+  `ofa_tf.native_logs`); `load_tensorflow(start=True)` also starts its runtime (the first
+  op) silenced. Call it before importing modules that import TensorFlow.
+- `run(main, before_first_op=...)` is `absl.app.run(main)` for commands that must configure
+  TensorFlow before its first op (MultiWorkerMirroredStrategy, logical CPU devices):
+  `before_first_op` runs after the flags are parsed, then the runtime starts, both silenced.
+
+`run` also gives every command the same behaviour at the edges:
+- `--help` (`-h`, `--helpshort`) prints the command's doc and its OWN flags grouped by
+  concern (`config_flags.grouped_help`) on stdout and exits 0; `--helpfull` is absl's list
+  of every flag (TensorFlow's and absl's included).
+- A user mistake ends the program with one line `error: ...` on stderr and exit status 2:
+  an `OfaError`, a missing / unreadable file, a flag that does not parse, an unknown flag, a
+  positional argument (every option is a --flag).
+- Ctrl-C / SIGTERM during work that stops cleanly (`ofa_tf.interrupts.Interrupted`) ends it
+  with that one line (what was kept) and exit status 128 + the signal (130 for Ctrl-C).
+- Library errors name arguments (`epochs=0: ...`); `word_as_flags` words them as the
+  command's flags (`--epochs=0: ...`).
+
+OFA_TF_TF_LOGS=1 keeps TensorFlow's native start-up output.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
+
+import json  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+
+from ofa_tf.cli import config_flags  # noqa: E402
+from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.io import write_text  # noqa: E402
+from ofa_tf.interrupts import Interrupted  # noqa: E402
+from ofa_tf.native_logs import quiet_native_logs  # noqa: E402
+
+USER_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
+HELP_ARGS = ("--help", "-help", "-h", "--helpshort", "-helpshort", "-?", "--?")
+FLAGS = flags.FLAGS
+
+_runtime_started = False
+
+
+# ------------------------------------------------------------------------- TensorFlow
+def load_tensorflow(start: bool = False) -> Any:
+    """Imports TensorFlow silenced (and, with `start`, starts its runtime); returns the module."""
+    with quiet_native_logs():
+        import tensorflow as tf  # noqa: PLC0415 (here, not at the top: silenced, and only for commands that need it)
+
+        tf.config.list_physical_devices()
+    if start:
+        start_runtime()
+    return tf
+
+
+def start_runtime(before_first_op: Callable[[], object] | None = None) -> None:
+    """Runs `before_first_op` (if any), then TensorFlow's first op, both silenced; once."""
+    global _runtime_started
+    if _runtime_started:
+        return
+    tf = load_tensorflow()
+    with quiet_native_logs():
+        if before_first_op is not None:
+            before_first_op()
+        tf.constant(0.0) + 1.0  # device initialisation logs happen here
+    _runtime_started = True
+
+
+# ------------------------------------------------------------------------------- running
+def run(main: Callable[[list[str]], int | None], *, program: str, doc: str | None,
+        before_first_op: Callable[[], object] | None = None, tensorflow: bool = True) -> None:
+    """`absl.app.run(main)` with the grouped `--help`, one-line user errors and, when
+    `tensorflow`, TensorFlow's runtime started (after `before_first_op`) before `main`.
+    Flags are those of `absl.flags.FLAGS`, which absl's `app.run` parses."""
+    flag_values = FLAGS
+
+    def parse(argv: list[str]) -> list[str]:
+        if any(arg in HELP_ARGS for arg in argv[1:]):
+            sys.stdout.write(help_text(program, doc, flag_values))
+            sys.exit(0)
+        try:
+            return flag_values(argv)
+        except flags.Error as e:
+            _fail(f"{e} (--help lists the flags)")
+        return argv
+
+    def guarded(argv: list[str]) -> int | None:
+        try:
+            if len(argv) > 1:
+                raise OfaError(f"unexpected positional arguments {argv[1:]}; every option is a --flag")
+            if tensorflow:
+                start_runtime(before_first_op)
+            elif before_first_op is not None:
+                before_first_op()
+            return main(argv)
+        except OfaError as e:
+            _fail(error_line(str(e), flag_values))
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+            _fail(error_line(f"{e.filename}: {e.strerror}" if e.filename else str(e), flag_values))
+        except Interrupted as e:  # Ctrl-C / SIGTERM during work that cleans up: it says what was kept
+            _stop(str(e), e.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C anywhere else
+            _stop("interrupted", INTERRUPTED_EXIT)
+        return None
+
+    app.run(guarded, flags_parser=parse)
+
+
+def print_json(result: Any, output: str | None = None) -> None:
+    """Prints a command's result as one JSON line (and writes it to `output` when given)."""
+    text = json.dumps(result)
+    if output:
+        write_text(output, text)
+    print(text)
+
+
+def help_text(program: str, doc: str | None, flag_values: flags.FlagValues = FLAGS) -> str:
+    """What `--help` prints: the command's doc, then its own flags by group."""
+    text = (doc or f"usage: {program} [--flag=value ...]").strip("\n") + "\n\n"
+    text += config_flags.grouped_help(flag_values)
+    text += ("\nFlags can also come from a file: --flagfile=FILE (one --flag=value a line).\n"
+             "--helpfull also lists absl's and TensorFlow's flags.\n")
+    return text
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT)
+
+
+def _stop(message: str, exit_code: int) -> None:
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(exit_code)
+
+
+# ------------------------------------------------------------------------ error wording
+_NAME_AT_START = re.compile(r"^([A-Za-z_]\w*)(?=[=:]| is )")
+_NAME_EQUALS = re.compile(r"(?<![\w-])([A-Za-z_]\w*)=")
+
+
+def error_line(message: str, flag_values: flags.FlagValues = FLAGS) -> str:
+    """One line (newlines joined), worded with the command's flags (`word_as_flags`)."""
+    return word_as_flags(" ".join(message.split("\n")).strip(), flag_values)
+
+
+def word_as_flags(message: str, flag_values: flags.FlagValues = FLAGS) -> str:
+    """Words a library message's argument names as the running command's flags.
+
+    The library names arguments without dashes (`epochs=0: expected ...`, `model_dir=X: ...`,
+    `model_dir is required`); the command line knows them as flags. A name NAME of one of the
+    command's own flags (`config_flags.own_flags`; absl's and TensorFlow's do not count)
+    becomes `--NAME`:
+    - at the start of the message, before `=`, `:` or ` is ` (the message's subject);
+    - elsewhere before `=VALUE` when VALUE is the flag's current value as the message shows
+      it (str, repr or comma-joined list): it is what the user passed (or its default). A
+      setting quoted with another value, such as a saved run's (`epsilon_ramp_epochs=0.5
+      there, 1.0 now`), keeps its plain name.
+    A name already preceded by `-` (`--epochs=0`) or by a word character (`max_epochs=`) is
+    left alone, so messages already worded as flags come out unchanged.
+    """
+    own = {flag.name: flag for flag in config_flags.own_flags(flag_values)}
+
+    def at_start(match: re.Match) -> str:
+        return "--" + match.group(1) if match.group(1) in own else match.group(1)
+
+    message = _NAME_AT_START.sub(at_start, message, count=1)
+
+    def elsewhere(match: re.Match) -> str:
+        name = match.group(1)
+        if name in own and _shows_value(message[match.end():], own[name]):
+            return f"--{name}="
+        return match.group(0)
+
+    return _NAME_EQUALS.sub(elsewhere, message)
+
+
+def _shows_value(text: str, flag: flags.Flag) -> bool:
+    """Whether `text` starts with `flag`'s value, the whole value (`1.0` is not `1.05`)."""
+    for shown in _renderings(flag.value):
+        if shown and text.startswith(shown) and _value_ends(text[len(shown):]):
+            return True
+    return False
+
+
+def _value_ends(rest: str) -> bool:
+    if not rest:
+        return True
+    if rest[0].isalnum() or rest[0] in "_/-":
+        return False
+    return not (rest[0] == "." and len(rest) > 1 and not rest[1].isspace())  # "0.5." ends; "0.5.1" does not
+
+
+def _renderings(value: Any) -> list[str]:
+    shown = [str(value), repr(value)]
+    if isinstance(value, (list, tuple)):
+        shown += [",".join(str(v) for v in value), ", ".join(str(v) for v in value)]
+    if isinstance(value, bool):
+        shown.append(str(value).lower())
+    return sorted(set(shown), key=len, reverse=True)

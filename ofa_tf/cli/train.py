@@ -1,0 +1,90 @@
+"""ofa-train: trains a once-for-all supernet into a run directory (re-run the same command to resume).
+
+  ofa-train --method=deps --space=ofa_mbv3 --dataset=npz:data/fashion_mnist_small.npz \\
+      --image_size=32 --epochs=4 --model_dir=runs/demo
+
+Every setting of the run is a flag generated from `ofa_tf.runs.RunConfig` (same name,
+default and help); the run directory's config.json keeps them. Prints a JSON summary.
+"""
+
+from __future__ import annotations
+
+from ofa_tf.cli import startup
+
+startup.load_tensorflow()  # first: TensorFlow loads silently; its runtime starts after the flags (the strategy)
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from ofa_tf.cli import config_flags  # noqa: E402
+from ofa_tf.distribute import WorkerLost, create_strategy  # noqa: E402
+from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.runs import RunConfig, train  # noqa: E402
+from ofa_tf.runs.config import DATA, SCHEDULE  # noqa: E402
+
+PROGRAM = "ofa-train"
+MODULE = "ofa_tf.cli.train"  # what a multi-worker restart re-executes
+RESTARTS_ENV = "OFA_TF_WORKER_RESTARTS"
+RUN = "run"
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """The tool's own flags, then one flag per `RunConfig` field."""
+    config_flags.define("string", "model_dir", None, "Run directory (config, checkpoints, TensorBoard logs, "
+                        "metrics.csv). Re-running with the same flags resumes.", group=RUN, flag_values=flag_values)
+    config_flags.define("integer", "max_worker_restarts", 3, "multi_worker: how many times this worker restarts "
+                        "itself after losing a peer before it gives up.", group=RUN, flag_values=flag_values)
+    config_flags.define_config_flags(RunConfig, flag_values)
+    config_flags.define("bool", "download", False, "Let TFDS download and prepare a missing dataset.",
+                        group=DATA, flag_values=flag_values)
+    config_flags.define("integer", "cpu_devices", None, "With --strategy=mirrored on a machine without GPUs: "
+                        "split the CPU into this many logical devices (one replica each).",
+                        group=SCHEDULE, flag_values=flag_values)
+
+
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
+    """The run's `RunConfig`, checked (`RunConfig.validate`); image sizes sorted, once each."""
+    config = config_flags.config_from_flags(RunConfig, flag_values)
+    return dataclasses.replace(config, image_size=tuple(sorted(set(config.image_size)))).validate()
+
+
+def _prepare() -> None:
+    """Before TensorFlow's first op: the config is checked, then the strategy exists
+    (multi-worker collectives and logical CPU devices must be set up before it)."""
+    config = config_from_flags()
+    create_strategy(config.strategy, FLAGS.cpu_devices)
+
+
+def _main(argv: list[str]) -> None:
+    try:
+        summary = train(config_from_flags(), FLAGS.model_dir, download=FLAGS.download)
+    except WorkerLost as lost:
+        restart_after_worker_loss(lost)
+    print(json.dumps(summary))
+
+
+def restart_after_worker_loss(lost: WorkerLost) -> None:
+    """Re-executes this command, which resumes from the last checkpoint once every worker
+    is back (a collective runtime cannot be re-initialised inside a running process)."""
+    restarts = int(os.environ.get(RESTARTS_ENV, "0"))
+    if restarts >= FLAGS.max_worker_restarts:
+        raise OfaError(f"{lost}; gave up after {restarts} restart(s) (--max_worker_restarts)")
+    print(f"warning: {lost}; restarting from the last checkpoint ({restarts + 1}/{FLAGS.max_worker_restarts})",
+          file=sys.stderr, flush=True)
+    os.environ[RESTARTS_ENV] = str(restarts + 1)
+    os.execv(sys.executable, [sys.executable, "-m", MODULE, *sys.argv[1:]])
+
+
+def main() -> None:
+    """The `ofa-train` console script."""
+    define_flags()
+    startup.run(_main, program=PROGRAM, doc=__doc__, before_first_op=_prepare)
+
+
+if __name__ == "__main__":
+    main()

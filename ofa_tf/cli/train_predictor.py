@@ -1,0 +1,167 @@
+"""ofa-train-predictor: trains the run's accuracy predictor on measured subnets; reports held-out rank correlation.
+
+  ofa-train-predictor --model_dir=runs/demo --num_archs=300 --eval_images=1000
+
+Samples --num_archs distinct random subnets (seeded), measures each (BN recalibration on
+training images, then accuracy on the first --eval_images of the run's held-out
+validation split), trains a predictor on 1 - --holdout_fraction of them and reports
+Kendall tau and Spearman between predicted and measured accuracy on the rest, and
+(--cv_folds) the K-fold cross-validated Spearman over all measured subnets, a steadier
+figure than one held-out split of a few dozen subnets.
+
+--predictor: mlp (OFA's), linear (ridge on the same encoding) or auto (default): whichever
+ranks the training subnets better by 5-fold CV, chosen without looking at the held-out
+ones (ofa_tf/search/predictor.py says why the linear one often wins on a few hundred).
+
+Writes MODEL_DIR/predictor/: predictor.npz (what ofa-search loads), predictor.json (the
+report) and measurements.json (every measured subnet: reused by a re-run with the same
+measuring settings, so an interrupted run continues, and by ofa-plot-pareto).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: see ofa_tf/cli/search.py
+
+from ofa_tf.cli import startup  # noqa: E402
+
+startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+
+import json  # noqa: E402
+import random  # noqa: E402
+
+import keras  # noqa: E402
+from absl import flags  # noqa: E402
+
+from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
+from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.io import atomic_write  # noqa: E402
+from ofa_tf.runs import RunDirectory  # noqa: E402
+from ofa_tf.search import (PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, fit_predictor,  # noqa: E402
+                           kendall_tau, spearman)
+from ofa_tf.search.measure import SubnetMeter  # noqa: E402
+from ofa_tf.spaces import Arch  # noqa: E402
+
+PROGRAM = "ofa-train-predictor"
+MEASUREMENTS_FILE = "measurements.json"
+RUN, MEASURING, PREDICTOR = "run", "measuring", "predictor"
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    add = definer(flag_values)
+    add("string", "model_dir", None, "Run directory written by ofa-train.", RUN)
+    add("string", "output_dir", None, f"Where the predictor goes (default: MODEL_DIR/{PREDICTOR_DIR}).", RUN)
+    add("integer", "num_archs", 300, "Random subnets to measure (train + held out).", MEASURING)
+    add("float", "holdout_fraction", 0.2, "Share of the measured subnets held out to report rank correlation.",
+        MEASURING)
+    add("integer", "eval_images", 1000, "Held-out images each subnet's accuracy is measured on.", MEASURING)
+    add("integer", "bn_calibration_images", 2000, "Training images for each subnet's BN recalibration.", MEASURING)
+    add("string", "split", "validation", "validation (the run's held-out training data) or test.", MEASURING)
+    add("enum", "predictor", "auto", "mlp: OFA's MLP; linear: ridge regression on the same encoding; auto: "
+        "whichever has the higher 5-fold CV Spearman on the training subnets.", PREDICTOR,
+        enum_values=list(PREDICTOR_KINDS))
+    add("integer", "epochs", 300, "MLP training epochs.", PREDICTOR)
+    add("list", "hidden", ["400", "400", "400"], "Hidden layer widths of the MLP (OFA: 3 x 400).", PREDICTOR)
+    add("float", "weight_decay", 1e-4, "L2 weight decay of Adam (OFA: 1e-4, for ~16k measured subnets; a few "
+        "hundred subnets may want more).", PREDICTOR)
+    add("integer", "cv_folds", 5, "Also report K-fold cross-validated Spearman over all measured subnets "
+        "(0: skip).", PREDICTOR)
+    add("integer", "seed", 0, "Seed of the subnet sample, the hold-out split and the MLP initialisation.",
+        PREDICTOR)
+
+
+def load_measurements(path: str, settings: dict) -> dict[str, dict]:
+    """Earlier measurements of this directory taken with the same settings, by arch JSON."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        raise OfaError(f"{path}: unreadable measurements file (delete it to measure again)") from None
+    if data.get("settings") != settings:
+        return {}
+    return {Arch.from_dict(r["arch"]).to_json(): r for r in data.get("results", [])}
+
+
+def _main(argv: list[str]) -> None:
+    if FLAGS.num_archs < 5:
+        raise OfaError(f"--num_archs={FLAGS.num_archs}: expected at least 5")
+    if FLAGS.cv_folds < 0 or FLAGS.cv_folds == 1 or FLAGS.cv_folds * 2 > FLAGS.num_archs:
+        raise OfaError(f"--cv_folds={FLAGS.cv_folds}: expected 0 (off) or 2..{FLAGS.num_archs // 2} "
+                       f"for --num_archs={FLAGS.num_archs}")
+    if not 0 < FLAGS.holdout_fraction < 1:
+        raise OfaError(f"--holdout_fraction={FLAGS.holdout_fraction}: expected a fraction in (0, 1)")
+    for name in ("eval_images", "bn_calibration_images", "epochs"):
+        if getattr(FLAGS, name) <= 0:
+            raise OfaError(f"--{name}={getattr(FLAGS, name)}: expected a positive number")
+    try:
+        hidden = tuple(int(h) for h in FLAGS.hidden)
+    except ValueError:
+        raise OfaError(f"--hidden={','.join(FLAGS.hidden)}: expected positive integers") from None
+    if not hidden or min(hidden) <= 0 or FLAGS.weight_decay < 0:
+        raise OfaError(f"--hidden={','.join(FLAGS.hidden)} --weight_decay={FLAGS.weight_decay}: expected "
+                       "positive widths and a non-negative decay")
+    space = RunDirectory(FLAGS.model_dir).read_trained().space
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, PREDICTOR_DIR)
+    settings = {"split": FLAGS.split, "eval_images": FLAGS.eval_images,
+                "bn_calibration_images": FLAGS.bn_calibration_images, "space": space.name}
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, MEASUREMENTS_FILE)
+    done = load_measurements(path, settings)
+    archs = space.sample_distinct(FLAGS.num_archs, FLAGS.seed)
+    todo = [a for a in archs if a.to_json() not in done]
+    print(f"measuring {len(todo)} subnets ({len(archs) - len(todo)} measured before)", flush=True)
+
+    def save():
+        results = list(done.values())
+        atomic_write(path, lambda tmp: _dump(tmp, {"model_dir": FLAGS.model_dir, "settings": settings,
+                                                    "results": results}))
+
+    meter = None
+    if todo:  # loading the supernet and data takes a while: only when there is something to measure
+        meter = SubnetMeter(FLAGS.model_dir, FLAGS.eval_images, FLAGS.bn_calibration_images, FLAGS.split)
+    bar = keras.utils.Progbar(len(todo), unit_name="subnet")
+    for start in range(0, len(todo), 10):  # save as we go: measuring takes seconds per subnet
+        chunk = todo[start:start + 10]
+        results = meter.measure(chunk)
+        done.update((arch.to_json(), result) for arch, result in zip(chunk, results))
+        save()
+        bar.add(len(chunk), values=[("accuracy", sum(r["accuracy"] for r in results) / len(results))])
+
+    measured = [done[a.to_json()] for a in archs]
+    order = list(range(len(archs)))
+    random.Random(FLAGS.seed + 1).shuffle(order)
+    held = max(2, int(round(FLAGS.holdout_fraction * len(archs))))
+    test, train = order[:held], order[held:]
+    mlp_options = {"epochs": FLAGS.epochs, "hidden": hidden, "weight_decay": FLAGS.weight_decay}
+    predictor = fit_predictor(space, [archs[i] for i in train], [measured[i]["accuracy"] for i in train],
+                              FLAGS.predictor, seed=FLAGS.seed, **mlp_options)
+    predicted = predictor.predict([archs[i] for i in test])
+    truth = [measured[i]["accuracy"] for i in test]
+    accuracies = [r["accuracy"] for r in measured]
+    predictor.info.update({
+        "num_heldout": len(test), "spearman": spearman(predicted, truth), "kendall_tau": kendall_tau(predicted, truth),
+        "measured": settings, "accuracy_range": [min(accuracies), max(accuracies)],
+        "heldout_mae": float(sum(abs(p - t) for p, t in zip(predicted, truth)) / len(test))})
+    if FLAGS.cv_folds:
+        predictor.info["cross_validation"] = cross_validated_spearman(  # for auto: the choice is redone per fold
+            space, archs, accuracies, FLAGS.cv_folds, seed=FLAGS.seed, kind=FLAGS.predictor, **mlp_options)
+    predictor.save(output_dir)
+    print(json.dumps({"output_dir": output_dir, **predictor.info}))
+
+
+def _dump(path: str, data) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def main() -> None:
+    """The `ofa-train-predictor` console script."""
+    define_flags()
+    startup.run(_main, program=PROGRAM, doc=__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""An exclusive lock on a run directory, held for the whole run.
+
+Two training processes writing one run directory would interleave metrics rows, double
+TensorBoard curves and write every checkpoint twice. `RunLock` makes the second one stop
+with one line naming the holder. The lock is a file, `.lock`, created with O_EXCL and
+holding the holder's pid and host; a lock whose process is gone (killed with `kill -9`, a
+machine that rebooted) is stale: a process on the same host detects that the pid no longer
+runs and takes the lock over. A lock held from another host cannot be checked from here; the
+message says which file to remove once that process is known to be gone.
+
+Under multi-worker training only the chief writes the run directory, so only the chief
+takes the lock (workers that are not the chief write nothing there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from ofa_tf.errors import OfaError
+
+LOCK_FILE = ".lock"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """`with RunLock(model_dir):` holds the directory's lock (the directory must exist)."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+        self.path = os.path.join(model_dir, LOCK_FILE)
+        self.held = False
+
+    def holder(self) -> dict | None:
+        """The lock file's {pid, host, started}, or None when there is none (or it is unreadable)."""
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def _is_stale(self, holder: dict | None) -> bool:
+        if holder is None:  # an unreadable lock: its writer died between create and write
+            return time.time() - os.path.getmtime(self.path) > 5
+        return holder.get("host") == socket.gethostname() and not _process_alive(int(holder.get("pid", -1)))
+
+    def acquire(self) -> "RunLock":
+        """Takes the lock, taking over a stale one; raises OfaError naming a live holder."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.holder()
+                try:
+                    stale = self._is_stale(holder)
+                except OSError:  # removed meanwhile: try again
+                    continue
+                if not stale:
+                    who = (f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')})"
+                           if holder else "another process")
+                    raise OfaError(f"model_dir={self.model_dir}: in use by {who}; wait for it to finish, or remove "
+                                   f"{self.path} if that process is gone") from None
+                try:
+                    os.remove(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise OfaError(f"model_dir={self.model_dir}: could not take {self.path} (another run keeps taking it)")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
