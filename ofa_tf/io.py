@@ -39,6 +39,35 @@ def atomic_write(path: str, write: Callable[[str], Any]) -> None:
         raise
 
 
+def unwritable_reason(path: str, directory: bool = False) -> str | None:
+    """Why `path` cannot be written (as a file, or with `directory` as a directory that
+    may not exist yet), or None when it can: checked before any work, so a bad output path
+    fails in a second, not after the work it would hold.
+
+    A file needs an existing, writable parent directory and must not be a directory; a
+    directory may be created, so its nearest existing ancestor must be a writable
+    directory (not a file) and the path itself, when it exists, a directory.
+    """
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        if not directory:
+            return "is a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    if os.path.exists(path):
+        return "is a file, not a directory" if directory else None if os.access(path, os.W_OK) else "is not writable"
+    parent = os.path.dirname(path)
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"lies under the file {existing}"
+    if not directory and existing != parent:
+        return f"directory {parent} does not exist"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"directory {existing} is not writable"
+    return None
+
+
 def write_bytes(path: str, data: bytes) -> None:
     """Writes `data` to `path` (not atomically: callers stage it under a temporary name)."""
     with open(path, "wb") as f:

@@ -44,3 +44,14 @@ def pytest_make_collect_report(collector):
             report.longrepr = "\n".join(problems)
             report.result = []
     return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Prints what tests report with `record_property("summary", LINE)` (the bad-flag table's
+    size and pass count), at the end of the run, also under pytest-xdist (properties travel
+    with the test reports)."""
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "summary" and getattr(report, "when", "call") == "call":
+                    terminalreporter.write_line(f"{report.nodeid.split('::')[-1]}: {value}")

@@ -102,7 +102,14 @@ def test_flags_build_the_config():
     ("--lr_schedule=cyclic", "--lr_schedule='cyclic': expected one of ['run', 'phase']"),
     ("--epsilon_mode=cosine", "--epsilon_mode='cosine': expected one of"),
     ("--image_size=4", "--image_size=4: expected sizes >= 8"),
-    ("--image_size=32,a", "--image_size=32,a: expected integers"),
+    ("--seed=-1", "--seed=-1: expected an integer >= 0"),
+    ("--momentum=nan", "--momentum=nan: expected a value in [0, 1)"),
+    ("--width_mult=nan", "--width_mult=nan: expected a positive number"),
+    ("--epsilon_ramp_epochs=nan", "--epsilon_ramp_epochs=nan: expected >= 0"),
+    ("--dataset=npz:/does/not/exist.npz", "--dataset=npz:/does/not/exist.npz: no such file"),
+    ("--unlabelled_dataset=csv:x", "--unlabelled_dataset='csv:x': expected KIND:WHERE"),
+    ("--data_dir=/tmp", "--data_dir=/tmp: only used by tfds: datasets"),
+    ("--init_checkpoint=/no/such/run", "--init_checkpoint=/no/such/run: expected a training run directory"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_flag(arg, message):
     flag_values = _train_flags(arg)
@@ -113,7 +120,7 @@ def test_a_bad_setting_is_one_line_naming_the_flag(arg, message):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("arg", ["--epochs=abc", "--learning_rate=fast", "--download=maybe"])
+@pytest.mark.parametrize("arg", ["--epochs=abc", "--learning_rate=fast", "--download=maybe", "--image_size=32,a"])
 def test_a_flag_of_the_wrong_type_does_not_parse(arg):
     with pytest.raises(flags.IllegalFlagValueError, match=arg.split("=")[0]):
         _train_flags(arg)
@@ -130,9 +137,9 @@ def test_export_flags_are_the_export_options():
     assert names == (set(ExportOptions.__dataclass_fields__) - {"verbose"}) | {"model_dir", "arch", "output"}
     flag_values = flags.FlagValues()
     export_cli.define_flags(flag_values)
-    flag_values(["ofa-export", "--qat_batch_size=0"])
+    flag_values(["ofa-export", "--qat_batch_size=0", f"--output={ROOT}/m.tflite"])
     with pytest.raises(OfaError) as raised:
-        export_cli.options_from_flags(flag_values)
+        export_cli.check_flags(flag_values)  # export.check_request: before the run is read
     assert startup.error_line(str(raised.value), flag_values) == "--qat_batch_size=0: expected a positive number"
 
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ofa_tf import OfaError
-from ofa_tf.data import from_arrays, load_dataset, make_pipeline, read_idx_file, split_validation
+from ofa_tf.data import check_dataset_spec, from_arrays, load_dataset, make_pipeline, read_idx_file, split_validation
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +133,101 @@ def test_pipeline_gray_to_rgb_and_one_resolution_per_batch():
     evaluation = list(make_pipeline(data.train, 8, [16, 24, 32], training=False))
     assert {b[0].shape[1] for b in evaluation} == {32} and len(evaluation) == 8
     assert abs(float(tf.reduce_mean(evaluation[0][0]))) < 3.0
+
+
+# ------------------------------------------------------------------ malformed data values
+@pytest.mark.unit
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_named(tmp_path, bad):
+    x = np.random.default_rng(0).uniform(0, 1, (6, 8, 8)).astype(np.float32)
+    x[4, 2, 3] = bad
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(6) % 2)
+    with pytest.raises(OfaError, match=rf"d.npz: x_train holds {bad} pixels \(image 4\); expected finite values"):
+        load_dataset(f"npz:{tmp_path / 'd.npz'}")
+
+
+@pytest.mark.unit
+def test_an_empty_class_folder_is_named(tmp_path):
+    for name in ("cat", "dog", "emu"):
+        os.makedirs(tmp_path / name)
+    for name in ("cat", "emu"):
+        tf.io.write_file(str(tmp_path / name / "0.png"), tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)))
+    with pytest.raises(OfaError, match=r"class folder 'dog' holds no images") as raised:
+        load_dataset(f"folder:{tmp_path}", image_size=8)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("content,match", [
+    (os.urandom(256), r"not a NumPy .npz archive \(it starts with"),
+    (b"", r"not a NumPy .npz archive"),
+    (b"\x93NUMPY" + bytes(64), r"not a NumPy .npz archive \(a single-array .npy file\)"),
+    (b"PK\x03\x04" + os.urandom(64), r"not a readable .npz file"),
+])
+def test_a_file_that_is_not_an_npz_archive_is_called_so(tmp_path, content, match):
+    path = tmp_path / "d.npz"
+    path.write_bytes(content)
+    with pytest.raises(OfaError, match=match) as raised:
+        load_dataset(f"npz:{path}")
+    assert "pickled" not in str(raised.value) and "\n" not in str(raised.value)
+    assert str(path) in str(raised.value)
+
+
+@pytest.mark.unit
+def test_a_truncated_npz_and_string_arrays_are_one_line(tmp_path):
+    np.savez(tmp_path / "good.npz", x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.arange(4))
+    data = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OfaError, match=r"cut.npz: not a readable .npz file"):
+        load_dataset(f"npz:{tmp_path / 'cut.npz'}")
+    np.savez(tmp_path / "text.npz", x_train=np.array([["a"] * 8] * 8 * 4).reshape(4, 8, 8), y_train=np.arange(4))
+    with pytest.raises(OfaError, match=r"text.npz: x_train has dtype <U1; expected numbers"):
+        load_dataset(f"npz:{tmp_path / 'text.npz'}")
+    np.savez(tmp_path / "empty.npz", x_train=np.zeros((0, 8, 8), np.uint8), y_train=np.zeros((0,), np.int64))
+    with pytest.raises(OfaError, match=r"empty.npz: x_train holds no images"):
+        load_dataset(f"npz:{tmp_path / 'empty.npz'}")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("header,match", [
+    (struct.pack(">BBBB", 0, 0, 0x0D, 3), r"not an IDX file of unsigned bytes \(header 00000d03"),  # float data
+    (struct.pack(">BBBB", 0, 0, 8, 0), r"not an IDX file of unsigned bytes \(header 00000800"),  # no dimensions
+    (b"GIF8", r"not an IDX file of unsigned bytes \(header 47494638"),
+    (b"\x00\x00", r"not an IDX file of unsigned bytes \(header 00000000"),
+])
+def test_idx_files_with_a_bad_header_are_named(tmp_path, header, match):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(header + bytes(16))
+    with pytest.raises(OfaError, match=match) as raised:
+        read_idx_file(str(path))
+    assert str(path) in str(raised.value)
+
+
+@pytest.mark.unit
+def test_idx_files_that_are_not_gzip_or_are_cut_short(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(OfaError, match=r"train-images-idx3-ubyte.gz: unreadable IDX file"):
+        load_dataset(f"idx:{tmp_path}")
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((4, 6, 6)))
+    data = (tmp_path / "train-images-idx3-ubyte.gz").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(data[:-12])  # truncated stream
+    with pytest.raises(OfaError, match=r"train-images-idx3-ubyte.gz: (unreadable IDX file|holds \d+ bytes)"):
+        read_idx_file(str(tmp_path / "train-images-idx3-ubyte.gz"))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("spec,match", [
+    ("bogus", r"unlabelled_dataset='bogus': expected KIND:WHERE"),
+    ("npz:{tmp}/adir", r"unlabelled_dataset=npz:.*/adir: not a file"),
+    ("npz:{tmp}/none.npz", r"unlabelled_dataset=npz:.*/none.npz: no such file"),
+    ("folder:{tmp}/afile", r"unlabelled_dataset=folder:.*/afile: not a directory"),
+    ("idx:{tmp}/none", r"unlabelled_dataset=idx:.*/none: no such directory"),
+])
+def test_dataset_specs_are_checked_without_reading_them(tmp_path, spec, match):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(OfaError, match=match):
+        check_dataset_spec(spec.format(tmp=tmp_path), "unlabelled_dataset")
+    assert check_dataset_spec(f"npz:{DEMO}") == ("npz", DEMO)
+    assert check_dataset_spec("tfds:mnist") == ("tfds", "mnist")  # TFDS looks it up when it loads

@@ -55,7 +55,7 @@ def test_missing_adb_is_a_clear_error(tmp_path):
     with pytest.raises(OfaError, match="adb executable not found"):
         AndroidBenchmark(str(binary), adb=str(tmp_path / "no-such-adb"))
     model = tmp_path / "m.tflite"
-    model.write_bytes(b"TFL3")
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))  # a TFLite header
     done = run_tool("benchmark_latency", f"--models={model}", "--device=android", f"--adb={tmp_path}/no-such-adb",
                     f"--benchmark_binary={binary}")
     assert_one_line_error(done, "adb executable not found")

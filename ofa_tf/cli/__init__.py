@@ -14,4 +14,7 @@ Each module has a `main()` (the console script) and runs as `python -m ofa_tf.cl
 They all start through `ofa_tf.cli.startup` (quiet TensorFlow, grouped `--help`, one-line
 errors with exit status 2); settings dataclasses become flags through
 `ofa_tf.cli.config_flags`. Importing a command module defines no flags: `main()` does.
+Each command's `check_flags()` checks every flag's value (ranges, choices, combinations,
+paths to read and to write; `ofa_tf.cli.flag_checks` and the library objects' own checks)
+before any work; tests/test_bad_flags.py drives every flag with bad values of its type.
 """

@@ -21,33 +21,46 @@ import os  # noqa: E402
 import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
+from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import define  # noqa: E402
-from ofa_tf.cli.latency_flags import android_from_flags, define_latency_flags  # noqa: E402
+from ofa_tf.cli.latency_flags import check_latency_flags, define_latency_flags  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.latency import benchmark_host  # noqa: E402
+from ofa_tf.export.interpreter import check_tflite_file  # noqa: E402
+from ofa_tf.latency import AndroidBenchmark, benchmark_host  # noqa: E402
 
 PROGRAM = "ofa-benchmark-latency"
 FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    define("list", "models", None, "Comma-separated .tflite files.", group="run", flag_values=flag_values)
+    define("list", "models", None, "Comma-separated .tflite files.", group="run", flag_values=flag_values,
+           path="input")
     define("string", "output", None, "Also write the JSON to this file.", group="run", flag_values=flag_values)
     define("integer", "warmup", 10, "Untimed runs before timing.", group="timing", flag_values=flag_values)
     define("integer", "runs", 100, "Timed runs per model.", group="timing", flag_values=flag_values)
     define_latency_flags(flag_values)
 
 
-def _main(argv: list[str]) -> None:
-    if not FLAGS.models:
-        raise OfaError("--models is required: comma-separated .tflite files")
+def check_flags() -> AndroidBenchmark | None:
+    """Every flag checked before any work: each model a TFLite file (its header read, not
+    the model), the output path writable, the counts, the device flags. Returns the
+    `AndroidBenchmark` for --device=android (the phone not yet contacted), else None."""
+    flag_checks.required("models", FLAGS.models, "comma-separated .tflite files")
     for path in FLAGS.models:
-        if not os.path.isfile(path):
-            raise OfaError(f"--models: {path}: no such file")
-    if FLAGS.runs <= 0 or FLAGS.warmup < 0 or FLAGS.threads <= 0:
-        raise OfaError(f"--runs={FLAGS.runs}, --warmup={FLAGS.warmup}, --threads={FLAGS.threads}: "
-                       "expected runs > 0, warmup >= 0, threads > 0")
-    android = android_from_flags()
+        try:
+            check_tflite_file(path)
+        except OfaError as e:
+            raise OfaError(f"--models={path}: {str(e).removeprefix(path + ': ')}") from None
+    flag_checks.output_file("output", FLAGS.output)
+    flag_checks.at_least("warmup", FLAGS.warmup, 0, "an integer")
+    flag_checks.positive("runs", FLAGS.runs)
+    return check_latency_flags()
+
+
+def _main(argv: list[str]) -> None:
+    android = check_flags()
+    if android is not None:
+        android.check_device()
     bar = keras.utils.Progbar(len(FLAGS.models), unit_name="model")
     results = []
     for path in FLAGS.models:

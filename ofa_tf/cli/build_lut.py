@@ -18,13 +18,13 @@ from ofa_tf.cli import startup
 startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
 
 import json  # noqa: E402
-import os  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
-from ofa_tf.cli.latency_flags import android_from_flags, define_latency_flags  # noqa: E402
-from ofa_tf.cli.space_flags import define_space_flags, space_from_flags  # noqa: E402
+from ofa_tf.cli.latency_flags import check_latency_flags, define_latency_flags  # noqa: E402
+from ofa_tf.cli.space_flags import SPACE_FLAGS, check_space_flags, define_space_flags  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.latency.ops import build_table  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
@@ -38,7 +38,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add("string", "model_dir", None, "Take the space and class count from this run directory (instead of "
         "--space, --width_mult, --resolutions, --num_classes).", "run")
     define_space_flags(flag_values)
-    add("list", "lut_resolutions", None, "Resolutions to build tables for (default: all of the space's).", "timing")
+    add("list", "lut_resolutions", None, "Resolutions to build tables for (default: all of the space's).", "timing",
+        item_type=int)
     add("integer", "rounds", 200, "Round-robin timing rounds (host): each round runs every op model.", "timing")
     add("integer", "runs_per_round", 1, "Timed runs of each op per round; 1 (the default) times every op after "
         "all the others ran, as inside a whole model (Android: rounds x this runs per op).", "timing")
@@ -49,31 +50,40 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def _space_and_classes():
     if not FLAGS.model_dir:
-        return space_from_flags(), FLAGS.num_classes
+        return check_space_flags(), FLAGS.num_classes
     saved = RunDirectory(FLAGS.model_dir).read()
+    flag_checks.only_with(FLAGS, SPACE_FLAGS, False, "no --model_dir (the run's space and classes are used)")
     return saved.space, saved.num_classes
 
 
-def _main(argv: list[str]) -> None:
-    if not FLAGS.output:
-        raise OfaError("--output is required: the latency table file to write")
-    directory = os.path.dirname(os.path.abspath(FLAGS.output))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
-        raise OfaError(f"--output={FLAGS.output}: directory {directory} does not exist or is not writable")
-    if FLAGS.rounds <= 0 or FLAGS.runs_per_round <= 0:
-        raise OfaError(f"--rounds={FLAGS.rounds}, --runs_per_round={FLAGS.runs_per_round}: expected positive numbers")
-    if FLAGS.calibration_archs < 0:
-        raise OfaError(f"--calibration_archs={FLAGS.calibration_archs}: expected 0 or more")
+def check_flags():
+    """Every flag checked before any work: the output path writable, the counts, the space
+    (from the flags, or the run's with --model_dir, then the space flags are an error), the
+    table resolutions (the space's), the device flags. Returns (space, classes,
+    resolutions, AndroidBenchmark or None)."""
+    flag_checks.required("output", FLAGS.output, "the latency table file to write")
+    flag_checks.output_file("output", FLAGS.output)
+    flag_checks.positive("rounds", FLAGS.rounds)
+    flag_checks.positive("runs_per_round", FLAGS.runs_per_round)
+    flag_checks.at_least("calibration_archs", FLAGS.calibration_archs, 0, "an integer")
+    android = check_latency_flags()
     space, num_classes = _space_and_classes()
-    try:
-        resolutions = [int(r) for r in FLAGS.lut_resolutions] if FLAGS.lut_resolutions else list(space.resolutions)
-    except ValueError:
-        raise OfaError(f"--lut_resolutions={','.join(FLAGS.lut_resolutions)}: expected integers") from None
+    resolutions = list(FLAGS.lut_resolutions) if FLAGS.lut_resolutions else list(space.resolutions)
     for r in resolutions:
-        space.parse_arch("max", resolution=r)
-    android = android_from_flags()
+        try:
+            space.parse_arch("max", resolution=r)
+        except OfaError as e:
+            raise OfaError(f"--lut_resolutions={','.join(map(str, resolutions))}: {e}") from None
+    return space, num_classes, resolutions, android
+
+
+def _main(argv: list[str]) -> None:
+    space, num_classes, resolutions, android = check_flags()
+    if android is not None:
+        android.check_device()
     table = build_table(space, num_classes, resolutions, FLAGS.threads, FLAGS.op_resolver, FLAGS.rounds,
-                        FLAGS.runs_per_round, android, num_calibration_archs=FLAGS.calibration_archs)
+                        FLAGS.runs_per_round, android, num_calibration_archs=FLAGS.calibration_archs,
+                        delegate=FLAGS.delegate)
     table.save(FLAGS.output)
     print(json.dumps({"output": FLAGS.output, "space": table.space_name, "resolutions": table.resolutions,
                       "device": table.device, "ops": {str(r): len(t["ops"]) for r, t in table.tables.items()},

@@ -6,8 +6,12 @@ turns every field into an absl flag of the same name, default and help; after pa
 `config_from_flags` builds the dataclass back. Types map as:
 
   bool -> DEFINE_bool, int -> DEFINE_integer, float -> DEFINE_float, str -> DEFINE_string,
-  tuple[int, ...] / tuple[str, ...] -> DEFINE_list (comma-separated), `X | None` -> X with
-  default None.
+  tuple[int, ...] / tuple[float, ...] -> a comma-separated list whose items parse as numbers
+  (`TypedListParser`: `--image_size=32,a` does not parse), tuple[str, ...] -> DEFINE_list,
+  `X | None` -> X with default None.
+
+A field's metadata `"path": "input"` (or `define(..., path="input")`) marks a flag whose
+value is a file or directory the tool reads (`path_kind`).
 
 Choices (`method`, `space`, ...) stay string flags: the dataclass's own `validate()` checks
 them, so the command line and the Python API give the same one-line error.
@@ -38,18 +42,48 @@ OWN_MODULE_PREFIXES = ("ofa_tf", "tools", "benchmarks")
 T = TypeVar("T")
 _PLURALS = {int: "integers", float: "numbers", str: "strings"}
 _GROUPS: dict[flags.Flag, str] = {}  # help group of each flag defined here
+_PATHS: dict[flags.Flag, str] = {}  # "input" for a flag naming a file or directory the tool reads
+
+
+class TypedListParser(flags.ListParser):
+    """A comma-separated list whose every item must parse with `item_type` (int, float, or a
+    function that returns the item or raises ValueError); the flag's value is the parsed
+    items, so `--image_size=32,a` is a flag that does not parse, like `--epochs=abc`."""
+
+    def __init__(self, item_type: Callable[[str], Any], items: str):
+        super().__init__()
+        self.item_type, self.items = item_type, items
+        self.syntactic_help = f"comma-separated {items}"
+
+    def parse(self, argument: Any) -> list[Any]:
+        values = super().parse(argument)
+        try:
+            return [self.item_type(v) for v in values]
+        except OfaError as e:  # the item check's own message (`flops=abc: expected a number like 150M`)
+            raise ValueError(str(e)) from None
+        except (TypeError, ValueError):
+            raise ValueError(f"expected {self.items}") from None
 
 
 def define(kind: str, name: str, default: Any, help: str, *, group: str,  # noqa: A002 (absl's name)
-           flag_values: flags.FlagValues = FLAGS, **kwargs: Any) -> flags.FlagHolder:
+           flag_values: flags.FlagValues = FLAGS, item_type: Callable[[str], Any] | None = None,
+           items: str | None = None, path: str | None = None, **kwargs: Any) -> flags.FlagHolder:
     """`flags.DEFINE_<kind>(name, default, help, ...)` that also records the flag's help group.
 
     `kind` is an absl DEFINE suffix: string, integer, float, bool, list, enum (pass
-    `enum_values=`), multi_string.
+    `enum_values=`), multi_string. A list with `item_type` (and `items`, its plural for
+    messages: "integers") checks every item when parsed (`TypedListParser`). `path="input"`
+    marks a file or directory the tool reads.
     """
-    holder = getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help, flag_values=flag_values,
-                                              **kwargs)
+    if kind == "list" and item_type is not None:
+        holder = flags.DEFINE(TypedListParser(item_type, items or _PLURALS.get(item_type, "values")), name, default,
+                              help, flag_values=flag_values, serializer=flags.CsvListSerializer(","), **kwargs)
+    else:
+        holder = getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help, flag_values=flag_values,
+                                                  **kwargs)
     _GROUPS[flag_values[name]] = group
+    if path is not None:
+        _PATHS[flag_values[name]] = path
     return holder
 
 
@@ -72,7 +106,7 @@ def define_config_flags(cls: type, flag_values: flags.FlagValues = FLAGS, exclud
     for field in dataclasses.fields(cls):
         if field.name in excluded or (wanted is not None and field.name not in wanted):
             continue
-        kind, _, _ = _flag_kind(cls, field.name, hints[field.name])
+        kind, item_type, _ = _flag_kind(cls, field.name, hints[field.name])
         default = field.default
         if default is dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{field.name}: a flag needs a default")
@@ -80,7 +114,8 @@ def define_config_flags(cls: type, flag_values: flags.FlagValues = FLAGS, exclud
             default = [str(v) for v in default]
         help_text = _dash_names(field.metadata.get("help", ""), [f.name for f in dataclasses.fields(cls)])
         define(kind, field.name, default, help_text, group=field.metadata.get("group", DEFAULT_GROUP),
-               flag_values=flag_values)
+               flag_values=flag_values, item_type=item_type if item_type in (int, float) else None,
+               path=field.metadata.get("path"))
         names.append(field.name)
     return names
 
@@ -103,7 +138,7 @@ def config_from_flags(cls: type[T], flag_values: flags.FlagValues = FLAGS, **ove
             try:
                 value = tuple(item_type(v) for v in value)
             except ValueError:
-                raise OfaError(f"{field.name}={','.join(value)}: expected {_PLURALS[item_type]}") from None
+                raise OfaError(f"{field.name}={','.join(map(str, value))}: expected {_PLURALS[item_type]}") from None
         values[field.name] = value
     return cls(**values, **overrides)
 
@@ -138,6 +173,11 @@ def _dash_names(text: str, names: list[str]) -> str:
 # ------------------------------------------------------------------------------------ help
 def group_of(flag: flags.Flag) -> str:
     return _GROUPS.get(flag, DEFAULT_GROUP)
+
+
+def path_kind(flag: flags.Flag) -> str | None:
+    """"input" when the flag names a file or directory the tool reads, else None."""
+    return _PATHS.get(flag)
 
 
 def own_flags(flag_values: flags.FlagValues = FLAGS) -> list[flags.Flag]:

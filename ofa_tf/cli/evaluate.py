@@ -16,9 +16,12 @@ import random  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
+from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.evaluation import evaluate_archs  # noqa: E402
-from ofa_tf.runs import RunDirectory  # noqa: E402
+from ofa_tf.runs import RunDirectory, SavedRun  # noqa: E402
+from ofa_tf.spaces import Arch  # noqa: E402
 
 PROGRAM = "ofa-evaluate"
 
@@ -35,13 +38,36 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add("integer", "bn_calibration_images", 2000, "Images used to recalibrate BN for each subnet.", "measuring")
 
 
+def check_flags() -> tuple[SavedRun, list[Arch]]:
+    """Every flag checked before any work: the run (config and an intact checkpoint, read
+    without building the model), the output path, the subnets (parsed in the run's space)
+    and the counts. Returns the saved run and the subnets to evaluate."""
+    flag_checks.output_file("output", FLAGS.output)
+    flag_checks.at_least("num_random", FLAGS.num_random, 0, "an integer")
+    flag_checks.seed("seed", FLAGS.seed)
+    flag_checks.only_with(FLAGS, ["seed"], "random" in FLAGS.archs or FLAGS.num_random > 0,
+                          "random subnets (--archs=random or --num_random)")
+    flag_checks.positive("bn_calibration_images", FLAGS.bn_calibration_images)
+    if not FLAGS.archs and not FLAGS.num_random:
+        raise OfaError("--archs is empty and --num_random=0: no subnet to evaluate")
+    saved = RunDirectory(FLAGS.model_dir).read_trained()
+    resolution = max(saved.space.resolutions)
+    rng = random.Random(FLAGS.seed)
+    archs = []
+    for spec in FLAGS.archs:
+        try:
+            archs.append(saved.space.parse_arch(spec, rng=rng, resolution=resolution))
+        except OfaError as e:
+            raise OfaError(f"--archs={','.join(FLAGS.archs)}: {e}") from None
+    archs += [saved.space.sample(rng, resolution) for _ in range(FLAGS.num_random)]
+    return saved, archs
+
+
 def _main(argv: list[str]) -> None:
+    _, archs = check_flags()
     directory = RunDirectory(FLAGS.model_dir)
     model, saved = directory.load_supernet()
     resolution = max(model.space.resolutions)
-    rng = random.Random(FLAGS.seed)
-    archs = [model.space.parse_arch(a, rng=rng, resolution=resolution) for a in FLAGS.archs]
-    archs += [model.space.sample(rng, resolution) for _ in range(FLAGS.num_random)]
     data = directory.evaluation_data(saved, resolution, split=FLAGS.split,
                                      bn_calibration_images=FLAGS.bn_calibration_images)
     results = evaluate_archs(model, archs, data.calibration, data.evaluation, data.num_calibration_images,

@@ -24,15 +24,17 @@ import json  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli import config_flags  # noqa: E402
-from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
 from ofa_tf.export import ExportOptions, export_subnet  # noqa: E402
-from ofa_tf.export.exporter import OUTPUT, SUBNET  # noqa: E402
+from ofa_tf.export.exporter import OUTPUT, SUBNET, check_request  # noqa: E402
+from ofa_tf.runs import RunDirectory  # noqa: E402
 
 PROGRAM = "ofa-export"
 FLAGS = flags.FLAGS
-POSITIVE = ("bn_calibration_images", "representative_images", "float16_check_images", "max_eval_images",
-            "qat_steps_per_epoch", "qat_batch_size")
+# the settings of one quantisation mode: given with another mode they would be ignored
+MODE_FLAGS = {"qat": ("qat_epochs", "qat_steps_per_epoch", "qat_learning_rate", "qat_distillation", "qat_batch_size"),
+              "float16": ("float16_max_diff", "float16_check_images"),
+              "int8": ("representative_images", "int8_calibration")}
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -47,19 +49,26 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 
 def options_from_flags(flag_values: flags.FlagValues = FLAGS) -> ExportOptions:
-    """The export settings of the flags (counts checked here; the rest by `export_subnet`)."""
-    options = config_flags.config_from_flags(ExportOptions, flag_values)
-    for name in POSITIVE:
-        value = getattr(options, name)
-        if value is not None and value <= 0:
-            raise OfaError(f"{name}={value}: expected a positive number")
+    """The export settings of the flags (checked by `check_flags`)."""
+    return config_flags.config_from_flags(ExportOptions, flag_values)
+
+
+def check_flags(flag_values: flags.FlagValues = FLAGS) -> ExportOptions:
+    """Every flag checked before any work: the options and the output path
+    (`export.check_request`), the run (trained) and the subnet, parsed in the run's space
+    (`export_subnet` runs these checks again before it loads the model). Returns the options."""
+    options = options_from_flags(flag_values)
+    check_request(flag_values.output, options)
+    for mode, names in MODE_FLAGS.items():
+        flag_checks.only_with(flag_values, names, options.quantize == mode, f"--quantize={mode}")
+    flag_checks.only_with(flag_values, ["seed"], flag_values.arch.strip() == "random", "--arch=random")
+    space = RunDirectory(flag_values.model_dir).read_trained().space
+    space.parse_arch(flag_values.arch, rng=options.seed)
     return options
 
 
 def _main(argv: list[str]) -> None:
-    if not FLAGS.output:
-        raise OfaError("--output is required: the .tflite file to write")
-    options = options_from_flags()
+    options = check_flags()
     metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)
     print(json.dumps(metadata))
 

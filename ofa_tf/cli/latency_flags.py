@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from absl import flags
 
+from ofa_tf.cli import flag_checks
 from ofa_tf.cli.config_flags import FLAGS, definer
 from ofa_tf.export import OP_RESOLVERS
 from ofa_tf.latency import DELEGATES, AndroidBenchmark
 
 DEVICE = "device"
+ANDROID_ONLY = ("delegate", "adb", "serial", "benchmark_binary", "adb_timeout")
+HOST_ONLY = ("op_resolver",)
 
 
 def define_latency_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -21,18 +24,33 @@ def define_latency_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add("enum", "op_resolver", "xnnpack", "Host kernels: xnnpack (LiteRT default), builtin (no default "
         "delegate), reference.", enum_values=list(OP_RESOLVERS))
     add("enum", "delegate", "xnnpack", "Android: cpu, xnnpack, gpu or nnapi.", enum_values=list(DELEGATES))
-    add("string", "adb", "adb", "Android: the adb executable.")
+    add("string", "adb", "adb", "Android: the adb executable.", path="input")
     add("string", "serial", None, "Android: device serial when several are attached.")
     add("string", "benchmark_binary", None, "Android: TFLite benchmark_model built for the phone "
-        "(BUILD.md § Android).")
+        "(BUILD.md § Android).", path="input")
     add("float", "adb_timeout", 300.0, "Android: seconds any adb call may take.")
 
 
-def android_from_flags(flag_values: flags.FlagValues = FLAGS) -> AndroidBenchmark | None:
-    """An `AndroidBenchmark` when --device=android (device checked now), else None."""
-    if flag_values.device != "android":
+def check_latency_flags(flag_values: flags.FlagValues = FLAGS) -> AndroidBenchmark | None:
+    """The device flags checked before any work: counts and ranges, a flag of the other
+    device given (accepted and ignored otherwise: an error), and for --device=android the adb
+    executable and the benchmark binary (`AndroidBenchmark`, without contacting the phone).
+    Returns the `AndroidBenchmark` for --device=android, else None."""
+    flag_checks.positive("threads", flag_values.threads)
+    flag_checks.positive("adb_timeout", flag_values.adb_timeout)
+    android = flag_values.device == "android"
+    flag_checks.input_path("benchmark_binary", flag_values.benchmark_binary)
+    flag_checks.only_with(flag_values, ANDROID_ONLY, android, "--device=android")
+    flag_checks.only_with(flag_values, HOST_ONLY, not android, "--device=host")
+    if not android:
         return None
-    runner = AndroidBenchmark(flag_values.benchmark_binary, flag_values.adb, flag_values.serial,
-                              flag_values.adb_timeout)
-    runner.check_device()
+    return AndroidBenchmark(flag_values.benchmark_binary, flag_values.adb, flag_values.serial,
+                            flag_values.adb_timeout)
+
+
+def android_from_flags(flag_values: flags.FlagValues = FLAGS) -> AndroidBenchmark | None:
+    """An `AndroidBenchmark` when --device=android (flags and device checked now), else None."""
+    runner = check_latency_flags(flag_values)
+    if runner is not None:
+        runner.check_device()
     return runner

@@ -23,6 +23,7 @@ import os  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf import reports  # noqa: E402
+from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.io import write_text  # noqa: E402
@@ -74,31 +75,43 @@ def load_points(path: str) -> tuple[list[dict], tuple[float, float] | None]:
     return points, span
 
 
-def _main(argv: list[str]) -> None:
-    if FLAGS.cost not in COSTS:
-        raise OfaError(f"--cost={FLAGS.cost!r}: expected one of {list(COSTS)}")
-    if not FLAGS.runs:
-        raise OfaError("--runs is required: NAME=PATH entries (run directories or JSON files)")
-    if not FLAGS.output_dir:
-        raise OfaError("--output_dir is required")
-    if FLAGS.buckets < 1:
-        raise OfaError(f"--buckets={FLAGS.buckets}: expected a positive number")
-    runs, spans = {}, []
+def check_flags() -> tuple[dict[str, list[dict]], float, float]:
+    """Every flag checked before any work (nothing is plotted or written before): the cost
+    axis, the counts, the output directory, the cost range, each --runs entry (its measured
+    subnets read and checked). Returns (points per run name, low, high)."""
+    flag_checks.choice("cost", FLAGS.cost, COSTS)
+    flag_checks.required("runs", FLAGS.runs, "NAME=PATH entries (run directories or JSON files)")
+    flag_checks.required("output_dir", FLAGS.output_dir, "where pareto.png / .json / .md go")
+    flag_checks.output_dir("output_dir", FLAGS.output_dir)
+    flag_checks.positive("buckets", FLAGS.buckets)
+    low = parse_budget("low", FLAGS.low) if FLAGS.low is not None else None
+    high = parse_budget("high", FLAGS.high) if FLAGS.high is not None else None
+    entries = {}
     for entry in FLAGS.runs:
         name, sep, path = entry.partition("=")
         if not sep or not name or not path:
-            raise OfaError(f"--runs entry {entry!r}: expected NAME=PATH")
-        if name in runs:
-            raise OfaError(f"--runs: name {name!r} given twice")
+            raise OfaError(f"--runs={entry}: expected NAME=PATH")
+        if name in entries:
+            raise OfaError(f"--runs={','.join(FLAGS.runs)}: name {name!r} given twice")
+        entries[name] = path
+    runs, spans = {}, []
+    for name, path in entries.items():
+        if not os.path.exists(path):
+            raise OfaError(f"--runs={name}={path}: no such file or directory")
         runs[name], span = load_points(path)
         if span:
             spans.append(span)
     every = [p[FLAGS.cost] for points in runs.values() for p in points]
-    low, high = spans[0] if spans else (min(every), max(every))
-    low = parse_budget("low", FLAGS.low) if FLAGS.low else low
-    high = parse_budget("high", FLAGS.high) if FLAGS.high else high
+    default_low, default_high = spans[0] if spans else (min(every), max(every))
+    low = default_low if low is None else low
+    high = default_high if high is None else high
     if high <= low:
         raise OfaError(f"--low={low:g} --high={high:g}: expected low < high")
+    return runs, low, high
+
+
+def _main(argv: list[str]) -> None:
+    runs, low, high = check_flags()
     summaries = {name: reports.summarize(points, low, high, FLAGS.cost, FLAGS.buckets)
                  for name, points in runs.items()}
     os.makedirs(FLAGS.output_dir, exist_ok=True)

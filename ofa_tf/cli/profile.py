@@ -11,7 +11,8 @@ import json  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli.space_flags import define_arch_flags, define_space_flags, space_from_flags  # noqa: E402
+from ofa_tf.cli.space_flags import (check_arch_flags, check_space_flags, define_arch_flags,  # noqa: E402
+                                    define_space_flags)
 from ofa_tf.profile import profile  # noqa: E402
 
 PROGRAM = "ofa-profile"
@@ -23,9 +24,15 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     define_arch_flags(flag_values)
 
 
+def check_flags():
+    """Every flag checked before any work: the space (`get_space`), the class count, the
+    subnet in the space (`parse_arch`) and its seed. Returns (space, arch)."""
+    space = check_space_flags()
+    return space, check_arch_flags(space)
+
+
 def _main(argv: list[str]) -> None:
-    space = space_from_flags()
-    arch = space.parse_arch(FLAGS.arch, rng=FLAGS.seed, resolution=FLAGS.resolution)
+    space, arch = check_flags()
     result = profile(space, arch, FLAGS.num_classes)
     print(json.dumps({"space": space.name, "width_mult": space.width_mult, **result, "arch": arch.to_dict()}))
 

@@ -34,14 +34,15 @@ import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.io import atomic_write  # noqa: E402
 from ofa_tf.latency.lut import LatencyTable  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, SEARCHERS, AccuracyPredictor, CostModels, EvolutionSearch,  # noqa: E402
-                           ExhaustiveSearch, RandomSearch, format_cost, parse_target, space_fingerprint,
-                           zero_cost_select, zip_targets)
+                           ExhaustiveSearch, RandomSearch, format_cost, parse_budget, parse_target,
+                           space_fingerprint, zero_cost_select, zip_targets)
 from ofa_tf.search.measure import SubnetMeter  # noqa: E402
 from ofa_tf.training.record import load_sampled_record  # noqa: E402
 
@@ -50,21 +51,32 @@ FITNESS = ("predictor", "measured")
 RUN, BUDGETS, SEARCHER, MEASURING = "run", "budgets", "searcher", "measuring"
 
 
+def _budget(name: str):
+    """A list item check: `text` is a budget (`parse_budget`); the flag keeps the text."""
+    def check(text: str) -> str:
+        parse_budget(name, text)
+        return text
+    return check
+
+
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add = definer(flag_values)
     add("string", "model_dir", None, "Run directory written by ofa-train.", RUN)
     add("string", "output_dir", None, "Directory for the per-target JSON files and summary.json.", RUN)
-    add("list", "flops", [], "MACs budgets, e.g. 50M,100M,150M (one target each).", BUDGETS)
-    add("list", "params", [], "Parameter budgets, e.g. 2.5M,3M.", BUDGETS)
-    add("list", "latency_ms", [], "Latency budgets in ms (needs --latency_lut).", BUDGETS)
+    budgets = "budgets like 150M"
+    add("list", "flops", [], "MACs budgets, e.g. 50M,100M,150M (one target each).", BUDGETS,
+        item_type=_budget("flops"), items=budgets)
+    add("list", "params", [], "Parameter budgets, e.g. 2.5M,3M.", BUDGETS, item_type=_budget("params"), items=budgets)
+    add("list", "latency_ms", [], "Latency budgets in ms (needs --latency_lut).", BUDGETS,
+        item_type=_budget("latency_ms"), items="budgets like 20")
     add("multi_string", "targets", [], "A target as NAME=BUDGET pairs, e.g. flops=150M,latency_ms=20 "
         "(repeat for more targets).", BUDGETS)
-    add("string", "latency_lut", None, "Latency look-up table (ofa-build-lut writes one).", BUDGETS)
+    add("string", "latency_lut", None, "Latency look-up table (ofa-build-lut writes one).", BUDGETS, path="input")
     add("string", "searcher", "evolution", "evolution, random, exhaustive (finite spaces) or zero_cost "
         "(TOFA: the most recently trained subnet within budget).", SEARCHER)
     add("string", "fitness", "predictor", "predictor (the run's accuracy predictor) or measured.", SEARCHER)
     add("string", "predictor_dir", None, f"Accuracy predictor directory (default: MODEL_DIR/{PREDICTOR_DIR}).",
-        SEARCHER)
+        SEARCHER, path="input")
     add("integer", "seed", 0, "Seed of the searcher (results are deterministic for a seed).", SEARCHER)
     add("integer", "population", 100, "Evolution: population size.", SEARCHER)
     add("integer", "generations", 500, "Evolution: generations.", SEARCHER)
@@ -90,8 +102,7 @@ def searcher_from_flags(space):
       OfaError: unknown searcher, bad numbers, a resolution the run does not have.
     """
     f = FLAGS
-    if f.searcher not in SEARCHERS:
-        raise OfaError(f"--searcher={f.searcher!r}: expected one of {list(SEARCHERS)}")
+    flag_checks.choice("searcher", f.searcher, SEARCHERS)
     if f.resolution is not None:
         if f.resolution not in space.resolutions:
             raise OfaError(f"--resolution={f.resolution}: the run trained {list(space.resolutions)}")
@@ -109,7 +120,22 @@ def searcher_from_flags(space):
                            mutation_prob=f.mutation_prob, seed=f.seed, progress=True)
 
 
+def _check_evolution_flags() -> None:
+    """The evolution settings, checked whichever searcher runs (random takes its default
+    sample count from --population and --generations)."""
+    f = FLAGS
+    try:
+        EvolutionSearch.check_settings(f.population, f.generations, f.parent_ratio, f.mutation_ratio,
+                                       f.mutation_prob)
+    except OfaError as e:  # the searcher calls --population population_size
+        message = str(e)
+        raise OfaError(message.replace("population_size=", "population=", 1)
+                       if message.startswith("population_size=") else message) from None
+
+
 def _targets() -> list[dict[str, str]]:
+    if FLAGS.latency_ms and not FLAGS.latency_lut:
+        raise OfaError(f"--latency_ms={','.join(FLAGS.latency_ms)}: needs --latency_lut (a latency look-up table)")
     targets = zip_targets({"flops": FLAGS.flops, "params": FLAGS.params, "latency_ms": FLAGS.latency_ms})
     targets += [parse_target(t) for t in FLAGS.targets]
     if not targets:
@@ -134,22 +160,41 @@ def _latency_table(space):
     return table
 
 
-def _main(argv: list[str]) -> None:
-    if FLAGS.fitness not in FITNESS:
-        raise OfaError(f"--fitness={FLAGS.fitness!r}: expected one of {list(FITNESS)}")
-    if not FLAGS.output_dir:
-        raise OfaError("--output_dir is required: where the per-target JSON files go")
+def check_flags():
+    """Every flag checked before any work (the supernet and its data load only after):
+    choices, counts and ranges, the output directory, the input files, the budgets (each
+    against the run's smallest subnet), the searcher for the run's space. Returns (saved
+    run, searcher, cost models, targets, constraints)."""
+    f = FLAGS
+    flag_checks.choice("fitness", f.fitness, FITNESS)
+    flag_checks.choice("searcher", f.searcher, SEARCHERS)
+    flag_checks.required("output_dir", f.output_dir, "where the per-target JSON files go")
+    flag_checks.output_dir("output_dir", f.output_dir)
+    flag_checks.input_path("latency_lut", f.latency_lut)
+    flag_checks.input_path("predictor_dir", f.predictor_dir, "directory")
+    flag_checks.seed("seed", f.seed)
+    flag_checks.positive("num_samples", f.num_samples)
+    flag_checks.only_with(f, ["num_samples"], f.searcher == "random", "--searcher=random")
+    flag_checks.positive("resolution", f.resolution)
+    _check_evolution_flags()
+    SubnetMeter.check_settings(f.eval_images, f.bn_calibration_images, f.split)
     targets = _targets()
-    saved = RunDirectory(FLAGS.model_dir).read_trained()
+    saved = RunDirectory(f.model_dir).read_trained()
     space = saved.space
     searcher = searcher_from_flags(space)
     costs = CostModels(space, saved.num_classes, _latency_table(space))
     constraints = [costs.constraints(t) for t in targets]  # every budget checked before any work
+    return saved, searcher, costs, targets, constraints
+
+
+def _main(argv: list[str]) -> None:
+    saved, searcher, costs, targets, constraints = check_flags()
+    space = saved.space
 
     predictor_dir = FLAGS.predictor_dir or os.path.join(FLAGS.model_dir, PREDICTOR_DIR)
     needs_predictor = FLAGS.fitness == "predictor" and searcher is not None
     predictor = None
-    if needs_predictor or os.path.isfile(os.path.join(predictor_dir, "predictor.npz")):
+    if needs_predictor or FLAGS.predictor_dir or os.path.isfile(os.path.join(predictor_dir, "predictor.npz")):
         predictor = AccuracyPredictor.load(predictor_dir, space)
     meter = None
     if FLAGS.measure or FLAGS.fitness == "measured":

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from absl import flags
 
+from ofa_tf.cli import flag_checks
 from ofa_tf.cli.config_flags import FLAGS, define
-from ofa_tf.errors import OfaError
 from ofa_tf.spaces import SPACES, SearchSpace, get_space
 
 SPACE, SUBNET = "space", "subnet"
+SPACE_FLAGS = ("space", "width_mult", "resolutions", "num_classes")
 
 
 def define_space_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -21,7 +22,7 @@ def define_space_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     define("float", "width_mult", 1.0, "Channel width multiplier of the space (OFA uses 1.0 and 1.2).",
            group=SPACE, flag_values=flag_values)
     define("list", "resolutions", None, "Input sizes of the space instead of its own (e.g. 32 for 28x28 datasets).",
-           group=SPACE, flag_values=flag_values)
+           group=SPACE, flag_values=flag_values, item_type=int)
     define("integer", "num_classes", 1000, "Number of classifier outputs.", group=SPACE, flag_values=flag_values)
 
 
@@ -34,12 +35,19 @@ def define_arch_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     define("integer", "seed", 0, "Seed for --arch=random.", group=SUBNET, flag_values=flag_values)
 
 
+def check_space_flags(flag_values: flags.FlagValues = FLAGS) -> SearchSpace:
+    """The space flags checked (the space, width and sizes by `get_space`); returns the space."""
+    flag_checks.positive("num_classes", flag_values.num_classes)
+    return space_from_flags(flag_values)
+
+
+def check_arch_flags(space: SearchSpace, flag_values: flags.FlagValues = FLAGS):
+    """The subnet flags checked against `space`; returns the subnet (`space.parse_arch`)."""
+    flag_checks.seed("seed", flag_values.seed)
+    flag_checks.only_with(flag_values, ["seed"], flag_values.arch.strip() == "random", "--arch=random")
+    return space.parse_arch(flag_values.arch, rng=flag_values.seed, resolution=flag_values.resolution)
+
+
 def space_from_flags(flag_values: flags.FlagValues = FLAGS) -> SearchSpace:
     """The `SearchSpace` the space flags describe."""
-    resolutions = None
-    if flag_values.resolutions:
-        try:
-            resolutions = [int(r) for r in flag_values.resolutions]
-        except ValueError:
-            raise OfaError(f"resolutions={','.join(flag_values.resolutions)}: expected integers") from None
-    return get_space(flag_values.space, flag_values.width_mult, resolutions)
+    return get_space(flag_values.space, flag_values.width_mult, flag_values.resolutions or None)

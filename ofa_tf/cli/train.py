@@ -20,11 +20,13 @@ import sys  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli import config_flags  # noqa: E402
+from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
 from ofa_tf.distribute import WorkerLost, create_strategy  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.runs import RunConfig, train  # noqa: E402
+from ofa_tf.runs import RunConfig, RunDirectory, train  # noqa: E402
 from ofa_tf.runs.config import DATA, SCHEDULE  # noqa: E402
+from ofa_tf.spaces import get_space  # noqa: E402
+from ofa_tf.training import build_method  # noqa: E402
 
 PROGRAM = "ofa-train"
 MODULE = "ofa_tf.cli.train"  # what a multi-worker restart re-executes
@@ -53,16 +55,41 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
     return dataclasses.replace(config, image_size=tuple(sorted(set(config.image_size)))).validate()
 
 
+def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
+    """Every flag checked before any work: the run's settings (`RunConfig.validate`), the
+    run directory (writable: not a file, nor under one) and the tool's own flags. Returns
+    the config."""
+    config = config_from_flags(flag_values)
+    flag_checks.required("model_dir", flag_values.model_dir, "the run directory")
+    RunDirectory(flag_values.model_dir).check_writable()
+    flag_checks.at_least("max_worker_restarts", flag_values.max_worker_restarts, 0, "an integer")
+    flag_checks.positive("cpu_devices", flag_values.cpu_devices)
+    flag_checks.only_with(flag_values, ["cpu_devices"], config.strategy == "mirrored", "--strategy=mirrored")
+    flag_checks.only_with(flag_values, ["max_worker_restarts"], config.strategy == "multi_worker",
+                          "--strategy=multi_worker")
+    tfds = any((spec or "").startswith("tfds:") for spec in (config.dataset, config.unlabelled_dataset))
+    flag_checks.only_with(flag_values, ["download"], tfds, "a tfds: dataset")
+    flag_checks.only_with(flag_values, ["unlabelled_ratio", "unlabelled_weight", "fixmatch_threshold"],
+                          config.unlabelled_dataset is not None, "--unlabelled_dataset (semi-supervised training)")
+    method = build_method(config.method, get_space(config.space, config.width_mult, config.image_size),
+                          epochs=config.epochs)
+    flag_checks.only_with(flag_values, ["epsilon_start", "epsilon_ramp_epochs", "epsilon_mode"],
+                          any(phase.epsilon is not None for phase in method.phases),
+                          f"a method with an ε schedule (deps), not --method={config.method}")
+    return config
+
+
 def _prepare() -> None:
-    """Before TensorFlow's first op: the config is checked, then the strategy exists
+    """Before TensorFlow's first op: every flag is checked, then the strategy exists
     (multi-worker collectives and logical CPU devices must be set up before it)."""
-    config = config_from_flags()
+    config = check_flags()
     create_strategy(config.strategy, FLAGS.cpu_devices)
 
 
 def _main(argv: list[str]) -> None:
+    config = check_flags()  # again: cheap, and `_prepare` runs once per process
     try:
-        summary = train(config_from_flags(), FLAGS.model_dir, download=FLAGS.download)
+        summary = train(config, FLAGS.model_dir, download=FLAGS.download)
     except WorkerLost as lost:
         restart_after_worker_loss(lost)
     print(json.dumps(summary))

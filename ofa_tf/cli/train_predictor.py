@@ -34,6 +34,7 @@ import random  # noqa: E402
 import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
+from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.io import atomic_write  # noqa: E402
@@ -41,7 +42,7 @@ from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, fit_predictor,  # noqa: E402
                            kendall_tau, spearman)
 from ofa_tf.search.measure import SubnetMeter  # noqa: E402
-from ofa_tf.spaces import Arch  # noqa: E402
+from ofa_tf.spaces import Arch, SearchSpace  # noqa: E402
 
 PROGRAM = "ofa-train-predictor"
 MEASUREMENTS_FILE = "measurements.json"
@@ -62,7 +63,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "whichever has the higher 5-fold CV Spearman on the training subnets.", PREDICTOR,
         enum_values=list(PREDICTOR_KINDS))
     add("integer", "epochs", 300, "MLP training epochs.", PREDICTOR)
-    add("list", "hidden", ["400", "400", "400"], "Hidden layer widths of the MLP (OFA: 3 x 400).", PREDICTOR)
+    add("list", "hidden", ["400", "400", "400"], "Hidden layer widths of the MLP (OFA: 3 x 400).", PREDICTOR,
+        item_type=int)
     add("float", "weight_decay", 1e-4, "L2 weight decay of Adam (OFA: 1e-4, for ~16k measured subnets; a few "
         "hundred subnets may want more).", PREDICTOR)
     add("integer", "cv_folds", 5, "Also report K-fold cross-validated Spearman over all measured subnets "
@@ -85,26 +87,34 @@ def load_measurements(path: str, settings: dict) -> dict[str, dict]:
     return {Arch.from_dict(r["arch"]).to_json(): r for r in data.get("results", [])}
 
 
+def check_flags() -> tuple[SearchSpace, str]:
+    """Every flag checked before any work (the supernet and its data load only after): counts
+    and ranges, the measuring settings (`SubnetMeter.check_settings`), the run (trained), the
+    output directory. Returns the run's space and the output directory."""
+    f = FLAGS
+    if not f.num_archs >= 5:
+        raise OfaError(f"--num_archs={f.num_archs}: expected at least 5")
+    if f.cv_folds < 0 or f.cv_folds == 1 or f.cv_folds * 2 > f.num_archs:
+        raise OfaError(f"--cv_folds={f.cv_folds}: expected 0 (off) or 2..{f.num_archs // 2} "
+                       f"for --num_archs={f.num_archs}")
+    flag_checks.fraction("holdout_fraction", f.holdout_fraction, low_open=True, high_open=True)
+    SubnetMeter.check_settings(f.eval_images, f.bn_calibration_images, f.split)
+    flag_checks.positive("epochs", f.epochs)
+    if not f.hidden or min(f.hidden) <= 0:
+        raise OfaError(f"--hidden={','.join(map(str, f.hidden))}: expected positive widths")
+    flag_checks.at_least("weight_decay", f.weight_decay, 0)
+    flag_checks.only_with(f, ["epochs", "hidden", "weight_decay"], f.predictor != "linear",
+                          "--predictor=mlp or auto (the MLP's settings)")
+    flag_checks.seed("seed", f.seed)
+    space = RunDirectory(f.model_dir).read_trained().space
+    output_dir = f.output_dir or os.path.join(f.model_dir, PREDICTOR_DIR)
+    flag_checks.output_dir("output_dir", output_dir)
+    return space, output_dir
+
+
 def _main(argv: list[str]) -> None:
-    if FLAGS.num_archs < 5:
-        raise OfaError(f"--num_archs={FLAGS.num_archs}: expected at least 5")
-    if FLAGS.cv_folds < 0 or FLAGS.cv_folds == 1 or FLAGS.cv_folds * 2 > FLAGS.num_archs:
-        raise OfaError(f"--cv_folds={FLAGS.cv_folds}: expected 0 (off) or 2..{FLAGS.num_archs // 2} "
-                       f"for --num_archs={FLAGS.num_archs}")
-    if not 0 < FLAGS.holdout_fraction < 1:
-        raise OfaError(f"--holdout_fraction={FLAGS.holdout_fraction}: expected a fraction in (0, 1)")
-    for name in ("eval_images", "bn_calibration_images", "epochs"):
-        if getattr(FLAGS, name) <= 0:
-            raise OfaError(f"--{name}={getattr(FLAGS, name)}: expected a positive number")
-    try:
-        hidden = tuple(int(h) for h in FLAGS.hidden)
-    except ValueError:
-        raise OfaError(f"--hidden={','.join(FLAGS.hidden)}: expected positive integers") from None
-    if not hidden or min(hidden) <= 0 or FLAGS.weight_decay < 0:
-        raise OfaError(f"--hidden={','.join(FLAGS.hidden)} --weight_decay={FLAGS.weight_decay}: expected "
-                       "positive widths and a non-negative decay")
-    space = RunDirectory(FLAGS.model_dir).read_trained().space
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, PREDICTOR_DIR)
+    space, output_dir = check_flags()
+    hidden = tuple(FLAGS.hidden)
     settings = {"split": FLAGS.split, "eval_images": FLAGS.eval_images,
                 "bn_calibration_images": FLAGS.bn_calibration_images, "space": space.name}
     os.makedirs(output_dir, exist_ok=True)

@@ -68,7 +68,8 @@ def unlabelled_images(spec: str, rest: tf.data.Dataset | None, data_dir: str | N
             images = load_dataset(spec, data_dir, image_size, download).train
         except OfaError as e:
             message = str(e)
-            message = message[len(spec) + 2:] if message.startswith(spec + ": ") else message
+            for prefix in (spec + ": ", f"dataset={spec}: "):
+                message = message[len(prefix):] if message.startswith(prefix) else message
             raise OfaError(f"unlabelled_dataset={spec}: {message}") from None
     return images.map(lambda x, *_: x)
 

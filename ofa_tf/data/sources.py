@@ -18,6 +18,8 @@ import dataclasses
 import gzip
 import os
 import struct
+import zipfile
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +29,8 @@ from ofa_tf.errors import OfaError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 DATASET_KINDS = ("tfds", "folder", "idx", "npz")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (an empty one starts with the second)
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclasses.dataclass
@@ -56,9 +60,7 @@ def load_dataset(spec: str, data_dir: str | None = None, image_size: int | None 
       OfaError: unknown kind, missing / empty / unreadable data, corrupt images, labels out
         of range; always naming the bad value.
     """
-    kind, _, where = spec.partition(":")
-    if kind not in DATASET_KINDS or not where:
-        raise OfaError(f"dataset={spec!r}: expected KIND:WHERE with KIND one of {list(DATASET_KINDS)}")
+    kind, where = check_dataset_spec(spec)
     if kind == "tfds":
         return _load_tfds(where, data_dir, download)
     if kind == "folder":
@@ -67,10 +69,28 @@ def load_dataset(spec: str, data_dir: str | None = None, image_size: int | None 
     return from_arrays(spec, *arrays)
 
 
+def check_dataset_spec(spec: str, setting: str = "dataset") -> tuple[str, str]:
+    """(kind, where) of `spec`, checked without reading it: a known kind, and for `npz:` /
+    `idx:` / `folder:` a file / directory that exists (`RunConfig.validate` runs this before
+    any data is loaded). `setting` names the spec in messages."""
+    kind, _, where = spec.partition(":")
+    if kind not in DATASET_KINDS or not where:
+        raise OfaError(f"{setting}={spec!r}: expected KIND:WHERE with KIND one of {list(DATASET_KINDS)}")
+    if kind == "npz" and not os.path.isfile(where):
+        raise OfaError(f"{setting}={spec}: no such file" if not os.path.exists(where) else
+                       f"{setting}={spec}: not a file")
+    if kind in ("idx", "folder") and not os.path.isdir(where):
+        raise OfaError(f"{setting}={spec}: no such directory" if not os.path.exists(where) else
+                       f"{setting}={spec}: not a directory")
+    return kind, where
+
+
 def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None = None,
                 y_test: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> DataSource:
     """A `DataSource` from in-memory arrays (checks shapes and label ranges)."""
     x_train, y_train = _check_pair(name, "train", x_train, y_train)
+    if not len(x_train):
+        raise OfaError(f"{name}: x_train holds no images")
     if x_test is not None:
         x_test, y_test = _check_pair(name, "test", x_test, y_test)
     num_classes = len(class_names) if class_names else int(y_train.max()) + 1
@@ -85,6 +105,9 @@ def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
 
 def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x), np.asarray(y)
+    for key, array in ((f"x_{split}", x), (f"y_{split}", y)):
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise OfaError(f"{name}: {key} has dtype {array.dtype}; expected numbers")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
@@ -96,6 +119,10 @@ def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> tuple[np
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise OfaError(f"{name}: y_{split} holds non-integer labels")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        image = int(np.argwhere(~np.isfinite(x))[0][0])
+        bad = x[image][~np.isfinite(x[image])][0]
+        raise OfaError(f"{name}: x_{split} holds {bad} pixels (image {image}); expected finite values")
     if x.dtype != np.uint8:
         x = np.clip(x * (255.0 if x.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     return x, y.astype(np.int64)
@@ -105,14 +132,23 @@ def _read_npz(path: str):
     if not os.path.isfile(path):
         raise OfaError(f"npz:{path}: no such file")
     try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise OfaError(f"npz:{path}: cannot read ({e.strerror})") from None
+    if not head.startswith(_ZIP_MAGIC):
+        what = "a single-array .npy file" if head == _NPY_MAGIC else f"it starts with {head[:4]!r}"
+        raise OfaError(f"npz:{path}: not a NumPy .npz archive ({what})")
+    try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("x_train", "y_train") if k not in data]
             if missing:
                 raise OfaError(f"npz:{path}: missing array {missing[0]!r}; expected x_train, y_train, x_test, y_test")
             arrays = [data[k] if k in data else None for k in ("x_train", "y_train", "x_test", "y_test")]
             names = [str(n) for n in data["class_names"]] if "class_names" in data else None
-    except (OSError, ValueError) as e:
-        raise OfaError(f"npz:{path}: not a readable .npz file ({e})") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        message = " ".join(str(e).split())[:160]
+        raise OfaError(f"npz:{path}: not a readable .npz file ({type(e).__name__}: {message})") from None
     return (*arrays, names)
 
 
@@ -141,12 +177,14 @@ def read_idx_file(path: str) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             header = f.read(4)
-            if len(header) != 4 or header[:2] != b"\x00\x00" or header[2] != 0x08:
-                raise OfaError(f"{path}: not an IDX file of unsigned bytes")
+            if len(header) != 4 or header[:2] != b"\x00\x00" or header[2] != 0x08 or not 1 <= header[3] <= 4:
+                raise OfaError(f"{path}: not an IDX file of unsigned bytes (header {header.hex() or 'empty'}; "
+                               "expected 0000080N with N = 1..4 dimensions)")
             dims = struct.unpack(">" + "I" * header[3], f.read(4 * header[3]))
             data = np.frombuffer(f.read(), np.uint8)
-    except (OSError, EOFError, struct.error) as e:
-        raise OfaError(f"{path}: unreadable IDX file ({e})") from None
+    except (OSError, EOFError, struct.error, zlib.error) as e:
+        message = " ".join(str(e).split())[:160]
+        raise OfaError(f"{path}: unreadable IDX file ({message})") from None
     if data.size != int(np.prod(dims)):
         raise OfaError(f"{path}: holds {data.size} bytes; its header says {int(np.prod(dims))}")
     return data.reshape(dims)
@@ -164,6 +202,11 @@ def _load_folder(path: str, image_size: int | None) -> DataSource:
     if not files:
         raise OfaError(f"folder:{path}: no images found (expected one sub-folder per class holding "
                        f"{'/'.join(IMAGE_EXTENSIONS)} files)")
+    found = {label for _, label in files}
+    empty = [c for i, c in enumerate(classes) if i not in found]
+    if empty:
+        raise OfaError(f"folder:{path}: class folder {empty[0]!r} holds no images ({'/'.join(IMAGE_EXTENSIONS)} "
+                       f"files){f' (nor {len(empty) - 1} more)' if len(empty) > 1 else ''}")
     size = image_size or 224
     images = np.zeros((len(files), size, size, 3), np.uint8)
     for n, (file, _) in enumerate(files):

@@ -28,9 +28,9 @@ from typing import Any, Sequence
 import keras
 from absl import logging
 
-from ofa_tf.data import make_pipeline
+from ofa_tf.data import check_dataset_spec, make_pipeline
 from ofa_tf.errors import OfaError
-from ofa_tf.io import write_bytes
+from ofa_tf.io import unwritable_reason, write_bytes
 from ofa_tf.export.calibration import INT8_CALIBRATIONS, check_int8_calibration
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
 from ofa_tf.export import qat
@@ -44,6 +44,9 @@ from ofa_tf.training.bn_recalibration import recalibrate_bn
 
 FORMATS = ("tflite", "keras", "saved_model")
 METADATA_VERSION = 1
+# counts that must be positive when given (None: the default)
+POSITIVE_COUNTS = ("bn_calibration_images", "representative_images", "float16_check_images", "max_eval_images",
+                   "qat_steps_per_epoch", "qat_batch_size")
 
 
 QUANTIZATION, DATA, QAT, OUTPUT, SUBNET = "quantization", "data", "quantization-aware training", "output", "subnet"
@@ -102,27 +105,32 @@ def output_paths(output: str, formats: Sequence[str]) -> dict[str, str]:
 
 
 def check_request(output: str, options: ExportOptions) -> None:
-    """The checks that need no model: output path, formats, mode and its data."""
+    """The checks that need no model: every option's value, the output path (its directory
+    exists and is writable; every file goes beside it), the dataset spec, mode and its data."""
+    if not output:
+        raise OfaError("output is required: the .tflite file to write")
+    reason = unwritable_reason(output)
+    if reason:
+        raise OfaError(f"output={output}: {reason}")
+    if not output.endswith(".tflite"):
+        raise OfaError(f"output={output!r}: expected a path ending in .tflite")
     check_quantize(options.quantize)
     check_int8_calibration(options.int8_calibration)
-    if not options.float16_max_diff >= 0:
+    if not 0 <= options.float16_max_diff < float("inf"):
         raise OfaError(f"float16_max_diff={options.float16_max_diff}: expected a bound >= 0 (0: no bound)")
-    if options.float16_check_images <= 0:
-        raise OfaError(f"float16_check_images={options.float16_check_images}: expected a positive number")
+    for name in POSITIVE_COUNTS:
+        value = getattr(options, name)
+        if value is not None and not value > 0:
+            raise OfaError(f"{name}={value}: expected a positive number")
+    if not options.seed >= 0:
+        raise OfaError(f"seed={options.seed}: expected an integer >= 0")
     qat.check_fine_tuning(options.qat_epochs, options.qat_steps_per_epoch, options.qat_learning_rate,
-                      options.qat_distillation)
-    if not output or not output.endswith(".tflite"):
-        raise OfaError(f"output={output!r}: expected a path ending in .tflite")
+                          options.qat_distillation)
     for fmt in options.formats:
         if fmt not in FORMATS:
             raise OfaError(f"formats={','.join(options.formats)}: {fmt!r} is not one of {list(FORMATS)}")
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise OfaError(f"output={output}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise OfaError(f"output={output}: directory {directory} is not writable")
-    if os.path.isdir(output):
-        raise OfaError(f"output={output}: is a directory")
+    if options.dataset not in (None, "none"):
+        check_dataset_spec(options.dataset, "dataset")
     if options.quantize in MODES_NEEDING_DATA and options.dataset == "none":
         need = "a representative dataset" if options.quantize == "int8" else "fine-tuning data"
         raise OfaError(f"quantize={options.quantize} needs training images ({need}) but dataset=none")
@@ -135,8 +143,8 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
     """Exports one subnet of the run in `model_dir`; returns the metadata it wrote."""
     check_request(output, options)
     directory = RunDirectory(model_dir)
+    arch: Arch = directory.read_trained().space.parse_arch(arch_spec, rng=options.seed)  # before the model loads
     supernet, saved = directory.load_supernet()
-    arch: Arch = supernet.space.parse_arch(arch_spec, rng=options.seed)
     started = time.time()
 
     subnet = supernet.get_subnet(arch)

@@ -16,6 +16,21 @@ from ofa_tf.native_logs import quiet_native_logs
 # Interpreter op resolvers: XNNPACK (LiteRT's default on CPU), the built-in kernels without
 # default delegates (faster for full-int8 on some x86 CPUs), the reference kernels.
 OP_RESOLVERS = ("xnnpack", "builtin", "reference")
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite file
+
+
+def check_tflite_file(path: str) -> None:
+    """`path` is a file that starts like a TFLite model (read 8 bytes; nothing is loaded):
+    a wrong file is named before any work, not by the interpreter after it."""
+    if not os.path.isfile(path):
+        raise OfaError(f"{path}: no such .tflite file" if not os.path.exists(path) else f"{path}: not a file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise OfaError(f"{path}: cannot read ({e.strerror})") from None
+    if head[4:8] != TFLITE_IDENTIFIER:
+        raise OfaError(f"{path}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier)")
 
 
 def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack",
@@ -29,8 +44,8 @@ def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str 
     resolver = {"xnnpack": OpResolverType.AUTO, "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
                 "reference": OpResolverType.BUILTIN_REF}[op_resolver]
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
-    if isinstance(model, str) and not os.path.isfile(model):
-        raise OfaError(f"{model}: no such .tflite file")
+    if isinstance(model, str):
+        check_tflite_file(model)
     try:
         with quiet_native_logs():
             return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver,

@@ -100,6 +100,8 @@ class AndroidBenchmark:
 
     def __init__(self, benchmark_binary: str, adb: str = "adb", serial: str | None = None,
                  timeout_s: float = 300.0):
+        if not 0 < timeout_s < float("inf"):
+            raise OfaError(f"adb_timeout={timeout_s}: expected a positive number of seconds")
         self.adb = shutil.which(adb)
         if self.adb is None:
             raise OfaError(f"adb={adb}: adb executable not found (install Android platform-tools, "

@@ -89,9 +89,9 @@ def calibration_archs(space: SearchSpace, resolution: int, count: int, seed: int
 def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int], num_threads: int = 1,
                 op_resolver: str = "xnnpack", rounds: int = 200, runs_per_round: int = 1,
                 android: AndroidBenchmark | None = None, verbose: bool = True,
-                num_calibration_archs: int = 8) -> LatencyTable:
+                num_calibration_archs: int = 8, delegate: str = "xnnpack") -> LatencyTable:
     """Times every distinct op of `space` at each resolution (host LiteRT, or a phone when
-    `android` is given), then calibrates each resolution's table on
+    `android` is given, with its `delegate`), then calibrates each resolution's table on
     `num_calibration_archs` whole subnets timed end to end (0: no calibration).
 
     On the host the op models are timed round-robin: by default each is invoked once per
@@ -128,14 +128,15 @@ def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int]
             entries = [stats(t) for t in time_interleaved(models, num_threads, op_resolver, rounds, runs_per_round)]
             measured = [stats(t) for t in time_interleaved(whole, num_threads, op_resolver, 20, 10)] if whole else []
         else:
-            entries = _time_on_android(android, models, num_threads, rounds * runs_per_round, verbose)
-            measured = _time_on_android(android, whole, num_threads, 200, verbose) if whole else []
+            entries = _time_on_android(android, models, num_threads, rounds * runs_per_round, verbose, delegate)
+            measured = _time_on_android(android, whole, num_threads, 200, verbose, delegate) if whole else []
         tables[resolution] = {"overhead_ms": entries[-1]["mean"],
                               "ops": {op.key: entry for op, entry in zip(ops, entries[:-1])}}
         if calibration:
             tables[resolution]["calibration"] = _calibration(space, num_classes, resolution, tables[resolution],
                                                              calibration, measured)
     settings = {"threads": num_threads, "op_resolver": op_resolver if android is None else None,
+                "delegate": delegate if android is not None else None,
                 "runs": rounds * runs_per_round, "rounds": rounds, "runs_per_round": runs_per_round,
                 "quantize": "none", "calibration_archs": num_calibration_archs}
     device = "host" if android is None else f"android:{android.serial}"
@@ -158,7 +159,7 @@ def _calibration(space: SearchSpace, num_classes: int, resolution: int, table: d
 
 
 def _time_on_android(android: AndroidBenchmark, models: Sequence[bytes], num_threads: int, runs: int,
-                     verbose: bool) -> list[dict[str, float]]:
+                     verbose: bool, delegate: str = "xnnpack") -> list[dict[str, float]]:
     android.check_device()
     bar = keras.utils.Progbar(len(models), unit_name="op") if verbose else None
     entries = []
@@ -167,7 +168,7 @@ def _time_on_android(android: AndroidBenchmark, models: Sequence[bytes], num_thr
             path = os.path.join(directory, f"op{i:04d}.tflite")
             with open(path, "wb") as f:
                 f.write(model)
-            result = android.run(path, num_threads=num_threads, runs=runs)
+            result = android.run(path, num_threads=num_threads, delegate=delegate, runs=runs)
             entries.append({"count": result["runs"] or runs, "mean": result["mean_ms"], "std": result["std_ms"],
                             "median": result["median_ms"]})
             if bar:

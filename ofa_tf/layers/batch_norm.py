@@ -33,7 +33,8 @@ class ElasticBatchNormalization(ElasticLayer):
         self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
         self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
         # ON_READ / MEAN so that updates made inside tf.cond under tf.distribute are legal
-        # (per-replica values, averaged when read); otherwise an update inside `tf.cond` under a strategy is a merge_call error.
+        # (per-replica values, averaged when read); otherwise an update inside `tf.cond` under a
+        # strategy is a merge_call error.
         self.moving_mean = self._statistic("moving_mean", "zeros", shape)
         self.moving_variance = self._statistic("moving_variance", "ones", shape)
 

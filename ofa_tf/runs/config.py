@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from typing import Any
 
 from ofa_tf.data.pipeline import check_validation_fraction
+from ofa_tf.data.semi_supervised import REST
+from ofa_tf.data.sources import check_dataset_spec
 from ofa_tf.distribute import STRATEGIES, check_strategy
 from ofa_tf.errors import OfaError
+from ofa_tf.io import unwritable_reason
 from ofa_tf.layers import KERNEL_MODES, check_kernel_mode
 from ofa_tf.models.supernet import check_dropout
 from ofa_tf.spaces import SPACES, get_space
@@ -30,9 +35,20 @@ SPACE, DATA, SCHEDULE, OPTIMIZER, METHOD, TRANSFER = ("space", "data", "schedule
                                                       "transfer (TOFA)")
 
 
-def setting(default: Any, help: str, group: str) -> Any:  # noqa: A002 (the flag's help text)
-    """A config field with the help text and flag group the command line shows for it."""
-    return dataclasses.field(default=default, metadata={"help": help, "group": group})
+def setting(default: Any, help: str, group: str, path: str | None = None) -> Any:  # noqa: A002 (the flag's help)
+    """A config field with the help text and flag group the command line shows for it
+    (`path="input"`: its value is a file or directory that is read)."""
+    metadata = {"help": help, "group": group}
+    if path is not None:
+        metadata["path"] = path
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_init_checkpoint_path(path: str) -> None:
+    """`init_checkpoint` names a run directory or a `.weights.h5` file (what is in it is
+    checked against the run by `check_init_checkpoint`, once the dataset's classes are known)."""
+    if not (os.path.isdir(path) or (path.endswith(".weights.h5") and os.path.isfile(path))):
+        raise OfaError(f"init_checkpoint={path}: expected a training run directory or a .weights.h5 file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +120,7 @@ class RunConfig:
         None, "Start from a pretrained supernet: a run directory or a .weights.h5 of the same space, width and "
         "class count (ignored when resuming). A run on the same dataset should share this run's seed and "
         "validation_fraction, or its training images land in this validation split (a warning says so).",
-        TRANSFER)
+        TRANSFER, path="input")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (tuples as lists)."""
@@ -140,6 +156,7 @@ class RunConfig:
         check_kernel_mode(self.kernel_mode)
         check_dropout(self.dropout)
         check_loss_settings(self.kd_temperature, self.label_smoothing, self.fixmatch_threshold, self.unlabelled_weight)
+        self._check_data()
         space = get_space(self.space, self.width_mult, self.image_size)
         build_method(self.method, space, steps_per_epoch=self.steps_per_epoch or 1, epochs=self.epochs,
                      warmup_fraction=self.warmup_fraction, epsilon_start=self.epsilon_start,
@@ -147,10 +164,28 @@ class RunConfig:
                      num_subnets=self.num_subnets, clipnorm=self.grad_clip)
         return self
 
+    def _check_data(self) -> None:
+        """The dataset specs (kind, and that the file or directory exists), the TFDS directory."""
+        check_dataset_spec(self.dataset, "dataset")
+        if self.unlabelled_dataset is not None and self.unlabelled_dataset != REST:
+            check_dataset_spec(self.unlabelled_dataset, "unlabelled_dataset")
+        if self.data_dir is not None:
+            reason = unwritable_reason(self.data_dir, directory=True)
+            if reason and "not writable" not in reason:  # read-only is fine for prepared data
+                raise OfaError(f"data_dir={self.data_dir}: {reason}")
+            specs = [self.dataset, self.unlabelled_dataset or ""]
+            if not any(spec.startswith("tfds:") for spec in specs):
+                raise OfaError(f"data_dir={self.data_dir}: only used by tfds: datasets (dataset={self.dataset})")
+        if self.init_checkpoint is not None:
+            check_init_checkpoint_path(self.init_checkpoint)
+
     def _checks(self) -> list[tuple[bool, str]]:
-        positive = lambda name: (getattr(self, name) > 0,  # noqa: E731
+        def is_positive(value: float) -> bool:
+            return value > 0 and math.isfinite(value)
+
+        positive = lambda name: (is_positive(getattr(self, name)),  # noqa: E731
                                  f"{name}={getattr(self, name)}: expected a positive number")
-        optional_positive = lambda name: (getattr(self, name) is None or getattr(self, name) > 0,  # noqa: E731
+        optional_positive = lambda name: (getattr(self, name) is None or is_positive(getattr(self, name)),  # noqa: E731
                                           f"{name}={getattr(self, name)}: expected a positive number")
         sizes = ",".join(str(s) for s in self.image_size)
         return [
@@ -161,9 +196,10 @@ class RunConfig:
             positive("epochs"), optional_positive("steps_per_epoch"), positive("batch_size"),
             positive("learning_rate"), optional_positive("checkpoint_every_steps"), positive("bn_calibration_images"),
             optional_positive("grad_clip"),
-            (self.lr_warmup_epochs >= 0, f"lr_warmup_epochs={self.lr_warmup_epochs}: expected >= 0"),
+            (self.seed >= 0, f"seed={self.seed}: expected an integer >= 0"),
+            (0 <= self.lr_warmup_epochs < math.inf, f"lr_warmup_epochs={self.lr_warmup_epochs}: expected >= 0"),
             (0 <= self.momentum < 1, f"momentum={self.momentum}: expected a value in [0, 1)"),
-            (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: expected >= 0"),
+            (0 <= self.weight_decay < math.inf, f"weight_decay={self.weight_decay}: expected >= 0"),
             (self.labelled_per_class >= 0,
              f"labelled_per_class={self.labelled_per_class}: expected >= 0 (0 keeps every label)"),
             (self.unlabelled_ratio >= 1, f"unlabelled_ratio={self.unlabelled_ratio}: expected a positive integer"),

@@ -28,7 +28,7 @@ import tensorflow as tf
 from ofa_tf.data import (MEAN, STD, DataSource, calibration_images, load_dataset, make_pipeline,
                          split_validation)
 from ofa_tf.errors import OfaError
-from ofa_tf.io import read_json
+from ofa_tf.io import read_json, unwritable_reason
 from ofa_tf.runs.checkpoints import verify_checkpoint
 from ofa_tf.runs.config import RunConfig
 from ofa_tf.runs.model import build_model
@@ -111,9 +111,18 @@ class RunDirectory:
     def has_config(self) -> bool:
         return os.path.isfile(self.config_path)
 
+    def check_writable(self) -> None:
+        """A run can be written here: the path is a directory or can be created as one (not
+        a file, nor under one; its nearest existing folder writable). Checked before any work."""
+        reason = unwritable_reason(self.path, directory=True)
+        if reason:
+            raise OfaError(f"model_dir={self.path}: {reason}")
+
     def read_raw(self) -> dict[str, Any]:
         """config.json as a dict; an unreadable one is a one-line error."""
         if not os.path.isdir(self.path):
+            if os.path.exists(self.path):
+                raise OfaError(f"model_dir={self.path}: is a file, not a directory")
             raise OfaError(f"model_dir={self.path}: no such directory")
         if not self.has_config():
             raise OfaError(f"model_dir={self.path}: no {CONFIG_FILE} (not a training run directory)")

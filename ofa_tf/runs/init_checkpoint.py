@@ -11,7 +11,7 @@ import os
 
 from ofa_tf.errors import OfaError
 from ofa_tf.models import Supernet
-from ofa_tf.runs.config import RunConfig
+from ofa_tf.runs.config import RunConfig, check_init_checkpoint_path
 from ofa_tf.runs.directory import CONFIG_FILE, RunDirectory, SavedRun
 from ofa_tf.runs.model import build_model
 from ofa_tf.spaces import SearchSpace
@@ -33,13 +33,12 @@ def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width
     """Resolves `init_checkpoint` and, for a run directory, checks its space, width and
     class count against this run (resolutions may differ: they hold no weights)."""
     flag = f"init_checkpoint={path}"
+    check_init_checkpoint_path(path)
     if os.path.isdir(path):
         run_dir, weights = path, None
-    elif path.endswith(".weights.h5") and os.path.isfile(path):
+    else:
         parent = os.path.dirname(os.path.dirname(os.path.abspath(path)))  # RUN/checkpoints/ckpt-*.weights.h5
         run_dir, weights = (parent, path) if os.path.isfile(os.path.join(parent, CONFIG_FILE)) else (None, path)
-    else:
-        raise OfaError(f"{flag}: expected a training run directory or a .weights.h5 file")
     if run_dir is None:
         return InitCheckpoint(flag, weights, None)
     directory = RunDirectory(run_dir)

@@ -97,12 +97,7 @@ class PreparedRun:
         (`replaces_untrained`)."""
         directory, path = self.directory, self.directory.path
         self.replaces_untrained = False
-        existing = path
-        while existing and not os.path.exists(existing):
-            existing = os.path.dirname(existing)
-        if existing and not os.path.isdir(existing):
-            where = "is a file" if existing == path else f"lies under the file {existing}"
-            raise OfaError(f"model_dir={path}: {where}, not a directory")
+        directory.check_writable()
         if not directory.has_config():
             leftovers = [n for n in os.listdir(path) if n != LOCK_FILE and not n.startswith(TEMP_PREFIX)
                          ] if os.path.isdir(path) else []
@@ -173,7 +168,7 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
     SIGTERM end it with `Interrupted`, whose message says where a re-run resumes; a run
     stopped before its first checkpoint removes what it wrote, so the directory is free.
     """
-    RunDirectory(model_dir)  # a missing model_dir is an error before anything starts
+    RunDirectory(model_dir).check_writable()  # a missing or unwritable model_dir: an error before anything starts
     config.validate()  # before anything starts TensorFlow's runtime
     with stop_on_signals():
         strategy = current_strategy(config.strategy)

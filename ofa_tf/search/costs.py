@@ -267,9 +267,9 @@ def parse_target(text: str) -> dict[str, str]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or not name or not value.strip():
-            raise OfaError(f"target {text!r}: expected NAME=BUDGET pairs like flops=150M,params=3M")
+            raise OfaError(f"targets={text}: expected NAME=BUDGET pairs like flops=150M,params=3M")
         if name not in CONSTRAINT_NAMES:
-            raise OfaError(f"unknown constraint {name!r} in target {text!r}: expected one of "
+            raise OfaError(f"targets={text}: unknown constraint {name!r}; expected one of "
                            f"{sorted(CONSTRAINT_NAMES)}")
         target[name] = value.strip()
     return target

@@ -25,11 +25,7 @@ class SubnetMeter:
 
     def __init__(self, model_dir: str, num_eval_images: int = 1000, bn_calibration_images: int = 2000,
                  split: str = "validation"):
-        if num_eval_images <= 0 or bn_calibration_images <= 0:
-            raise OfaError(f"eval_images={num_eval_images}, bn_calibration_images={bn_calibration_images}: "
-                           "expected positive numbers")
-        if split not in ("validation", "test"):
-            raise OfaError(f"split={split!r}: expected validation or test")
+        self.check_settings(num_eval_images, bn_calibration_images, split)
         self.directory = RunDirectory(model_dir)
         self.model, self.saved = self.directory.load_supernet()
         self.space: SearchSpace = self.model.space
@@ -37,6 +33,16 @@ class SubnetMeter:
                          "bn_calibration_images": bn_calibration_images}
         self._data: dict[int, EvaluationData] = {}
         self._cache: dict[Arch, dict[str, Any]] = {}
+
+    @staticmethod
+    def check_settings(num_eval_images: int, bn_calibration_images: int, split: str) -> None:
+        """One-line errors for the measuring settings (tools call it before any work)."""
+        if not num_eval_images > 0:
+            raise OfaError(f"eval_images={num_eval_images}: expected a positive number")
+        if not bn_calibration_images > 0:
+            raise OfaError(f"bn_calibration_images={bn_calibration_images}: expected a positive number")
+        if split not in ("validation", "test"):
+            raise OfaError(f"split={split!r}: expected validation or test")
 
     def _data_at(self, resolution: int) -> EvaluationData:
         if resolution not in self._data:

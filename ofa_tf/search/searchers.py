@@ -74,16 +74,25 @@ class EvolutionSearch:
     def __init__(self, space: SearchSpace, population_size: int = 100, generations: int = 500,
                  parent_ratio: float = 0.25, mutation_ratio: float = 0.5, mutation_prob: float = 0.1,
                  resolution_prob: float = 0.5, max_tries: int = 100, seed: int = 0, progress: bool = False):
-        if population_size < 2 or generations < 0:
-            raise OfaError(f"population_size={population_size}, generations={generations}: "
-                           "expected a population >= 2 and generations >= 0")
-        if not 0 < parent_ratio <= 1 or not 0 <= mutation_ratio <= 1:
-            raise OfaError(f"parent_ratio={parent_ratio}, mutation_ratio={mutation_ratio}: expected fractions")
+        self.check_settings(population_size, generations, parent_ratio, mutation_ratio, mutation_prob)
         self.space, self.population_size, self.generations = space, population_size, generations
         self.num_parents = max(1, int(round(parent_ratio * population_size)))
         self.num_mutants = int(round(mutation_ratio * population_size))
         self.mutation_prob, self.resolution_prob = mutation_prob, resolution_prob
         self.max_tries, self.seed, self.progress = max_tries, seed, progress
+
+    @staticmethod
+    def check_settings(population_size: int, generations: int, parent_ratio: float, mutation_ratio: float,
+                       mutation_prob: float) -> None:
+        """One-line errors for settings out of range (NaN fails every range)."""
+        checks = [(population_size >= 2, f"population_size={population_size}: expected an integer >= 2"),
+                  (generations >= 0, f"generations={generations}: expected an integer >= 0"),
+                  (0 < parent_ratio <= 1, f"parent_ratio={parent_ratio}: expected a fraction in (0, 1]"),
+                  (0 <= mutation_ratio <= 1, f"mutation_ratio={mutation_ratio}: expected a fraction in [0, 1]"),
+                  (0 <= mutation_prob <= 1, f"mutation_prob={mutation_prob}: expected a probability in [0, 1]")]
+        for ok, message in checks:
+            if not ok:
+                raise OfaError(message)
 
     def _mutant(self, parent: Arch, rng: random.Random, constraints) -> Arch:
         for _ in range(self.max_tries):

@@ -36,7 +36,7 @@ def get_space(name: str | SearchSpace, width_mult: float = 1.0,
     else:
         if name not in SPACES:
             raise OfaError(f"space={name!r}: expected one of {sorted(SPACES)}")
-        if not isinstance(width_mult, (int, float)) or width_mult <= 0:
+        if not isinstance(width_mult, (int, float)) or not (0 < width_mult < float("inf")):
             raise OfaError(f"width_mult={width_mult!r}: expected a positive number")
         space = SPACES[name](float(width_mult))
     return space.with_resolutions(resolutions) if resolutions else space

@@ -1,4 +1,5 @@
-"""The stage tables of the built-in spaces (OFA, arXiv:1908.09791; DεpS, arXiv:2407.06167; TOFA, arXiv:2303.15485, Table 1).
+"""The stage tables of the built-in spaces (OFA, arXiv:1908.09791; DεpS, arXiv:2407.06167;
+TOFA, arXiv:2303.15485, Table 1).
 
 Each builder returns a `SearchSpace` whose widths are scaled by `width_mult` with
 `make_divisible`, exactly as the reference implementations scale theirs.

@@ -1,6 +1,7 @@
 """The training loop of a run: `model.train_step` under any tf.distribute strategy.
 
-Why not `model.fit`: under MultiWorkerMirroredStrategy Keras 3's `fit` fails (keras-team/keras#20585), and a run must be able to start in the middle of an epoch
+Why not `model.fit`: under MultiWorkerMirroredStrategy Keras 3's `fit` fails
+(keras-team/keras#20585), and a run must be able to start in the middle of an epoch
 (resume after a crash) with the data stream at exactly that step. This loop does what
 `fit` does with the same callbacks (progress bar, `PhaseController`, checkpoints,
 TensorBoard, history), one compiled step per batch, and two things `fit` does not:

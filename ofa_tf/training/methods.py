@@ -143,7 +143,7 @@ def build_method(name: str, space: SearchSpace | None = None, *, steps_per_epoch
         _check_fraction("warmup_fraction", warmup_fraction)
     if num_subnets is not None:
         check_subnet_count(num_subnets)
-    if epsilon_ramp_epochs is not None and epsilon_ramp_epochs < 0:
+    if epsilon_ramp_epochs is not None and not (0 <= epsilon_ramp_epochs < float("inf")):
         raise OfaError(f"epsilon_ramp_epochs={epsilon_ramp_epochs!r}: expected >= 0")
     EpsilonSchedule(epsilon_start, 0, epsilon_mode)  # validates start and mode
     knobs = dict(steps_per_epoch=max(1, int(steps_per_epoch)), epochs=epochs, warmup_fraction=warmup_fraction,
@@ -190,8 +190,8 @@ def _tofa(space, *, num_subnets, **_) -> Method:
 
 
 def _fofa(space, *, warmup_fraction, num_subnets, **_) -> Method:
-    """fOFA ("Fast and Efficient Once-For-All Networks for Diverse Hardware Deployment"): a short full-model warmup (5 of 185 epochs), then upper-attentive
-    sampling (full + n-1 random, n = 3) with in-place KD."""
+    """fOFA ("Fast and Efficient Once-For-All Networks for Diverse Hardware Deployment"): a short
+    full-model warmup (5 of 185 epochs), then upper-attentive sampling (full + n-1 random, n = 3) with in-place KD."""
     warmup = 5 / 185 if warmup_fraction is None else warmup_fraction
     subnets = 2 if num_subnets is None else num_subnets
     return Method("fofa", (
