@@ -159,11 +159,11 @@ def test_an_empty_class_folder_is_named(tmp_path):
 
 @pytest.mark.unit
 @pytest.mark.parametrize("content,match", [
-    (os.urandom(256), r"not a NumPy .npz archive \(it starts with"),
+    (np.random.default_rng(0).bytes(256), r"not a NumPy .npz archive \(it starts with"),
     (b"", r"not a NumPy .npz archive"),
     (b"\x93NUMPY" + bytes(64), r"not a NumPy .npz archive \(a single-array .npy file\)"),
-    (b"PK\x03\x04" + os.urandom(64), r"not a readable .npz file"),
-])
+    (b"PK\x03\x04" + np.random.default_rng(1).bytes(64), r"not a readable .npz file"),
+], ids=["random_bytes", "empty", "npy_file", "broken_zip"])  # fixed bytes: xdist workers collect the same ids
 def test_a_file_that_is_not_an_npz_archive_is_called_so(tmp_path, content, match):
     path = tmp_path / "d.npz"
     path.write_bytes(content)

@@ -4,6 +4,7 @@ killed processes, metrics rows written twice, and datasets smaller than a calibr
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import tensorflow as tf
 from helpers import make_run_dir, run_tool, tiny_space
 
 from ofa_tf.errors import OfaError
+from ofa_tf.interrupts import Interrupted, stop_on_signals
 from ofa_tf.io import file_sha256, remove_stale_temp_files, write_json
 from ofa_tf.runs import PreparedRun, RunConfig, RunDirectory
 from ofa_tf.runs.checkpoints import remove_incomplete_checkpoints, verify_checkpoint
@@ -137,3 +139,16 @@ def test_a_folder_of_20_images_per_class_trains_checkpoints_and_evaluates(tmp_pa
     results = json.loads(evaluated.stdout.strip().splitlines()[-1])["results"]
     used = [r["bn_calibration_images"] for r in results]
     assert len(results) == 2 and all(0 < n < 200 for n in used), used  # every training image, < 2000 asked
+
+
+@pytest.mark.unit
+def test_sigint_and_sigterm_become_interrupted_with_their_exit_codes():
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        before = signal.getsignal(signum)
+        with pytest.raises(Interrupted) as raised:
+            with stop_on_signals():
+                os.kill(os.getpid(), signum)
+                for _ in range(1000):  # the handler runs at the next bytecode
+                    pass
+        assert raised.value.exit_code == code and raised.value.signum == signum
+        assert signal.getsignal(signum) == before  # handlers restored
