@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_tool
+from helpers import assert_one_line_error, run_tool, tiny_space
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +19,14 @@ SMALL_RUN = ["--method=deps", "--space=ofa_mbv3", f"--dataset=npz:{DEMO}", "--im
 
 
 def test_train_resume_and_evaluate(tmp_path):
+    """End to end on a tiny space (ofa_mbv3's once-for-all step traces for minutes on 2 cores; the
+    real spaces' layers are checked against their extracted subnets in test_supernet.py)."""
+    space = tmp_path / "tiny_space.json"
+    space.write_text(json.dumps(tiny_space(resolutions=(16,)).to_config()))
+    run = [f"--space={space}" if a.startswith("--space=") else "--image_size=16" if a.startswith("--image_size=")
+           else a for a in SMALL_RUN]
     run_dir = tmp_path / "run"
-    done = run_tool("train", *SMALL_RUN, f"--model_dir={run_dir}")
+    done = run_tool("train", *run, f"--model_dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 2 and summary["resumed_from"] == 0
@@ -38,10 +44,10 @@ def test_train_resume_and_evaluate(tmp_path):
     assert os.listdir(run_dir / "logs")
     assert not [f for f in os.listdir(run_dir / "checkpoints") if f.startswith(".tmp")]
 
-    again = run_tool("train", *SMALL_RUN, f"--model_dir={run_dir}")  # same command: already complete
+    again = run_tool("train", *run, f"--model_dir={run_dir}")  # same command: already complete
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["resumed_from"] == 2
 
-    other = run_tool("train", *SMALL_RUN[:-1], "--epsilon_ramp_epochs=1", f"--model_dir={run_dir}")
+    other = run_tool("train", *run[:-1], "--epsilon_ramp_epochs=1", f"--model_dir={run_dir}")
     assert_one_line_error(other, "holds a run with a different config: epsilon_ramp_epochs=0.5 there, 1.0 now")
 
     evaluated = run_tool("evaluate", f"--model_dir={run_dir}", "--archs=max,min", "--num_random=1",
