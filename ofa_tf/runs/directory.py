@@ -41,6 +41,7 @@ METRICS_FILE = "metrics.csv"
 LOGS_DIR = "logs"
 EVALUATION_SPLITS = ("validation", "test")
 EVALUATION_BATCH = 256
+_REPORTED_SKIPS: set[str] = set()  # damaged checkpoints already reported by this process
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +100,10 @@ class RunDirectory:
             reason = verify_checkpoint(base)
             if reason is None:
                 for name, why in skipped:
-                    logging.warning("checkpoint %s skipped: %s; using %s", name, why, os.path.basename(base))
+                    key = os.path.join(os.path.abspath(self.checkpoint_dir), name)
+                    if key not in _REPORTED_SKIPS:  # said once per process, however often a tool asks
+                        _REPORTED_SKIPS.add(key)
+                        logging.warning("checkpoint %s skipped: %s; using %s", name, why, os.path.basename(base))
                 return base
             skipped.append((os.path.basename(base), reason))
         if skipped:
