@@ -37,8 +37,8 @@ from ofa_tf.export import qat
 from ofa_tf.export.tflite import (MODES_NEEDING_DATA, QUANTIZE_MODES, TFLiteClassifier, check_quantize, compare_on,
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
-from ofa_tf.runs import RunDirectory
 from ofa_tf.runs.config import setting
+from ofa_tf.runs.directory import RunDirectory, check_split
 from ofa_tf.spaces import Arch
 from ofa_tf.training.bn_recalibration import recalibrate_bn
 
@@ -134,8 +134,7 @@ def check_request(output: str, options: ExportOptions) -> None:
     if options.quantize in MODES_NEEDING_DATA and options.dataset == "none":
         need = "a representative dataset" if options.quantize == "int8" else "fine-tuning data"
         raise OfaError(f"quantize={options.quantize} needs training images ({need}) but dataset=none")
-    if options.split not in ("validation", "test"):
-        raise OfaError(f"split={options.split!r}: expected validation or test")
+    check_split(options.split)
 
 
 def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOptions = ExportOptions()

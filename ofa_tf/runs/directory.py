@@ -44,6 +44,12 @@ EVALUATION_BATCH = 256
 _REPORTED_SKIPS: set[str] = set()  # damaged checkpoints already reported by this process
 
 
+def check_split(split: str) -> None:
+    """Subnets of a run are measured on its validation split or on the dataset's test split."""
+    if split not in EVALUATION_SPLITS:
+        raise OfaError(f"split={split!r}: expected validation or test")
+
+
 @dataclasses.dataclass(frozen=True)
 class SavedRun:
     """What a run's config.json says, parsed: its settings, space, method and classes."""
@@ -188,8 +194,7 @@ class RunDirectory:
         The validation split is the run's own (its `validation_fraction` and `seed`), so the
         images were never trained on; `split="test"` uses the dataset's test split. `dataset`
         replaces the run's dataset spec (same classes expected)."""
-        if split not in EVALUATION_SPLITS:
-            raise OfaError(f"split={split!r}: expected one of {list(EVALUATION_SPLITS)}")
+        check_split(split)
         c = saved.config
         count = bn_calibration_images or c.bn_calibration_images
         if count <= 0:

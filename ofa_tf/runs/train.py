@@ -26,7 +26,7 @@ from ofa_tf.interrupts import Interrupted, stop_on_signals
 from ofa_tf.io import TEMP_PREFIX, read_json, remove_stale_temp_files, write_json
 from ofa_tf.runs.checkpoints import RunCheckpoint, remove_incomplete_checkpoints, restore_checkpoint
 from ofa_tf.runs.config import RESUMABLE_CHANGES, RunConfig
-from ofa_tf.runs.directory import RunDirectory
+from ofa_tf.runs.directory import EVALUATION_BATCH, RunDirectory
 from ofa_tf.runs.init_checkpoint import InitCheckpoint, check_init_checkpoint, load_init_checkpoint, validation_leak
 from ofa_tf.runs.model import build_model
 from ofa_tf.runs.lock import LOCK_FILE, RunLock
@@ -35,8 +35,6 @@ from ofa_tf.spaces import SearchSpace, get_space
 from ofa_tf.training import Method, OnceForAllModel, PhaseController, PhaseCosineSchedule, build_method
 from ofa_tf.training.loop import train_steps
 from ofa_tf.training.record import RECORD_FILE, SampledRecord
-
-EVALUATION_BATCH = 256
 
 
 class PreparedRun:

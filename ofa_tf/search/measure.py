@@ -16,7 +16,7 @@ import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import evaluate_archs
-from ofa_tf.runs import EvaluationData, RunDirectory
+from ofa_tf.runs.directory import EvaluationData, RunDirectory, check_split
 from ofa_tf.spaces import Arch, SearchSpace
 
 
@@ -41,8 +41,7 @@ class SubnetMeter:
             raise OfaError(f"eval_images={num_eval_images}: expected a positive number")
         if not bn_calibration_images > 0:
             raise OfaError(f"bn_calibration_images={bn_calibration_images}: expected a positive number")
-        if split not in ("validation", "test"):
-            raise OfaError(f"split={split!r}: expected validation or test")
+        check_split(split)
 
     def _data_at(self, resolution: int) -> EvaluationData:
         if resolution not in self._data:
