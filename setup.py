@@ -28,7 +28,17 @@ CONSOLE_SCRIPTS = [
     "ofa-build-lut=ofa_tf.cli.build_lut:main",
     "ofa-profile=ofa_tf.cli.profile:main",
     "ofa-plot-pareto=ofa_tf.cli.plot_pareto:main",
+    "ofa-import-ofa=ofa_tf.cli.import_ofa:main",
+    "ofa-export-ofa=ofa_tf.cli.export_ofa:main",
+    "ofa-check-data=ofa_tf.cli.check_data:main",
 ]
+
+# Optional: reading and writing OFA's PyTorch checkpoints (ofa_tf/interop). 2.13.0 is pinned
+# because its CPU-only build installs here (see BUILD.md); other releases pull CUDA builds of
+# several GB.
+TORCH_REQUIRES = ["torch==2.13.0"]
+# The tests compare against OFA's own, unmodified PyTorch code (its package on PyPI).
+TEST_REQUIRES = ["pytest==9.2.0", "pytest-xdist==3.8.0", *TORCH_REQUIRES, "ofa==0.1.0.post202307202001"]
 
 setup(
     name="ofa_tf",
@@ -39,7 +49,7 @@ setup(
     python_requires=">=3.11,<3.13",  # numpy 2.4 needs 3.11
     packages=find_packages(include=["ofa_tf", "ofa_tf.*"]),  # the commands are console scripts below
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
+    extras_require={"torch": TORCH_REQUIRES, "test": TEST_REQUIRES},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
     license="Apache-2.0",
 )

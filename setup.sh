@@ -7,5 +7,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# The test extra includes torch 2.13.0 (its CPU-only build, see BUILD.md) and OFA's PyTorch code,
+# against which tests/test_ofa_interop.py checks the import of OFA's checkpoints.
 .venv/bin/python -m pip install -q -e ".[test]"
 echo "ofa_tf installed in $(pwd)/.venv"

@@ -129,7 +129,7 @@ class Measurer:
         reference = get_space(args.space, resolutions=(args.image_size,))
         self.low = profile(reference, reference.min_arch(), 10)["macs"]
         self.high = profile(reference, reference.max_arch(), 10)["macs"]
-        data = load_dataset(args.data, None, args.image_size, args.download)
+        data = load_dataset(args.data, None, args.download)
         train_split, _ = split_validation(data.train, 0.1, args.seed)
         self.calibration = calibration_images(train_split, args.image_size, args.calibration_images, args.seed + 1)
         self.evaluation = list(make_pipeline(data.test.take(args.eval_images), 250, [args.image_size],

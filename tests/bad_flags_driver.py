@@ -42,6 +42,8 @@ HEAVY_CALLS = (
     ("ofa_tf.reports", "summarize"),
     ("ofa_tf.reports", "plot"),
     ("ofa_tf.search", "fit_predictor"),
+    ("ofa_tf.interop.torch_files", "read_state_dict"),
+    ("ofa_tf.interop.runs", "export_run"),
 )
 
 

@@ -61,6 +61,11 @@ def train(strategy, initial):
 
 
 def main():
+    # Fixed initial weights: four steps of SGD at lr 0.1 amplify the last-bit differences of
+    # reductions split over two replicas, and some random initialisations amplify them past
+    # the tolerance (seen once: 3.5e-3). The plumbing is what is compared, on weights that
+    # are known not to do that.
+    keras.utils.set_random_seed(0)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     start, initial, distributed, model = train(mirrored, None)
     _, _, single, _ = train(tf.distribute.get_strategy(), start)

@@ -32,6 +32,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import tensorflow as tf
 from absl import flags
 
 from helpers import make_run_dir
@@ -42,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "tests", "bad_flags_driver.py")
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
 TOOLS = ("train", "evaluate", "search", "train_predictor", "export", "benchmark_latency", "build_lut", "profile",
-         "plot_pareto")
+         "plot_pareto", "check_data", "import_ofa", "export_ofa")
 UNDER_A_FILE, A_FILE = "{tmp}/afile/x", "{tmp}/afile"
 
 # (tool, flag, value) -> why that generated value is valid for the flag (the case is skipped).
@@ -52,6 +53,11 @@ EXEMPT = {
 
 # Values issue 21 reported that the flag types do not generate (-1, a file, a path under one are).
 ISSUE_21 = [("train", "momentum", "1.5")]
+# Issue 17's bad inputs: a tfrecord glob matching nothing, records without the expected features, a
+# descending image-size range, an unknown augmentation.
+ISSUE_17 = [("train", "dataset", "tfrecord:{tmp}/inputs/none-*"),
+            ("train", "dataset", "tfrecord:{tmp}/inputs/nolabel"),
+            ("train", "image_size", "224:128:4"), ("train", "augment", "foo")]
 
 
 def base_args(tool: str, tmp: str, run_dir: str) -> list[str]:
@@ -67,6 +73,10 @@ def base_args(tool: str, tmp: str, run_dir: str) -> list[str]:
         "build_lut": [f"--output={out}/lut.json"],
         "profile": [],
         "plot_pareto": [f"--runs=a={tmp}/inputs/points.json", f"--output_dir={out}/report"],
+        "check_data": [f"--dataset=npz:{DEMO}", f"--output={out}/check.json"],
+        "import_ofa": [f"--checkpoint={tmp}/inputs/ofa.pth", "--net_id=ofa_mbv3_d234_e346_k357_w1.0",
+                       f"--model_dir={out}/imported"],
+        "export_ofa": [f"--model_dir={run_dir}", f"--output={out}/supernet.pth"],
     }[tool]
 
 
@@ -102,7 +112,7 @@ def generate_table() -> list[dict]:
             for value in bad_values(flag):
                 table.append({"tool": tool, "flag": flag.name, "value": value,
                               "skip": EXEMPT.get((tool, flag.name, value))})
-    for tool, name, value in ISSUE_21:
+    for tool, name, value in ISSUE_21 + ISSUE_17:
         table.append({"tool": tool, "flag": name, "value": value, "skip": None})
     return table
 
@@ -113,8 +123,14 @@ def _inputs(tmp: str) -> None:
         f.write("a regular file\n")
     with open(os.path.join(tmp, "inputs", "model.tflite"), "wb") as f:  # a TFLite header: enough to pass the checks
         f.write(b"\x1c\x00\x00\x00TFL3" + bytes(24))
+    with open(os.path.join(tmp, "inputs", "ofa.pth"), "wb") as f:  # read only after every check
+        f.write(b"PK")
     with open(os.path.join(tmp, "inputs", "points.json"), "w") as f:
         json.dump([{"accuracy": 0.5, "macs": 1e6}, {"accuracy": 0.6, "macs": 2e6}], f)
+    with tf.io.TFRecordWriter(os.path.join(tmp, "inputs", "nolabel")) as writer:  # no image/class/label
+        image = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\xff\xd8 image bytes"]))
+        writer.write(tf.train.Example(features=tf.train.Features(feature={"image/encoded": image}))
+                     .SerializeToString())
     for tool in TOOLS:
         os.makedirs(os.path.join(tmp, tool))
 
@@ -184,7 +200,8 @@ def test_every_flag_of_every_tool_rejects_its_bad_values_before_any_work(tmp_pat
     assert not failures, f"{len(failures)} of {len(run)} cases failed:\n" + "\n".join(failures)
     # the issue 21 cases are in the table
     listed = {(row["tool"], row["flag"], row["value"]) for row in run}
-    for case in [("train", "weight_decay", "-1"), ("train", "grad_clip", "-1"), ("train", "momentum", "1.5"),
+    for case in [*ISSUE_17, ("train", "weight_decay", "-1"), ("train", "grad_clip", "-1"),
+                 ("train", "momentum", "1.5"),
                  ("train", "model_dir", A_FILE), ("train", "model_dir", UNDER_A_FILE),
                  ("export", "output", UNDER_A_FILE), ("benchmark_latency", "output", UNDER_A_FILE)]:
         assert case in listed, case

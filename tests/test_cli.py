@@ -282,7 +282,8 @@ def test_pip_install_gives_the_console_scripts(tmp_path):
     [dist_info] = [p for p in os.listdir(target) if p.endswith(".dist-info")]
     entry_points = (target / dist_info / "entry_points.txt").read_text()
     commands = ["ofa-train", "ofa-evaluate", "ofa-search", "ofa-train-predictor", "ofa-export",
-                "ofa-benchmark-latency", "ofa-build-lut", "ofa-profile", "ofa-plot-pareto"]
+                "ofa-benchmark-latency", "ofa-build-lut", "ofa-profile", "ofa-plot-pareto", "ofa-import-ofa",
+                "ofa-export-ofa"]
     for command in commands:
         assert f"\n{command} = ofa_tf.cli." in entry_points, command
         assert os.path.isfile(target / "bin" / command), command

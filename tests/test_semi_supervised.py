@@ -226,8 +226,16 @@ def test_continuing_a_run_with_another_split_warns_that_validation_leaks(tmp_pat
 @pytest.mark.integration
 def test_init_checkpoint_mismatches_name_what_differs(tmp_path):
     five = make_run_dir(tmp_path / "five", num_classes=5)
-    with pytest.raises(OfaError, match="a supernet with 5 classes; this run's dataset has 10"):
-        check_init_checkpoint(five, tiny_space(), 10, 1.0)
+    # another class count is a transfer: every weight but the classifier, which stays fresh
+    model = _model("deps")
+    fresh = [v.numpy().copy() for v in model.classifier.weights]
+    load_init_checkpoint(model, check_init_checkpoint(five, tiny_space(), 10, 1.0))
+    source, _ = RunDirectory(five).load_supernet()
+    classifier = {id(v) for v in model.classifier.weights}
+    for mine, theirs in zip(model.supernet_weights, source.supernet_weights):
+        if id(mine) not in classifier:
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(fresh, model.classifier.weights))
     with pytest.raises(OfaError, match="a supernet of width_mult 1.0; this run has 1.2"):
         check_init_checkpoint(five, tiny_space(), 5, 1.2)
     wider = tiny_space()
@@ -263,9 +271,11 @@ def test_tools_train_semi_supervised_run_and_its_bad_inputs(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["run"]
     assert saved["unlabelled_dataset"] == "rest" and saved["init_checkpoint"] == pretrained
 
-    five = make_run_dir(tmp_path / "five", num_classes=5)
-    bad = run_tool("train", *run, f"--init_checkpoint={five}", f"--model_dir={tmp_path / 'bad1'}")
-    assert_one_line_error(bad, "a supernet with 5 classes; this run's dataset has 10")
+    wider = tiny_space()
+    wider = type(wider).from_config({**wider.to_config(), "head_widths": [40]})
+    other = make_run_dir(tmp_path / "wider", space=wider)
+    bad = run_tool("train", *run, f"--init_checkpoint={other}", f"--model_dir={tmp_path / 'bad1'}")
+    assert_one_line_error(bad, "its space 'tiny' differs from this run's in 'head_widths'")
     assert not os.path.exists(tmp_path / "bad1")
 
 

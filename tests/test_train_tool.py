@@ -63,16 +63,6 @@ def test_train_resume_and_evaluate(tmp_path):
     assert_one_line_error(broken, "no intact checkpoint")
 
 
-def _folder_with(tmp_path, corrupt: bool):
-    import tensorflow as tf
-    for c in ("a", "b"):
-        os.makedirs(tmp_path / "imgs" / c)
-        tf.io.write_file(str(tmp_path / "imgs" / c / "0.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
-    if corrupt:
-        (tmp_path / "imgs" / "b" / "1.png").write_bytes(b"\x89PNG broken")
-    return tmp_path / "imgs"
-
-
 @pytest.mark.parametrize("args,message", [
     (["--warmup_fraction=1.5"], "warmup_fraction=1.5: expected a fraction in [0, 1)"),
     (["--warmup_fraction=-0.2"], "warmup_fraction=-0.2"),
@@ -93,13 +83,11 @@ def test_bad_training_input_is_one_line_and_writes_nothing(tmp_path, args, messa
     assert not run_dir.exists()
 
 
-@pytest.mark.parametrize("kind", ["empty", "corrupt", "labels"])
+@pytest.mark.parametrize("kind", ["empty", "labels"])  # a corrupt image is skipped, not an error: test_data_streaming
 def test_bad_data_is_one_line_and_writes_nothing(tmp_path, kind):
     if kind == "empty":
         os.makedirs(tmp_path / "empty")
         dataset, message = f"folder:{tmp_path / 'empty'}", "no images found"
-    elif kind == "corrupt":
-        dataset, message = f"folder:{_folder_with(tmp_path, True)}", "1.png: not a decodable image"
     else:
         x = np.zeros((20, 8, 8), np.uint8)
         np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(20), class_names=np.array(["a", "b"]))

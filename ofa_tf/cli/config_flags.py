@@ -7,7 +7,9 @@ turns every field into an absl flag of the same name, default and help; after pa
 
   bool -> DEFINE_bool, int -> DEFINE_integer, float -> DEFINE_float, str -> DEFINE_string,
   tuple[int, ...] / tuple[float, ...] -> a comma-separated list whose items parse as numbers
-  (`TypedListParser`: `--image_size=32,a` does not parse), tuple[str, ...] -> DEFINE_list,
+  (`TypedListParser`: `--image_size=32,a` does not parse; a field's metadata `"items"` may
+  give the function that parses one item into several, as `--image_size=128:224:32` does),
+  tuple[str, ...] -> DEFINE_list,
   `X | None` -> X with default None.
 
 A field's metadata `"path": "input"` (or `define(..., path="input")`) marks a flag whose
@@ -47,8 +49,9 @@ _PATHS: dict[flags.Flag, str] = {}  # "input" for a flag naming a file or direct
 
 class TypedListParser(flags.ListParser):
     """A comma-separated list whose every item must parse with `item_type` (int, float, or a
-    function that returns the item or raises ValueError); the flag's value is the parsed
-    items, so `--image_size=32,a` is a flag that does not parse, like `--epochs=abc`."""
+    function that returns the item, or a list of items, or raises ValueError / OfaError); the
+    flag's value is the parsed items, so `--image_size=32,a` is a flag that does not parse,
+    like `--epochs=abc`."""
 
     def __init__(self, item_type: Callable[[str], Any], items: str):
         super().__init__()
@@ -58,7 +61,8 @@ class TypedListParser(flags.ListParser):
     def parse(self, argument: Any) -> list[Any]:
         values = super().parse(argument)
         try:
-            return [self.item_type(v) for v in values]
+            parsed = [self.item_type(v) for v in values]
+            return [item for value in parsed for item in (value if isinstance(value, list) else [value])]
         except OfaError as e:  # the item check's own message (`flops=abc: expected a number like 150M`)
             raise ValueError(str(e)) from None
         except (TypeError, ValueError):
@@ -113,8 +117,9 @@ def define_config_flags(cls: type, flag_values: flags.FlagValues = FLAGS, exclud
         if kind == "list" and default is not None:
             default = [str(v) for v in default]
         help_text = _dash_names(field.metadata.get("help", ""), [f.name for f in dataclasses.fields(cls)])
+        item_parser = field.metadata.get("items") or (item_type if item_type in (int, float) else None)
         define(kind, field.name, default, help_text, group=field.metadata.get("group", DEFAULT_GROUP),
-               flag_values=flag_values, item_type=item_type if item_type in (int, float) else None,
+               flag_values=flag_values, item_type=item_parser, items=_PLURALS.get(item_type),
                path=field.metadata.get("path"))
         names.append(field.name)
     return names

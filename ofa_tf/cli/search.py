@@ -12,7 +12,9 @@ Searchers: evolution (OFA's defaults), random, exhaustive (finite spaces such as
 zero_cost (TOFA: the most recently trained subnet within budget, from the run's record).
 Fitness: the run's accuracy predictor (ofa-train-predictor) or measured accuracy.
 Each result is measured after BN recalibration (--measure) and written to
---output_dir/<target>.json; `ofa-export --arch=FILE` accepts it as it is.
+--output_dir/<target>.json; `ofa-export --arch=FILE` accepts it as it is. --arch_format=ofa
+writes the arch as OFA's subnet dict {"ks", "e", "d", "r"} (OFA's PyTorch code reads it; so
+does every --arch of ofa_tf).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add = definer(flag_values)
     add("string", "model_dir", None, "Run directory written by ofa-train.", RUN)
     add("string", "output_dir", None, "Directory for the per-target JSON files and summary.json.", RUN)
+    add("enum", "arch_format", "ofa_tf", "How results write the arch: ofa_tf (an Arch's fields) or ofa (OFA's "
+        "subnet dict {ks, e, d, r}).", RUN, enum_values=["ofa_tf", "ofa"])
     budgets = "budgets like 150M"
     add("list", "flops", [], "MACs budgets, e.g. 50M,100M,150M (one target each).", BUDGETS,
         item_type=_budget("flops"), items=budgets)
@@ -217,7 +221,8 @@ def _main(argv: list[str]) -> None:
         seconds = time.time() - started
         arch = result.arch
         out = {"target": target, "budgets": {c.name: c.budget for c in target_constraints},
-               "arch": arch.to_dict(), "space": space.name, "model_dir": FLAGS.model_dir,
+               "arch": space.to_ofa_arch(arch) if FLAGS.arch_format == "ofa" else arch.to_dict(),
+               "space": space.name, "model_dir": FLAGS.model_dir,
                "searcher": result.searcher, "fitness": None if searcher is None else FLAGS.fitness,
                "seed": FLAGS.seed, "evaluations": result.evaluations, "search_seconds": round(seconds, 3),
                "predicted_accuracy": float(predictor.predict([arch])[0]) if predictor else None,

@@ -69,6 +69,7 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
                           "--strategy=multi_worker")
     tfds = any((spec or "").startswith("tfds:") for spec in (config.dataset, config.unlabelled_dataset))
     flag_checks.only_with(flag_values, ["download"], tfds, "a tfds: dataset")
+    flag_checks.only_with(flag_values, ["label_offset"], config.dataset.startswith("tfrecord:"), "a tfrecord: dataset")
     flag_checks.only_with(flag_values, ["unlabelled_ratio", "unlabelled_weight", "fixmatch_threshold"],
                           config.unlabelled_dataset is not None, "--unlabelled_dataset (semi-supervised training)")
     method = build_method(config.method, get_space(config.space, config.width_mult, config.image_size),

@@ -1,11 +1,23 @@
 """The tf.data pipeline: validation split, augmentation, normalisation, one resolution per batch.
 
-The pipeline turns grayscale into RGB, applies training augmentation (random flip,
-pad-and-crop), normalises with ImageNet statistics, and gives each *batch* one input
-resolution drawn (seeded by the batch index) from the supernet's resolutions: elastic
-resolution, one size per batch as OFA does. The validation split is a deterministic
-function of each example's index and the seed. Everything is stateless-seeded, so batch
-i is the same on every run, replica and resumed run.
+The pipeline turns grayscale into RGB, applies training augmentation, normalises with
+ImageNet statistics, and gives each *batch* one input resolution drawn (seeded by the
+batch index) from the supernet's resolutions: elastic resolution, one size per batch as
+OFA does. The validation split is a deterministic function of each example's index and the
+seed. Everything is stateless-seeded, so batch i is the same on every run, replica and
+resumed run.
+
+Augmentation (`augmentation`, the run's `augment` setting):
+  imagenet  Inception-style random-resized crop (area 8-100%, aspect 3/4-4/3) and flip;
+            evaluation resizes to size/0.875 and keeps the centre (`ofa_tf.data.decode`).
+  cifar     random flip and pad-4-then-crop; evaluation resizes.
+  none      resize only.
+The default (`default_augment`) is imagenet from `IMAGENET_MIN_SIZE` px up, else cifar.
+
+Pixel images of one size (`npz:`, `idx:`) with cifar / none augmentation are augmented at
+their own size, batched, and each batch resized; encoded images (`folder:`, `tfrecord:`,
+mixed-size `tfds:`) and imagenet augmentation crop or resize each image to its batch's
+size first, so images of different sizes batch.
 """
 
 from __future__ import annotations
@@ -15,11 +27,43 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf.data.decode import (ENCODINGS, PIXELS, DecodeFailures, centre_crop, decode_rgb, random_resized_crop, read,
+                                skip_undecodable)
 from ofa_tf.errors import OfaError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CALIBRATION_BATCH = 200
+IMAGENET, CIFAR, NONE = "imagenet", "cifar", "none"
+AUGMENTATIONS = (IMAGENET, CIFAR, NONE)
+IMAGENET_MIN_SIZE = 96  # the default augmentation is imagenet when the largest image size is at least this
+
+
+def check_augment(augment: str | None) -> None:
+    """`augment` is one of `AUGMENTATIONS` (None: the default for the image size)."""
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise OfaError(f"augment={augment}: expected one of {list(AUGMENTATIONS)}")
+
+
+def default_augment(image_sizes: Sequence[int]) -> str:
+    """imagenet when the largest training size is at least `IMAGENET_MIN_SIZE`, else cifar."""
+    return IMAGENET if max(image_sizes) >= IMAGENET_MIN_SIZE else CIFAR
+
+
+def parse_image_sizes(text: str) -> list[int]:
+    """One item of `--image_size`: a size (`224`) or an inclusive range `START:STOP:STEP`
+    (`128:224:32` -> 128, 160, 192, 224; OFA's 25 sizes are `128:224:4`)."""
+    parts = text.strip().split(":")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise OfaError(f"image_size={text}: expected integers, or a range START:STOP:STEP") from None
+    if len(numbers) == 1:
+        return numbers
+    if len(numbers) != 3 or not (0 < numbers[0] <= numbers[1] and numbers[2] > 0):
+        raise OfaError(f"image_size={text}: expected a range START:STOP:STEP with 0 < START <= STOP and STEP > 0")
+    start, stop, step = numbers
+    return list(range(start, stop + 1, step))
 
 
 def check_validation_fraction(fraction: float) -> None:
@@ -78,49 +122,174 @@ def batch_resolution(index: tf.Tensor, resolutions: tf.Tensor, seed: int) -> tf.
 
 def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequence[int], *, training: bool,
                   seed: int = 0, shuffle_buffer: int = 10_000, repeat: bool = False,
-                  start_batch: int = 0, drop_remainder: bool | None = None) -> tf.data.Dataset:
+                  start_batch: int = 0, drop_remainder: bool | None = None, augmentation: str = CIFAR,
+                  encoding: str = PIXELS, failures: DecodeFailures | None = None) -> tf.data.Dataset:
     """Batches of (normalised float images, int32 labels), one resolution per batch.
 
-    Training: shuffled (seeded), augmented, each batch resized to a resolution drawn from
-    `resolutions` by (seed, batch index). Evaluation: the largest resolution, in order.
+    Training: shuffled (seeded), augmented (`augmentation`: imagenet, cifar or none), each
+    batch at a resolution drawn from `resolutions` by (seed, batch index). Evaluation: the
+    largest resolution, in order (`imagenet`: resize to size/0.875 and centre crop).
     `start_batch` (training) starts the stream at that batch, identical to what an
     uninterrupted stream yields there (examples are skipped before augmentation, which is
     seeded by the example's index, so resuming costs no image work). A last partial batch
     is dropped in training (`drop_remainder`, default: `training`), kept otherwise.
+
+    `encoding` says what the dataset's images are (`ofa_tf.data.decode`): pixel arrays, or
+    files / bytes decoded here, in parallel, each cropped or resized to its batch's size
+    before batching (so images of different sizes batch). An image that does not decode is
+    skipped and recorded in `failures`: in training its row of the batch repeats another
+    image of the same batch (batch i stays batch i, so resume stays exact); in evaluation
+    it is left out.
     """
     if batch_size <= 0:
         raise OfaError(f"batch_size={batch_size}: expected a positive number")
-    resolutions = tf.constant(sorted(int(r) for r in resolutions), tf.int32)
+    check_augment(augmentation)
+    if encoding not in ENCODINGS:
+        raise OfaError(f"encoding={encoding!r}: expected one of {list(ENCODINGS)}")
+    sizes = tf.constant(sorted(int(r) for r in resolutions), tf.int32)
+    drop = training if drop_remainder is None else drop_remainder
     ds = dataset
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        ds = ds.enumerate().skip(int(start_batch) * batch_size).map(
-            lambda i, example: (augment(to_rgb_float(example[0]), tf.stack([tf.cast(seed, tf.int64), i])),
-                                example[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.enumerate().skip(int(start_batch) * batch_size)
+    if encoding == PIXELS and augmentation != IMAGENET:
+        return _batch_then_resize(ds, batch_size, sizes, training, seed, start_batch, drop, augmentation)
+    if not training:
+        ds = ds.enumerate()
+    return _resize_then_batch(ds, batch_size, sizes, training, seed, drop, augmentation, encoding, failures)
+
+
+def _batch_then_resize(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, training: bool, seed: int,
+                       start_batch: int, drop: bool, augmentation: str) -> tf.data.Dataset:
+    """Pixel images of one size: augmented at their own size, batched, each batch resized."""
+    if training:
+        if augmentation == CIFAR:
+            ds = ds.map(lambda i, example: (augment(to_rgb_float(example[0]), tf.stack([tf.cast(seed, tf.int64), i])),
+                                            example[1]), num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(lambda i, example: (to_rgb_float(example[0]), example[1]),
+                        num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: (to_rgb_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
+    ds = ds.batch(batch_size, drop_remainder=drop)
 
     def resize(index, batch):
         images, labels = batch
-        size = batch_resolution(index, resolutions, seed) if training else resolutions[-1]
+        size = batch_resolution(index, sizes, seed) if training else sizes[-1]
         return normalize(tf.image.resize(images, tf.stack([size, size]))), tf.cast(labels, tf.int32)
 
     return ds.enumerate(start=int(start_batch) if training else 0).map(
         resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def _resize_then_batch(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, training: bool, seed: int,
+                       drop: bool, augmentation: str, encoding: str,
+                       failures: DecodeFailures | None) -> tf.data.Dataset:
+    """Images of any size (or ImageNet crops): each decoded and cropped / resized to its
+    batch's size, then batched. Elements are (global index, (image, label))."""
+    encoded = encoding != PIXELS
+    seed64 = tf.cast(seed, tf.int64)
+
+    def size_of(index):
+        return batch_resolution(index // batch_size, sizes, seed) if training else sizes[-1]
+
+    def load(index, example):
+        data, label = example
+        data = read(data, encoding)
+        size = size_of(index)
+        seeds = tf.random.experimental.stateless_split(tf.stack([seed64, index]), 2)
+        if augmentation == IMAGENET:
+            crop = random_resized_crop(data, encoded, seeds[0]) if training else centre_crop(data, encoded, size)
+            image = tf.image.resize(to_rgb_float(crop), tf.stack([size, size]))
+            if training:
+                image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+        else:
+            image = tf.image.resize(to_rgb_float(decode_rgb(data) if encoded else data), tf.stack([size, size]))
+            if training and augmentation == CIFAR:
+                image = augment(image, tf.stack([seed64, index]))
+        image = tf.ensure_shape(image, [None, None, 3])
+        return image, label
+
+    def placeholder(index, example):
+        size = size_of(index)
+        return tf.zeros(tf.stack([size, size, 3])), example[1]
+
+    def name(index, example):
+        return example[0]
+
+    def decoded(index, example):
+        return (*load(index, example), tf.constant(True))
+
+    if encoded:
+        ds = skip_undecodable(ds, load, placeholder, name, encoding, failures)
+    else:
+        ds = ds.map(decoded, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        ds = ds.batch(batch_size, drop_remainder=drop).map(_fill_skipped, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = _decoded_only(ds).batch(batch_size, drop_remainder=drop)
+
+    def normalized(images, labels):
+        return normalize(images), tf.cast(labels, tf.int32)
+
+    return ds.map(normalized, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _decoded_only(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """(image, label) of the (image, label, ok) elements that decoded."""
+    def decoded(image, label, ok):
+        return ok
+
+    def without_flag(image, label, ok):
+        return image, label
+
+    return dataset.filter(decoded).map(without_flag)
+
+
+def _fill_skipped(images: tf.Tensor, labels: tf.Tensor, ok: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch whose skipped rows (`ok` False) take the image and label of decoded rows of
+    the same batch (a batch with none decoded stays as it is)."""
+    rows = tf.range(tf.shape(ok)[0])
+    good = tf.boolean_mask(rows, ok)
+    count = tf.size(good)
+    source = tf.cond(count > 0, lambda: tf.where(ok, rows, tf.gather(good, rows % tf.maximum(count, 1))),
+                     lambda: rows)
+    return tf.gather(images, source), tf.gather(labels, source)
+
+
+def decoded_pixels(dataset: tf.data.Dataset, encoding: str, size: int,
+                   failures: DecodeFailures | None = None) -> tf.data.Dataset:
+    """(uint8 size x size x 3 image, label) of an encoded dataset, for the code that works on
+    pixel images of one size (TOFA's labelled / unlabelled streams); images that do not
+    decode are left out (and recorded)."""
+    if encoding == PIXELS:
+        return dataset
+
+    def load(data, label):
+        image = tf.image.resize(decode_rgb(read(data, encoding)), [size, size])
+        return tf.ensure_shape(tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), [size, size, 3]), label
+
+    def placeholder(data, label):
+        return tf.zeros([size, size, 3], tf.uint8), label
+
+    def name(data, label):
+        return data
+
+    return _decoded_only(skip_undecodable(dataset, load, placeholder, name, encoding, failures))
+
+
 def calibration_images(train_split: tf.data.Dataset, resolution: int, num_images: int,
-                       seed: int) -> list[np.ndarray]:
+                       seed: int, augmentation: str = CIFAR, encoding: str = PIXELS,
+                       failures: DecodeFailures | None = None) -> list[np.ndarray]:
     """BN-calibration batches (training augmentation, batches of 200, one resolution), made
     once so every subnet is recalibrated on the same images. A split smaller than
     `num_images` gives all it has (its last batch partial)."""
     batches, seen = [], 0
     for images, _ in make_pipeline(train_split, CALIBRATION_BATCH, [resolution], training=True, seed=seed,
-                                   drop_remainder=False):
+                                   drop_remainder=False, augmentation=augmentation, encoding=encoding,
+                                   failures=failures):
         batches.append(images.numpy())
         seen += images.shape[0]
         if seen >= num_images:

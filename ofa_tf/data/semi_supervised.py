@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.data.augment import strong_augment
-from ofa_tf.data.pipeline import augment, batch_resolution, normalize, to_rgb_float
+from ofa_tf.data.pipeline import augment, batch_resolution, decoded_pixels, normalize, to_rgb_float
 from ofa_tf.data.sources import load_dataset
 from ofa_tf.errors import OfaError
 from ofa_tf.training.semi_supervised import LABELLED, STRONG, WEAK
@@ -56,7 +56,8 @@ def unlabelled_images(spec: str, rest: tf.data.Dataset | None, data_dir: str | N
 
     `rest` is the train split minus the labelled subset. Any other spec is loaded like
     `--dataset`; its train split's labels are dropped, but a malformed source (e.g. labels
-    of another shape than its images' count) is still an error, named with the flag.
+    of another shape than its images' count) is still an error, named with the flag. A
+    streaming source's images are decoded at `image_size` (default 224) square, lazily.
     """
     if spec == REST:
         if rest is None:
@@ -65,7 +66,8 @@ def unlabelled_images(spec: str, rest: tf.data.Dataset | None, data_dir: str | N
         images = rest
     else:
         try:
-            images = load_dataset(spec, data_dir, image_size, download).train
+            source = load_dataset(spec, data_dir, download)
+            images = decoded_pixels(source.train, source.encoding, image_size or 224)
         except OfaError as e:
             message = str(e)
             for prefix in (spec + ": ", f"dataset={spec}: "):

@@ -1,15 +1,25 @@
-"""Dataset sources: every `--dataset=KIND:WHERE` becomes uint8 images and int labels.
+"""Dataset sources: every `--dataset=KIND:WHERE` becomes images and int labels.
 
 Sources (`--dataset=KIND:WHERE`):
-  tfds:NAME     a TensorFlow Datasets dataset, prepared under `--data_dir` (downloads are
-                off unless asked for, so an offline machine gets a clear error, never a hang).
-  folder:PATH   one sub-folder per class, any image format TF decodes (checked up front:
-                a corrupt file is named before training starts).
-  idx:DIR       MNIST-family `*-ubyte.gz` files (train-/t10k- images and labels).
-  npz:FILE      a NumPy archive with x_train, y_train, x_test, y_test (Keras datasets' keys).
+  tfds:NAME       a TensorFlow Datasets dataset, prepared under `--data_dir` (downloads are
+                  off unless asked for, so an offline machine gets a clear error, never a hang).
+                  Datasets whose images differ in size (imagenet2012, tf_flowers) stream
+                  their encoded images, decoded in the pipeline.
+  folder:PATH     one sub-folder per class, any image format TF decodes. Only the file names
+                  are listed at start (`tf.io.gfile`); each image is read and decoded inside the
+                  tf.data pipeline, so memory does not grow with the number of images.
+  tfrecord:GLOB   TFRecord files of `tf.train.Example`s with `image/encoded` (the encoded image)
+                  and `image/class/label` (an integer; `label_offset` is subtracted, 1 for
+                  the standard ImageNet conversion whose labels start at 1), the layout the
+                  standard ImageNet conversion writes. Their labels are read once at start
+                  (class count); the images stream.
+  idx:DIR         MNIST-family `*-ubyte.gz` files (train-/t10k- images and labels).
+  npz:FILE        a NumPy archive with x_train, y_train, x_test, y_test (Keras datasets' keys).
 
-Every source becomes uint8 HxWxC images with int labels (`DataSource`); the tf.data
-pipeline that turns them into training batches is `ofa_tf.data.pipeline`.
+A `DataSource` yields (image, label): uint8 HxWxC pixels for `npz:`, `idx:` and fixed-size
+`tfds:` datasets, a file path or encoded bytes for the streaming ones (its `encoding`, see
+`ofa_tf.data.decode`). The tf.data pipeline that turns either into training batches is
+`ofa_tf.data.pipeline`; a file that does not decode is skipped there, not at start.
 """
 
 from __future__ import annotations
@@ -25,23 +35,28 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf.data.decode import BYTES, FILE, PIXELS
 from ofa_tf.errors import OfaError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-DATASET_KINDS = ("tfds", "folder", "idx", "npz")
+DATASET_KINDS = ("tfds", "folder", "tfrecord", "idx", "npz")
+TFRECORD_IMAGE, TFRECORD_LABEL = "image/encoded", "image/class/label"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (an empty one starts with the second)
 _NPY_MAGIC = b"\x93NUMPY"
+_MAX_RECORD_BYTES = 1 << 31
 
 
 @dataclasses.dataclass
 class DataSource:
-    """A dataset as uint8 images and int labels; `train` / `test` yield (image, label)."""
+    """A dataset as images and int labels; `train` / `test` yield (image, label), the image
+    as `encoding` says (`pixels`: uint8 HxWxC; `file`: a path; `bytes`: an encoded image)."""
 
     name: str
     class_names: list[str]
     train: tf.data.Dataset
     test: tf.data.Dataset | None
     num_train: int | None = None
+    encoding: str = PIXELS
 
     @property
     def num_classes(self) -> int:
@@ -49,37 +64,50 @@ class DataSource:
 
 
 # ---------------------------------------------------------------------------- loading
-def load_dataset(spec: str, data_dir: str | None = None, image_size: int | None = None,
-                 download: bool = False) -> DataSource:
-    """Loads `spec` (`tfds:NAME`, `folder:PATH`, `idx:DIR`, `npz:FILE`).
+def load_dataset(spec: str, data_dir: str | None = None, download: bool = False,
+                 label_offset: int = 0) -> DataSource:
+    """Loads `spec` (`tfds:NAME`, `folder:PATH`, `tfrecord:GLOB`, `idx:DIR`, `npz:FILE`).
 
     Args:
-      image_size: folder images are resized to this square size when loaded (they differ
-        in size); other sources keep their own size.
+      label_offset: subtracted from `tfrecord:` labels (1 for labels that start at 1).
     Raises:
-      OfaError: unknown kind, missing / empty / unreadable data, corrupt images, labels out
-        of range; always naming the bad value.
+      OfaError: unknown kind, missing / empty / unreadable data, labels out of range;
+        always naming the bad value. (A corrupt image file is not an error here: the
+        pipeline skips it.)
     """
     kind, where = check_dataset_spec(spec)
+    check_label_offset(label_offset, spec)
     if kind == "tfds":
         return _load_tfds(where, data_dir, download)
     if kind == "folder":
-        return _load_folder(where, image_size)
+        return _load_folder(where)
+    if kind == "tfrecord":
+        return _load_tfrecord(where, label_offset)
     arrays = _read_idx(where) if kind == "idx" else _read_npz(where)
     return from_arrays(spec, *arrays)
 
 
 def check_dataset_spec(spec: str, setting: str = "dataset") -> tuple[str, str]:
-    """(kind, where) of `spec`, checked without reading it: a known kind, and for `npz:` /
-    `idx:` / `folder:` a file / directory that exists (`RunConfig.validate` runs this before
-    any data is loaded). `setting` names the spec in messages."""
+    """(kind, where) of `spec`, checked without loading it: a known kind, for `npz:` / `idx:` /
+    `folder:` a file / directory that exists, for `tfrecord:` a glob that matches files whose
+    first record has the expected features (`RunConfig.validate` runs this before any data
+    is loaded; it reads one record, in Python, so TensorFlow's runtime does not start).
+    `setting` names the spec in messages."""
     kind, _, where = spec.partition(":")
     if kind not in DATASET_KINDS or not where:
         raise OfaError(f"{setting}={spec!r}: expected KIND:WHERE with KIND one of {list(DATASET_KINDS)}")
+    if kind == "folder":
+        if not tf.io.gfile.isdir(where):
+            raise OfaError(f"{setting}={spec}: no such directory" if not tf.io.gfile.exists(where) else
+                           f"{setting}={spec}: not a directory")
+        return kind, where
+    if kind == "tfrecord":
+        _check_tfrecords(where, f"{setting}={spec}")
+        return kind, where
     if kind == "npz" and not os.path.isfile(where):
         raise OfaError(f"{setting}={spec}: no such file" if not os.path.exists(where) else
                        f"{setting}={spec}: not a file")
-    if kind in ("idx", "folder") and not os.path.isdir(where):
+    if kind == "idx" and not os.path.isdir(where):
         raise OfaError(f"{setting}={spec}: no such directory" if not os.path.exists(where) else
                        f"{setting}={spec}: not a directory")
     return kind, where
@@ -190,15 +218,98 @@ def read_idx_file(path: str) -> np.ndarray:
     return data.reshape(dims)
 
 
-def _load_folder(path: str, image_size: int | None) -> DataSource:
-    if not os.path.isdir(path):
-        raise OfaError(f"folder:{path}: no such directory")
+def check_label_offset(label_offset: int, dataset: str, setting: str = "label_offset") -> None:
+    """`label_offset` is >= 0, and only set for a `tfrecord:` dataset (where it applies)."""
+    if not label_offset >= 0:
+        raise OfaError(f"{setting}={label_offset}: expected an integer >= 0 (1 for labels that start at 1)")
+    if label_offset and not dataset.startswith("tfrecord:"):
+        raise OfaError(f"{setting}={label_offset}: only used with a tfrecord: dataset (dataset={dataset})")
+
+
+def tfrecord_files(pattern: str) -> list[str]:
+    """The files `pattern` matches (`tf.io.gfile.glob`), sorted."""
     try:
-        classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+        return sorted(tf.io.gfile.glob(pattern))
+    except tf.errors.OpError as e:
+        raise OfaError(f"tfrecord:{pattern}: cannot list ({e.message.splitlines()[0][:160]})") from None
+
+
+def _check_tfrecords(pattern: str, named: str) -> None:
+    """The glob matches files, and the first record of the first is a `tf.train.Example`
+    holding `image/encoded` bytes and an `image/class/label` integer."""
+    files = tfrecord_files(pattern)
+    if not files:
+        raise OfaError(f"{named}: no files match {pattern}")
+    first = files[0]
+    try:
+        with tf.io.gfile.GFile(first, "rb") as f:
+            header = f.read(12)
+            length = struct.unpack("<Q", header[:8])[0] if len(header) == 12 else None
+            data = f.read(length) if length is not None and length < _MAX_RECORD_BYTES else b""
+    except (OSError, tf.errors.OpError) as e:
+        raise OfaError(f"{named}: cannot read {first} ({str(e).splitlines()[0][:160]})") from None
+    if length is None or len(data) != length:
+        raise OfaError(f"{named}: {first} is not a TFRecord file (or is empty)")
+    try:
+        features = tf.train.Example.FromString(data).features.feature
+    except Exception:  # protobuf's DecodeError
+        raise OfaError(f"{named}: {first} does not hold tf.train.Example records") from None
+    missing = [key for key, kind in ((TFRECORD_IMAGE, "bytes_list"), (TFRECORD_LABEL, "int64_list"))
+               if key not in features or not getattr(features[key], kind).value]
+    if missing:
+        raise OfaError(f"{named}: the records of {first} lack {' and '.join(missing)} (expected {TFRECORD_IMAGE} "
+                       f"bytes and an integer {TFRECORD_LABEL}, the standard ImageNet conversion's layout)")
+
+
+def _load_tfrecord(pattern: str, label_offset: int) -> DataSource:
+    """Encoded images and labels (minus `label_offset`) of the files `pattern` matches, in
+    file order; every label is read once here for the class count and the image count."""
+    files = tfrecord_files(pattern)
+    name = f"tfrecord:{pattern}"
+    offset = tf.constant(label_offset, tf.int64)
+    spec = {TFRECORD_IMAGE: tf.io.FixedLenFeature([], tf.string), TFRECORD_LABEL: tf.io.FixedLenFeature([], tf.int64)}
+
+    def records():
+        return tf.data.Dataset.from_tensor_slices(files).interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(files), 16), block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, spec)
+        return example[TFRECORD_IMAGE], example[TFRECORD_LABEL] - offset
+
+    label_spec = {TFRECORD_LABEL: spec[TFRECORD_LABEL]}
+    labels = records().map(lambda r: tf.io.parse_single_example(r, label_spec)[TFRECORD_LABEL] - offset,
+                           num_parallel_calls=tf.data.AUTOTUNE)
+    low, high, count = None, None, 0
+    try:
+        for chunk in labels.batch(65536).as_numpy_iterator():
+            low = int(chunk.min()) if low is None else min(low, int(chunk.min()))
+            high = int(chunk.max()) if high is None else max(high, int(chunk.max()))
+            count += len(chunk)
+    except tf.errors.InvalidArgumentError:
+        raise OfaError(f"{name}: a record lacks {TFRECORD_LABEL} (expected in every record)") from None
+    except tf.errors.DataLossError as e:
+        raise OfaError(f"{name}: a file is damaged ({e.message.splitlines()[0][:160]})") from None
+    if not count:
+        raise OfaError(f"{name}: the files hold no records")
+    if low < 0:
+        raise OfaError(f"{name}: label {low + label_offset} minus label_offset={label_offset} is negative; "
+                       "expected labels >= label_offset")
+    images = records().map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return DataSource(name, [str(i) for i in range(high + 1)], images, None, count, BYTES)
+
+
+def _load_folder(path: str) -> DataSource:
+    """The image files of one sub-folder per class, listed (not read)."""
+    try:
+        classes = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(path) if tf.io.gfile.isdir(os.path.join(path, d)))
         files = [(os.path.join(path, c, f), i) for i, c in enumerate(classes)
-                 for f in sorted(os.listdir(os.path.join(path, c))) if f.lower().endswith(IMAGE_EXTENSIONS)]
-    except PermissionError as e:
-        raise OfaError(f"folder:{path}: cannot read {e.filename} (permission denied)") from None
+                 for f in sorted(tf.io.gfile.listdir(os.path.join(path, c))) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    except tf.errors.PermissionDeniedError as e:
+        raise OfaError(f"folder:{path}: cannot read ({e.message.splitlines()[0][:160]}; permission denied)") from None
+    except tf.errors.NotFoundError:
+        raise OfaError(f"folder:{path}: no such directory") from None
     if not files:
         raise OfaError(f"folder:{path}: no images found (expected one sub-folder per class holding "
                        f"{'/'.join(IMAGE_EXTENSIONS)} files)")
@@ -207,19 +318,10 @@ def _load_folder(path: str, image_size: int | None) -> DataSource:
     if empty:
         raise OfaError(f"folder:{path}: class folder {empty[0]!r} holds no images ({'/'.join(IMAGE_EXTENSIONS)} "
                        f"files){f' (nor {len(empty) - 1} more)' if len(empty) > 1 else ''}")
-    size = image_size or 224
-    images = np.zeros((len(files), size, size, 3), np.uint8)
-    for n, (file, _) in enumerate(files):
-        try:
-            raw = tf.io.read_file(file)
-            image = tf.io.decode_image(raw, channels=3, expand_animations=False)
-        except tf.errors.PermissionDeniedError:
-            raise OfaError(f"{file}: cannot read (permission denied)") from None
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-            raise OfaError(f"{file}: not a decodable image (corrupt or unsupported format)") from None
-        images[n] = tf.cast(tf.image.resize(image, (size, size)), tf.uint8).numpy()
-    labels = np.array([label for _, label in files], np.int64)
-    return from_arrays(f"folder:{path}", images, labels, None, None, classes)
+    paths = tf.constant([file for file, _ in files])
+    labels = tf.constant([label for _, label in files], tf.int64)
+    return DataSource(f"folder:{path}", classes, tf.data.Dataset.from_tensor_slices((paths, labels)), None,
+                      len(files), FILE)
 
 
 def _load_tfds(name: str, data_dir: str | None, download: bool) -> DataSource:
@@ -234,9 +336,12 @@ def _load_tfds(name: str, data_dir: str | None, download: bool) -> DataSource:
             raise OfaError(f"tfds:{name}: not prepared in {where} and downloads are off "
                            f"(prepare it there, or pass --download)")
         splits = builder.info.splits
-        train = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False)
+        image = builder.info.features["image"]
+        mixed = None in tuple(image.shape)[:2]  # images of different sizes: stream them encoded
+        decoders = {"image": tfds.decode.SkipDecoding()} if mixed else None
+        train = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False, decoders=decoders)
         test_split = "test" if "test" in splits else ("validation" if "validation" in splits else None)
-        test = builder.as_dataset(split=test_split, as_supervised=True) if test_split else None
+        test = builder.as_dataset(split=test_split, as_supervised=True, decoders=decoders) if test_split else None
         label = builder.info.features["label"]
         names = list(label.names) if getattr(label, "names", None) else [str(i) for i in range(label.num_classes)]
         num_train = splits["train"].num_examples
@@ -245,4 +350,4 @@ def _load_tfds(name: str, data_dir: str | None, download: bool) -> DataSource:
     except Exception as e:  # tfds raises many kinds (DatasetNotFoundError, AssertionError, ...)
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise OfaError(f"tfds:{name}: cannot load ({message})") from None
-    return DataSource(f"tfds:{name}", names, train, test, num_train)
+    return DataSource(f"tfds:{name}", names, train, test, num_train, BYTES if mixed else PIXELS)

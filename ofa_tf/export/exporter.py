@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import keras
 from absl import logging
 
-from ofa_tf.data import check_dataset_spec, make_pipeline
+from ofa_tf.data import PIXELS, check_dataset_spec, make_pipeline
 from ofa_tf.errors import OfaError
 from ofa_tf.io import unwritable_reason, write_bytes
 from ofa_tf.export.calibration import INT8_CALIBRATIONS, check_int8_calibration
@@ -156,6 +156,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         recalibrate_bn(subnet, data.calibration, n_calibration)
         evaluation, train_split = data.evaluation, data.train_split
     seed = saved.config.seed
+    image_options = dict(augmentation=saved.config.augmentation, encoding=data.source.encoding if data else PIXELS)
 
     qat_history: dict[str, float] = {}
     qat_steps = 0
@@ -164,7 +165,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         qat_model = qat.quantize_model(subnet)
         qat_steps = options.qat_steps_per_epoch or max(1, (data.source.num_train or 10_000) // options.qat_batch_size)
         batches = make_pipeline(train_split, options.qat_batch_size, [res], training=True, seed=seed + 2,
-                                repeat=True)
+                                repeat=True, **image_options)
         qat_history = qat.fine_tune(qat_model, batches, options.qat_epochs, qat_steps, options.qat_learning_rate,
                                     verbose=options.verbose, teacher=subnet, distillation=options.qat_distillation)
         tflite_bytes = qat.qat_to_tflite(qat_model)
@@ -174,7 +175,8 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
             check_split = train_split.take(options.float16_check_images)
 
             def check_images():  # streamed afresh, in order, for each candidate model
-                return (images.numpy() for images, _ in make_pipeline(check_split, 100, [res], training=False))
+                return (images.numpy() for images, _ in make_pipeline(check_split, 100, [res], training=False,
+                                                                                   **image_options))
             tflite_bytes, float16_report = keras_to_float16(subnet, check_images, options.float16_max_diff,
                                                             options.verbose)
         else:
@@ -184,7 +186,8 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
             representative = None
             if options.quantize == "int8" and train_split is not None:
                 representative = representative_dataset(
-                    make_pipeline(train_split, 100, [res], training=False), options.representative_images)
+                    make_pipeline(train_split, 100, [res], training=False, **image_options),
+                    options.representative_images)
             tflite_bytes = keras_to_tflite(subnet, options.quantize, representative, options.int8_calibration)
 
     comparison = compare_on(subnet, TFLiteClassifier(tflite_bytes), evaluation) if evaluation else None

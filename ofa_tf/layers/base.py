@@ -53,6 +53,28 @@ def prefix_slice(static_shape: tuple[int, ...], max_shape: tuple[int, ...]) -> t
     return tuple(index)
 
 
+def padded_conv(op: Callable[[tf.Tensor], tf.Tensor], inputs: tf.Tensor, strides: int, padding: str) -> tf.Tensor:
+    """`op(x)`, a "SAME" convolution of odd kernel size k and stride `strides`, with `padding`.
+
+    `same` runs it as it is; `symmetric` gives PyTorch's k//2 zeros on every side (what
+    OFA's published supernets were trained with). The two differ only where "SAME" pads
+    unevenly, at a stride > 1 on a size that is not 1 modulo the stride: there the input
+    gets the missing zeros at its end (making "SAME" pad k//2 in front) and the extra
+    output rows are cut off. Output sizes are the same either way (`conv_out_size`).
+    """
+    if padding == "same" or strides == 1:
+        return op(inputs)
+    h, w = inputs.shape[1], inputs.shape[2]
+    if h is None or w is None:
+        shape = tf.shape(inputs)
+        h, w = shape[1], shape[2]
+    extra_h, extra_w = (1 - h) % strides, (1 - w) % strides
+    if isinstance(extra_h, int) and isinstance(extra_w, int) and not extra_h and not extra_w:
+        return op(inputs)
+    y = op(tf.pad(inputs, [[0, 0], [0, extra_h], [0, extra_w], [0, 0]]))
+    return y[:, :(h + strides - 1) // strides, :(w + strides - 1) // strides]
+
+
 class ElasticBase(keras.layers.Layer):
     """What every elastic layer's output shape follows: each spatial axis shrinks by
     `strides` under "same" padding (`conv_out_size`), the last axis becomes
@@ -90,12 +112,27 @@ class ElasticLayer(ElasticBase):
     def static_weights(self, in_channels: int, **choice: Any) -> list[np.ndarray]:
         raise NotImplementedError
 
-    def to_static(self, input_shape: tuple[int | None, ...], **choice: Any) -> keras.layers.Layer:
-        """The static twin, built for `input_shape` and holding the active weights."""
+    def to_static(self, input_shape: tuple[int | None, ...], **choice: Any) -> Callable:
+        """The static twin, built for `input_shape` and holding the active weights.
+
+        A convolution with `symmetric` padding and a stride (`symmetric_pad`) becomes two
+        plain layers, `ZeroPadding2D(k//2)` then a "valid" convolution: what is returned
+        then applies both."""
         layer = self.static_layer(**choice)
-        layer.build(tuple(input_shape))
+        pad = self.symmetric_pad(**choice)
+        shape = tuple(input_shape)
+        pad_layer = None
+        if pad:
+            pad_layer = keras.layers.ZeroPadding2D(pad, name=f"{self.name}_pad")
+            shape = pad_layer.compute_output_shape(shape)
+        layer.build(shape)
         layer.set_weights(self.static_weights(int(input_shape[-1]), **choice))
-        return layer
+        return layer if pad_layer is None else (lambda x, **kwargs: layer(pad_layer(x), **kwargs))
+
+    def symmetric_pad(self, **choice: Any) -> int:
+        """Zeros on each side that the static twin's own `ZeroPadding2D` adds (0: none, the
+        twin pads "same" itself); see `padded_conv`."""
+        return 0
 
 
 class ElasticKernelLayer(ElasticLayer):

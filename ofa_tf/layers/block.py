@@ -37,8 +37,9 @@ class ElasticInvertedResidual(ElasticComposite):
                  expand_ratios: Sequence[float] = (3.0, 4.0, 6.0), strides: int = 1,
                  activation: str = "relu", use_se: bool = False, residual: bool | None = None,
                  kernel_mode: str = "center_crop", bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
-                 **kwargs: Any):
+                 padding: str = "same", **kwargs: Any):
         super().__init__(**kwargs)
+        self.padding = padding
         self.out_channels = int(out_channels)
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         self.expand_ratios = tuple(float(e) for e in expand_ratios)
@@ -81,7 +82,7 @@ class ElasticInvertedResidual(ElasticComposite):
             self.expand_bn = self._bn("expand")
             self.expand_bn.build((None, size, size, mid))
         self.depthwise = ElasticDepthwiseConv2D(self.kernel_sizes, self.strides, self.kernel_mode,
-                                                name=f"{self.name}_depthwise")
+                                                padding=self.padding, name=f"{self.name}_depthwise")
         self.depthwise.build((None, size, size, mid))
         self.depthwise_bn = self._bn("depthwise")
         self.depthwise_bn.build((None, None, None, mid))
@@ -172,7 +173,7 @@ class ElasticInvertedResidual(ElasticComposite):
         return dict(out_channels=self.out_channels, kernel_sizes=list(self.kernel_sizes),
                     expand_ratios=list(self.expand_ratios), strides=self.strides, activation=self.activation,
                     use_se=self.use_se, kernel_mode=self.kernel_mode, bn_momentum=self.bn_momentum,
-                    bn_epsilon=self.bn_epsilon)
+                    bn_epsilon=self.bn_epsilon, padding=self.padding)
 
     def get_config(self):
         config = super().get_config()

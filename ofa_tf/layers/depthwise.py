@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
-from ofa_tf.layers.base import ElasticLayer, channels_of
+from ofa_tf.layers.base import ElasticLayer, channels_of, padded_conv
 
 KERNEL_MODES = ("center_crop", "transform")
 
@@ -30,12 +30,15 @@ class ElasticDepthwiseConv2D(ElasticLayer):
     identity; `"center_crop"` (CompOFA, DεpS, AttentiveNAS) uses the plain centre.
 
     The kernel size is the `kernel_size` call argument: a Python int, or a scalar int32
-    tensor that slices the active centre, so one graph serves all sizes.
+    tensor that slices the active centre, so one graph serves all sizes. `padding`:
+    `same` or `symmetric` (PyTorch's, see `padded_conv`).
     """
 
     def __init__(self, kernel_sizes: Sequence[int] = (3, 5, 7), strides: int = 1,
-                 kernel_mode: str = "center_crop", depthwise_initializer: Any = None, **kwargs: Any):
+                 kernel_mode: str = "center_crop", depthwise_initializer: Any = None, padding: str = "same",
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        self.padding = padding
         sizes = sorted({int(k) for k in kernel_sizes})
         if not sizes or any(k < 1 or k % 2 == 0 for k in sizes):
             raise OfaError(f"kernel_sizes={list(kernel_sizes)}: expected odd positive sizes")
@@ -98,12 +101,16 @@ class ElasticDepthwiseConv2D(ElasticLayer):
         if kernel_size is None or len(self.kernel_sizes) == 1:
             kernel_size = self.max_kernel_size
         kernel = self.active_kernel(kernel_size, channels_of(inputs))
-        return tf.nn.depthwise_conv2d(inputs, kernel, strides=(1, self.strides, self.strides, 1), padding="SAME")
+        return padded_conv(lambda x: tf.nn.depthwise_conv2d(x, kernel, strides=(1, self.strides, self.strides, 1),
+                                                            padding="SAME"), inputs, self.strides, self.padding)
+
+    def symmetric_pad(self, kernel_size: int | None = None, **_: Any) -> int:
+        return (kernel_size or self.max_kernel_size) // 2 if self.padding == "symmetric" and self.strides > 1 else 0
 
     def static_layer(self, kernel_size: int | None = None, name: str | None = None) -> keras.layers.Layer:
         return keras.layers.DepthwiseConv2D(kernel_size or self.max_kernel_size, strides=self.strides,
-                                            padding="same", use_bias=False, depthwise_initializer="zeros",
-                                            name=name or self.name)
+                                            padding="valid" if self.symmetric_pad(kernel_size) else "same",
+                                            use_bias=False, depthwise_initializer="zeros", name=name or self.name)
 
     @property
     def sliced_variables(self):
@@ -115,6 +122,7 @@ class ElasticDepthwiseConv2D(ElasticLayer):
     def get_config(self):
         config = super().get_config()
         config.update(kernel_sizes=list(self.kernel_sizes), strides=self.strides, kernel_mode=self.kernel_mode,
+                      padding=self.padding,
                       depthwise_initializer=(keras.initializers.serialize(self.depthwise_initializer)
                                              if self.depthwise_initializer else None))
         return config

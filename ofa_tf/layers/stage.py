@@ -50,7 +50,7 @@ class ElasticStage(ElasticComposite):
                  strides: int = 1, activation: str = "relu", use_se: bool = False,
                  first_residual: bool | None = None, kernel_mode: str = "center_crop",
                  bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, block_class: type | str | None = None,
-                 **kwargs: Any):
+                 padding: str = "same", **kwargs: Any):
         super().__init__(**kwargs)
         self.depths = tuple(sorted(int(d) for d in depths))
         if not self.depths or self.depths[0] < 1:
@@ -62,7 +62,7 @@ class ElasticStage(ElasticComposite):
             self.block_class(
                 out_channels, kernel_sizes, expand_ratios, strides if i == 0 else 1, activation, use_se,
                 first_residual if i == 0 else True, kernel_mode, bn_momentum, bn_epsilon,
-                name=f"{self.name}_block{i}")
+                padding=padding, name=f"{self.name}_block{i}")
             for i in range(self.max_depth)]
 
     @property

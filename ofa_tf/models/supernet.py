@@ -65,21 +65,22 @@ class Supernet(keras.Model):
         def bn(name: str) -> ElasticBatchNormalization:
             return ElasticBatchNormalization(self.bn_momentum, self.bn_epsilon, name=name)
 
-        self.stem_conv = ElasticConv2D(max(sp.stem_widths), STEM_KERNEL, strides=STEM_STRIDE, name="stem_conv")
+        self.stem_conv = ElasticConv2D(max(sp.stem_widths), STEM_KERNEL, strides=STEM_STRIDE, padding=sp.padding,
+                                       name="stem_conv")
         self.stem_bn = bn("stem_bn")
         self.stages = []
         for s, spec in enumerate(sp.stages):
             self.stages.append(ElasticStage(
                 max(spec.widths), spec.depths, spec.kernels, spec.expands, spec.stride, spec.activation,
                 spec.use_se, sp.block_residual(s, 0), kernel_mode, self.bn_momentum, self.bn_epsilon,
-                self.block_class, name=f"stage{s}"))
+                self.block_class, padding=sp.padding, name=f"stage{s}"))
         last_width = max(sp.stages[-1].widths)
         self.final_expand_conv = self.final_expand_bn = self.head_conv = None
         if sp.final_expand_ratio:
             self.final_expand_conv = ElasticConv2D(sp.final_expand_width(last_width), 1, name="final_expand_conv")
             self.final_expand_bn = bn("final_expand_bn")
         if sp.head_widths:
-            self.head_conv = ElasticConv2D(max(sp.head_widths), 1, use_bias=True, name="head_conv")
+            self.head_conv = ElasticConv2D(max(sp.head_widths), 1, use_bias=sp.head_bias, name="head_conv")
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.classifier = ElasticDense(self.num_classes, name="classifier")
 
@@ -119,8 +120,6 @@ class Supernet(keras.Model):
         return tf.constant(self.layout.encode(self.parse_arch(arch)), tf.int32)
 
     def _arch_tensor(self, arch: Any, inputs) -> tf.Tensor:
-        if arch is None:
-            arch = "max"
         if isinstance(arch, (tf.Tensor, tf.Variable, np.ndarray)):
             return tf.cast(arch, tf.int32)
         size = inputs.shape[1]
@@ -129,21 +128,26 @@ class Supernet(keras.Model):
 
     # ------------------------------------------------------------------ elastic forward
     def call(self, inputs, arch=None, training=None):
-        """Runs the subnet `arch` (default: the max net) on `inputs`."""
-        vec = self._arch_tensor(arch, inputs)
+        """Runs the subnet `arch` (default: the max net) on `inputs`.
+
+        `arch=None` runs the max net on the whole weights, with no slicing and no per-block
+        `tf.cond`: the same numbers as the max arch's tensor, in a graph that traces and
+        runs like the static max model's (the full model of every train step takes it)."""
         lay, sp = self.layout, self.space
+        vec = None if arch is None else self._arch_tensor(arch, inputs)
+        choose = (lambda part, *args: None) if vec is None else (lambda part, *args: part(vec, *args))  # noqa: E731
         stem_act = activation_fn(sp.stem_activation)
-        x = stem_act(self.stem_bn(self.stem_conv(inputs, out_channels=lay.stem_width(vec)), training=training))
+        x = stem_act(self.stem_bn(self.stem_conv(inputs, out_channels=choose(lay.stem_width)), training=training))
         for s, stage in enumerate(self.stages):
-            x = stage(x, depth=lay.depth(vec, s), block_choices=lay.block_choices(vec, s),
-                      out_channels=lay.width(vec, s), training=training)
+            x = stage(x, depth=choose(lay.depth, s), block_choices=choose(lay.block_choices, s),
+                      out_channels=choose(lay.width, s), training=training)
         head_act = activation_fn(sp.head_activation)
         if self.final_expand_conv is not None:
-            x = self.final_expand_conv(x, out_channels=lay.final_expand_width(vec))
+            x = self.final_expand_conv(x, out_channels=choose(lay.final_expand_width))
             x = head_act(self.final_expand_bn(x, training=training))
         x = tf.reduce_mean(x, axis=(1, 2), keepdims=True)
         if self.head_conv is not None:
-            x = head_act(self.head_conv(x, out_channels=lay.head_width(vec)))
+            x = head_act(self.head_conv(x, out_channels=choose(lay.head_width)))
         x = tf.reshape(x, (-1, tf.shape(x)[-1]))
         x = self.dropout(x, training=training)
         return self.classifier(x)

@@ -133,3 +133,18 @@ def restore_checkpoint(model: keras.Model, base: str) -> int:
         raise OfaError(f"checkpoint {base}: optimizer step {int(model.optimizer.iterations.numpy())} "
                        f"!= recorded step {step}")
     return step
+
+
+def write_weights_checkpoint(directory: str, model: keras.Model, step: int = 0) -> str:
+    """Writes a checkpoint of `model`'s weights with no optimizer state (an empty
+    `.optimizer.npz`), manifest last, as `RunCheckpoint` does; returns its base path.
+
+    For runs whose weights come from elsewhere (`ofa_tf.interop`): every reader of a
+    trained run accepts it; resuming training from it is not meant."""
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.join(directory, f"ckpt-{step:08d}")
+    atomic_write(base + ".weights.h5", model.save_weights)
+    atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp))
+    manifest = {suffix: file_sha256(base + suffix) for suffix in CHECKPOINT_FILES}
+    write_json(base + ".json", {"epoch": 0, "step": step, "sha256": manifest})
+    return base

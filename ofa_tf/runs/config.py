@@ -15,9 +15,10 @@ import math
 import os
 from typing import Any
 
-from ofa_tf.data.pipeline import check_validation_fraction
+from ofa_tf.data.pipeline import (AUGMENTATIONS, IMAGENET_MIN_SIZE, check_augment, check_validation_fraction,
+                                  default_augment, parse_image_sizes)
 from ofa_tf.data.semi_supervised import REST
-from ofa_tf.data.sources import check_dataset_spec
+from ofa_tf.data.sources import check_dataset_spec, check_label_offset
 from ofa_tf.distribute import STRATEGIES, check_strategy
 from ofa_tf.errors import OfaError
 from ofa_tf.io import unwritable_reason
@@ -35,12 +36,16 @@ SPACE, DATA, SCHEDULE, OPTIMIZER, METHOD, TRANSFER = ("space", "data", "schedule
                                                       "transfer (TOFA)")
 
 
-def setting(default: Any, help: str, group: str, path: str | None = None) -> Any:  # noqa: A002 (the flag's help)
+def setting(default: Any, help: str, group: str, path: str | None = None,  # noqa: A002 (the flag's help)
+            items: Any = None) -> Any:
     """A config field with the help text and flag group the command line shows for it
-    (`path="input"`: its value is a file or directory that is read)."""
+    (`path="input"`: its value is a file or directory that is read; `items`: for a list, the
+    function that parses one comma-separated item into a list of values)."""
     metadata = {"help": help, "group": group}
     if path is not None:
         metadata["path"] = path
+    if items is not None:
+        metadata["items"] = items
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -60,10 +65,22 @@ class RunConfig:
                          "config.", SPACE)
     width_mult: float = setting(1.0, "Channel width multiplier of the space (OFA uses 1.0 and 1.2).", SPACE)
     image_size: tuple[int, ...] = setting(
-        (32,), "Input resolution(s) the supernet trains at; several = elastic resolution, one per batch.", DATA)
+        (32,), "Input resolution(s) the supernet trains at; several = elastic resolution, one per batch. A list "
+        "(128,160,224) and/or inclusive ranges START:STOP:STEP (128:224:4 = OFA's 25 sizes).", DATA,
+        items=parse_image_sizes)
     dataset: str = setting(
-        "npz:data/fashion_mnist_small.npz", "Training data: tfds:NAME, folder:PATH (a sub-folder per class), "
-        "idx:DIR (MNIST-style *-ubyte.gz) or npz:FILE (x_train, y_train, x_test, y_test).", DATA)
+        "npz:data/fashion_mnist_small.npz", "Training data: tfds:NAME, folder:PATH (a sub-folder per class; "
+        "files are decoded as training reads them), tfrecord:GLOB (tf.train.Example records with image/encoded "
+        "and image/class/label, the standard ImageNet conversion), idx:DIR (MNIST-style *-ubyte.gz) or npz:FILE "
+        "(x_train, y_train, x_test, y_test).", DATA)
+    augment: str | None = setting(
+        None, f"Training augmentation: one of {list(AUGMENTATIONS)}. imagenet: Inception-style random-resized crop "
+        "(area 8-100%, aspect 3/4-4/3) and flip, evaluation at size/0.875 centre-cropped; cifar: flip and "
+        f"pad-4-then-crop; none. Default: imagenet when the largest image_size is >= {IMAGENET_MIN_SIZE}, else "
+        "cifar.", DATA)
+    label_offset: int = setting(
+        0, "Subtracted from tfrecord: labels (1 for the standard ImageNet conversion, whose labels start at 1).",
+        DATA)
     data_dir: str | None = setting(None, "TFDS data directory (tfds: datasets only).", DATA)
     validation_fraction: float = setting(
         0.1, "Share of the training data held out (deterministically) for validation.", DATA)
@@ -139,6 +156,11 @@ class RunConfig:
             values["image_size"] = tuple(int(s) for s in values["image_size"])
         return cls(**values)
 
+    @property
+    def augmentation(self) -> str:
+        """The augmentation the run uses: `augment`, or the default for its image sizes."""
+        return self.augment or default_augment(self.image_size)
+
     def validate(self) -> "RunConfig":
         """Checks the settings that only a run uses; returns self.
 
@@ -156,6 +178,7 @@ class RunConfig:
         check_kernel_mode(self.kernel_mode)
         check_dropout(self.dropout)
         check_loss_settings(self.kd_temperature, self.label_smoothing, self.fixmatch_threshold, self.unlabelled_weight)
+        check_augment(self.augment)
         self._check_data()
         space = get_space(self.space, self.width_mult, self.image_size)
         build_method(self.method, space, steps_per_epoch=self.steps_per_epoch or 1, epochs=self.epochs,
@@ -166,6 +189,7 @@ class RunConfig:
 
     def _check_data(self) -> None:
         """The dataset specs (kind, and that the file or directory exists), the TFDS directory."""
+        check_label_offset(self.label_offset, self.dataset)
         check_dataset_spec(self.dataset, "dataset")
         if self.unlabelled_dataset is not None and self.unlabelled_dataset != REST:
             check_dataset_spec(self.unlabelled_dataset, "unlabelled_dataset")

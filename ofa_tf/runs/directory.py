@@ -201,14 +201,16 @@ class RunDirectory:
             raise OfaError(f"bn_calibration_images={count}: expected a positive number")
         if max_images is not None and max_images <= 0:
             raise OfaError(f"max_eval_images={max_images}: expected a positive number")
-        data = load_dataset(dataset or c.dataset, c.data_dir, max(c.image_size))
+        spec = dataset or c.dataset
+        data = load_dataset(spec, c.data_dir, label_offset=c.label_offset if spec.startswith("tfrecord:") else 0)
         train_split, validation_split = split_validation(data.train, c.validation_fraction, c.seed)
         if split == "test" and data.test is None:
             raise OfaError(f"split=test: dataset {data.name} has no test split")
         eval_split = data.test if split == "test" else validation_split
         if max_images:
             eval_split = eval_split.take(max_images)
-        calibration = calibration_images(train_split, resolution, count, c.seed + 1)
+        images = dict(augmentation=c.augmentation, encoding=data.encoding)
+        calibration = calibration_images(train_split, resolution, count, c.seed + 1, **images)
         evaluation = [(x.numpy(), y.numpy()) for x, y in
-                      make_pipeline(eval_split, EVALUATION_BATCH, [resolution], training=False)]
+                      make_pipeline(eval_split, EVALUATION_BATCH, [resolution], training=False, **images)]
         return EvaluationData(calibration, evaluation, count, train_split, data)

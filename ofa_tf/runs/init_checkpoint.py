@@ -1,13 +1,17 @@
 """`init_checkpoint`: start a run from a pretrained supernet (TOFA's transfer setting).
 
-A run directory or a `.weights.h5` of a supernet of the same space, width and class count,
-checked before the run writes anything and loaded into the new model before its first step.
+A run directory or a `.weights.h5` of a supernet of the same space and width, checked before
+the run writes anything and loaded into the new model before its first step. A run directory
+of another class count (an ImageNet supernet for a 10-class task) gives every weight but the
+classifier, which starts fresh; the log says so in one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+
+from absl import logging
 
 from ofa_tf.errors import OfaError
 from ofa_tf.models import Supernet
@@ -30,8 +34,9 @@ class InitCheckpoint:
 
 
 def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width_mult: float) -> InitCheckpoint:
-    """Resolves `init_checkpoint` and, for a run directory, checks its space, width and
-    class count against this run (resolutions may differ: they hold no weights)."""
+    """Resolves `init_checkpoint` and, for a run directory, checks its space and width
+    against this run (resolutions may differ: they hold no weights; so may the class count:
+    `load_init_checkpoint` then leaves the classifier fresh)."""
     flag = f"init_checkpoint={path}"
     check_init_checkpoint_path(path)
     if os.path.isdir(path):
@@ -51,8 +56,6 @@ def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width
         raise OfaError(f"{flag}: a supernet of space {theirs.get('name')!r}; this run trains {here['name']!r}")
     if float(saved.config.width_mult) != float(width_mult):
         raise OfaError(f"{flag}: a supernet of width_mult {saved.config.width_mult}; this run has {width_mult}")
-    if saved.num_classes != num_classes:
-        raise OfaError(f"{flag}: a supernet with {saved.num_classes} classes; this run's dataset has {num_classes}")
     differing = sorted(k for k in set(theirs) | set(here) if k != "resolutions" and theirs.get(k) != here.get(k))
     if differing:
         raise OfaError(f"{flag}: its space {here['name']!r} differs from this run's in {differing[0]!r}")
@@ -86,7 +89,8 @@ def validation_leak(init: InitCheckpoint, config: RunConfig) -> str | None:
 
 
 def load_init_checkpoint(model, init: InitCheckpoint) -> None:
-    """Copies the pretrained supernet's weights (BN statistics included) into `model`.
+    """Copies the pretrained supernet's weights (BN statistics included) into `model`; from a
+    run of another class count, all but the classifier's.
 
     A run directory is loaded as its own model (its method may keep a frozen teacher or
     another number of subnet slots), then its supernet weights are copied. A bare
@@ -118,6 +122,14 @@ def load_init_checkpoint(model, init: InitCheckpoint) -> None:
         raise fail(error)
     values = getattr(source, "supernet_weights", source.weights)
     target = model.supernet_weights
+    if source.num_classes != model.num_classes:  # transfer to a new task: a fresh classifier
+        fresh = {id(v) for v in model.classifier.weights}
+        kept = [i for i, v in enumerate(target) if id(v) not in fresh]
+        skipped = {id(v) for v in source.classifier.weights}
+        values = [v for v in values if id(v) not in skipped]
+        target = [target[i] for i in kept]
+        logging.warning("%s: %d classes there, %d here: every weight loaded but the classifier, which starts fresh",
+                        init.flag, source.num_classes, model.num_classes)
     if len(values) != len(target) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(values, target)):
         raise fail(ValueError(f"{len(values)} weights there, {len(target)} here, or their shapes differ"))
     for variable, value in zip(target, values):

@@ -11,6 +11,7 @@ import time
 import keras
 import numpy as np
 
+from ofa_tf.data import DecodeFailures
 from ofa_tf.evaluation import evaluate_arch
 from ofa_tf.io import write_text
 from ofa_tf.spaces import SearchSpace
@@ -41,14 +42,18 @@ class EpochReport(keras.callbacks.Callback):
     Times: `seconds` is the whole epoch (training steps and this evaluation); `train_seconds`
     its training steps only; `first_step_seconds`, in the first epoch a process runs, its
     first step, which includes tracing the train step (minutes for ofa_mbv3, paid once).
+    `skipped_images`: the image files this process's input pipelines have skipped so far
+    because they did not decode (`DecodeFailures`; each file counted once).
     """
 
     FIELDS = ["epoch", "phase", "loss", "loss_full", "loss_min", "loss_random", "epsilon", "learning_rate",
-              "accuracy", "val_accuracy_max", "val_accuracy_min", "seconds", "train_seconds", "first_step_seconds"]
+              "accuracy", "val_accuracy_max", "val_accuracy_min", "seconds", "train_seconds", "first_step_seconds",
+              "skipped_images"]
 
     def __init__(self, space: SearchSpace, controller: PhaseController, calibration, validation,
-                 num_calibration_images: int, path: str | None):
+                 num_calibration_images: int, path: str | None, failures: DecodeFailures | None = None):
         super().__init__()
+        self.failures = failures
         self.space, self.controller = space, controller
         self.calibration, self.validation, self.path = calibration, validation, path
         self.num_calibration_images = num_calibration_images
@@ -83,6 +88,7 @@ class EpochReport(keras.callbacks.Callback):
         row["seconds"] = round(time.time() - self.started, 2)
         row["train_seconds"] = train_seconds
         row["first_step_seconds"], self.first_step_seconds = self.first_step_seconds, None
+        row["skipped_images"] = self.failures.count if self.failures is not None else 0
         if self.path is None:  # a non-chief worker: it evaluates (collectives) but writes nothing
             return
         new = not os.path.exists(self.path)

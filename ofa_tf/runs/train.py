@@ -17,8 +17,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.data import (MEAN, REST, STD, DataSource, calibration_images, labelled_subset, load_dataset,
-                         make_pipeline, semi_supervised_pipeline, split_validation, unlabelled_images)
+from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, calibration_images, decoded_pixels,
+                         labelled_subset, load_dataset, make_pipeline, semi_supervised_pipeline, split_validation,
+                         unlabelled_images)
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
 from ofa_tf.errors import OfaError
@@ -52,11 +53,18 @@ class PreparedRun:
         self.directory = RunDirectory(model_dir)
         c = config
         self.space: SearchSpace = get_space(c.space, c.width_mult, c.image_size)
-        self.data: DataSource = load_dataset(c.dataset, c.data_dir, max(c.image_size), download)
+        self.data: DataSource = load_dataset(c.dataset, c.data_dir, download, c.label_offset)
+        self.decode_failures = DecodeFailures()  # images the pipelines skipped (metrics.csv's skipped_images)
+        self.encoding = self.data.encoding  # of the train split (TOFA's streams need pixels: decoded as read)
         train_split, self.validation_split = split_validation(self.data.train, c.validation_fraction, c.seed)
         self.train_split, rest = train_split, None
         if c.labelled_per_class:
             self.train_split, rest = labelled_subset(train_split, c.labelled_per_class, self.data.class_names, c.seed)
+        if (c.labelled_per_class or c.unlabelled_dataset) and self.encoding != PIXELS:
+            decode = lambda split: decoded_pixels(split, self.encoding, max(c.image_size),  # noqa: E731
+                                                  self.decode_failures) if split is not None else None
+            train_split, self.train_split, rest = decode(train_split), decode(self.train_split), decode(rest)
+            self.encoding = PIXELS
         self.unlabelled: tf.data.Dataset | None = (
             unlabelled_images(c.unlabelled_dataset, rest, c.data_dir, max(c.image_size), download)
             if c.unlabelled_dataset else None)
@@ -248,19 +256,22 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
     controller = PhaseController(run.method, total_steps, seed=config.seed, lr_at=lambda s: float(schedule(s)),
                                  record=record)
     resolutions = run.space.resolutions
+    images = dict(augmentation=config.augmentation, encoding=run.encoding, failures=run.decode_failures)
     batches = replica_batches(
         strategy, lambda: make_pipeline(run.train_split, config.batch_size, resolutions, training=True,
-                                        seed=config.seed, repeat=True, start_batch=initial_step)
+                                        seed=config.seed, repeat=True, start_batch=initial_step, **images)
         if run.unlabelled is None else semi_supervised_pipeline(
             run.train_split, run.unlabelled, config.batch_size, config.unlabelled_ratio, resolutions,
             seed=config.seed, start_batch=initial_step),
         config.batch_size)
     calibration = calibration_images(run.calibration_split, max(resolutions), config.bn_calibration_images,
-                                     config.seed + 1)
-    validation = list(make_pipeline(run.validation_split, EVALUATION_BATCH, resolutions, training=False))
+                                     config.seed + 1, **images)
+    validation = list(make_pipeline(run.validation_split, EVALUATION_BATCH, resolutions, training=False,
+                                    augmentation=config.augmentation, encoding=run.data.encoding,
+                                    failures=run.decode_failures))
     callbacks = [controller,
                  EpochReport(run.space, controller, calibration, validation, config.bn_calibration_images,
-                             directory.metrics_path if chief else None),
+                             directory.metrics_path if chief else None, run.decode_failures),
                  RunCheckpoint(directory.checkpoint_dir, record=record, every_steps=config.checkpoint_every_steps,
                                steps_per_epoch=run.steps_per_epoch, chief=chief)]
     if chief:

@@ -90,7 +90,7 @@ class ArchCostTable:
         head = self._heads.get(key)
         if head is None:
             head = self._heads[key] = head_cost(size, in_ch, self.space.final_expand_width(in_ch), arch.head_width,
-                                                self.num_classes)
+                                                self.num_classes, self.space.head_bias)
         return int(macs + head[0]), int(params + head[1])
 
 

@@ -58,16 +58,18 @@ def block_cost(block: BlockPlan) -> Cost:
     return total_cost(parts)
 
 
-def head_cost(feature_size: int, channels: int, final_expand_width: int, head_width: int, num_classes: int) -> Cost:
+def head_cost(feature_size: int, channels: int, final_expand_width: int, head_width: int, num_classes: int,
+              head_bias: bool = True) -> Cost:
     """Everything after the last block: the pre-pool 1x1 expansion + BN (when
-    `final_expand_width`), the post-pool 1x1 conv with bias (when `head_width`) and the
-    classifier, on `channels` input channels of side `feature_size`."""
+    `final_expand_width`), the post-pool 1x1 conv, with a bias when `head_bias` (when
+    `head_width`) and the classifier, on `channels` input channels of side `feature_size`."""
     parts = []
     if final_expand_width:
         parts.append(_conv_bn(feature_size, channels, final_expand_width))
         channels = final_expand_width
     if head_width:
-        parts.append(_dense(channels, head_width))
+        macs, params = _dense(channels, head_width)
+        parts.append((macs, params if head_bias else params - head_width))
         channels = head_width
     parts.append(_dense(channels, num_classes))
     return total_cost(parts)
@@ -75,5 +77,6 @@ def head_cost(feature_size: int, channels: int, final_expand_width: int, head_wi
 
 def plan_cost(p: ArchPlan, num_classes: int) -> Cost:
     """(MACs, params) of a whole subnet from its plan."""
-    head = head_cost(p.feature_size, p.blocks[-1].out_channels, p.final_expand_width, p.head_width, num_classes)
+    head = head_cost(p.feature_size, p.blocks[-1].out_channels, p.final_expand_width, p.head_width, num_classes,
+                     p.head_bias)
     return total_cost([stem_cost(p.stem_size, p.stem_width), *(block_cost(b) for b in p.blocks), head])

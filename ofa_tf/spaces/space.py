@@ -22,8 +22,11 @@ import numpy as np
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces.arch import Arch
 from ofa_tf.spaces.divisible import expanded_channels, make_divisible, squeeze_channels
+from ofa_tf.spaces.ofa_format import arch_from_ofa, arch_to_ofa, is_ofa_arch
 
 ACTIVATIONS = ("relu", "relu6", "hard_swish")
+# How convolutions pad (`SearchSpace.padding`).
+PADDINGS = ("same", "symmetric")
 # How many archs `enumerate` will list before it refuses (the space is "not finite").
 MAX_ENUMERATE = 1_000_000
 
@@ -83,6 +86,11 @@ class SearchSpace:
       head_activation: activation of the two head convolutions.
       resolutions: allowed input sizes.
       width_mult: the multiplier the widths were made with (kept for configs/reports).
+      padding: how convolutions pad: `same` (TensorFlow's "same": at stride 2 on an even
+        input, the extra zero row/column goes after the image) or `symmetric` (PyTorch's
+        k//2 zeros on each side, which OFA's published supernets were trained with). Both
+        give the same output sizes; only the alignment of stride-2 windows differs.
+      head_bias: whether the post-pool 1x1 conv has a bias (OFA's feature-mix layer has none).
     """
 
     name: str
@@ -94,6 +102,12 @@ class SearchSpace:
     head_activation: str
     resolutions: tuple[int, ...]
     width_mult: float = 1.0
+    padding: str = "same"
+    head_bias: bool = True
+
+    def __post_init__(self):
+        if self.padding not in PADDINGS:
+            raise OfaError(f"space.padding={self.padding!r}: expected one of {list(PADDINGS)}")
 
     # ----------------------------------------------------------------- structure
     @property
@@ -296,7 +310,11 @@ class SearchSpace:
 
         Raises:
           OfaError: naming the first field whose value the space does not allow.
+
+        `arch` may also be OFA's subnet dict `{"ks", "e", "d", "r"}` (`ofa_format`).
         """
+        if is_ofa_arch(arch):
+            arch = arch_from_ofa(self, arch)
         if not isinstance(arch, Arch):
             arch = Arch.from_dict(arch)
         stem = arch.stem_width or _only(self.stem_widths, "stem_width")
@@ -356,7 +374,11 @@ class SearchSpace:
                 return {"max": lambda: self.max_arch(resolution), "min": lambda: self.min_arch(resolution),
                         "random": lambda: self.sample(rng, resolution)}[word]()
             if word.startswith(("{", "[")):
-                spec = Arch.from_json(word)
+                try:
+                    data = json.loads(word)
+                except json.JSONDecodeError:
+                    data = None
+                spec = data if is_ofa_arch(data) else Arch.from_json(word)
             elif os.path.isfile(word):
                 try:
                     with open(word) as f:
@@ -374,6 +396,10 @@ class SearchSpace:
         if resolution is not None and arch.resolution != resolution:
             arch = self.validate(dataclasses.replace(arch, resolution=resolution))
         return arch
+
+    def to_ofa_arch(self, arch: Arch) -> dict[str, list]:
+        """OFA's subnet dict `{"ks", "e", "d", "r"}` of `arch` (`ofa_format.arch_to_ofa`)."""
+        return arch_to_ofa(self, self.validate(arch))
 
     # ---------------------------------------------------------------- encodings
     @functools.cached_property

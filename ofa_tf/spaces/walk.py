@@ -26,7 +26,8 @@ IMAGE_CHANNELS = 3
 def conv_out_size(size: int, stride: int) -> int:
     """Side of a "same"-padded convolution's output: ceil(size / stride).
 
-    Every convolution of a supernet and its subnets pads "same", so this one rule gives
+    Every convolution of a supernet and its subnets pads "same" or "symmetric" (odd kernels,
+    k//2 zeros each side), which give this same size, so this one rule gives
     the plan's feature-map sizes and the elastic layers' `compute_output_shape`."""
     return -(-size // stride)
 
@@ -64,6 +65,7 @@ class ArchPlan:
     final_expand_width: int  # 0 when the space has no pre-pool expansion
     head_width: int  # 0 when the space has no post-pool convolution
     feature_width: int  # channels reaching the classifier
+    head_bias: bool = True  # whether the post-pool convolution has a bias
 
 
 def block_has_expand_conv(space: SearchSpace, stage_index: int) -> bool:
@@ -98,7 +100,7 @@ def plan(space: SearchSpace, arch: Arch) -> ArchPlan:
     feature = arch.head_width or final or in_ch
     return ArchPlan(resolution=arch.resolution, stem_size=stem_size, stem_width=arch.stem_width,
                     blocks=tuple(blocks), feature_size=size, final_expand_width=final, head_width=arch.head_width,
-                    feature_width=feature)
+                    feature_width=feature, head_bias=space.head_bias)
 
 
 def iter_block_slots(space: SearchSpace) -> Iterator[tuple[int, int]]:

@@ -13,10 +13,11 @@ none.
 Which subnets, ε and the weights are *state*, held in non-trainable variables that the
 `PhaseController` callback sets before each batch from the method's phases and a sampler
 seeded by the step. The train step reads them as tensors, so one trace serves every
-subnet and every phase; a phase that trains fewer subnets skips the unused slots with
-`tf.cond` (no compute for them). Each subnet's forward/backward runs in one nested
-`tf.function`, traced once and called per slot, so tracing does not grow with the
-number of subnets.
+subnet and every phase. The full model runs on the whole weights (no arch, no slicing:
+it traces and runs like the static max model); the subnet slots run in one
+`tf.while_loop` over the active ones, whose body is traced once and appears once in the
+graph, so tracing and graph optimisation do not grow with the number of slots and an
+inactive slot costs nothing.
 
 A semi-supervised batch (`({labelled, unlabelled_weak, unlabelled_strong}, labels)`, TOFA,
 arXiv:2303.15485) changes two things only: the full model's loss adds λ_u x FixMatch on the
@@ -86,7 +87,6 @@ class OnceForAllModel(Supernet):
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in
                               ["loss", "loss_full"] + [f"loss_subnet{j}" for j in range(self.max_subnets)]
                               + list(semi_supervised.LOG_NAMES)}
-        self._subnet_step = None
         # Python side effect: runs only while `train_step` is traced. One per input
         # resolution is expected; more means something retraces per step.
         self.train_step_traces = 0
@@ -107,7 +107,6 @@ class OnceForAllModel(Supernet):
         self.kd_weight = state(1.0, "float32", "kd_weight")
         self.subnet_label_weight = state(0.0, "float32", "subnet_label_weight")
         self.teacher_code = state(TEACHER_CODES["inplace"], "int32", "teacher_code")
-        self._max_vector = self.layout.encode(self.space.max_arch())
 
     @property
     def metrics(self):
@@ -154,37 +153,61 @@ class OnceForAllModel(Supernet):
         return [v for v in self.trainable_variables if id(v) not in teacher_ids]
 
     # ------------------------------------------------------------------ training
-    def _subnet_step_fn(self):
-        """Loss, logits and gradients of one arch: a nested function traced once and called
-        for the full model and for every subnet slot (tracing does not grow with them).
+    def _full_model_step(self, x, y, variables):
+        """The full model's label loss, logits and gradients. It runs as `self(x)` with no
+        arch, the max net on the whole weights: no slicing, so it traces and runs like the
+        static max model."""
+        with tf.GradientTape() as tape:
+            logits = self(x, training=True)
+            loss = label_loss(y, logits, self.label_smoothing)
+        return loss, logits, gradients(tape, loss, variables)
 
-        Under a tf.distribute strategy the function is inlined instead: a nested
-        `tf.function` traced in a replica context loses the link between the replica's
-        variable reads and the distributed variables, and its gradients come back empty."""
-        if tf.distribute.has_strategy():
-            return self._subnet_step_python()
-        if self._subnet_step is None:
-            self._subnet_step = tf.function(self._subnet_step_python(), autograph=False)
-        return self._subnet_step
+    def _train_subnets(self, x, y, teacher_logits, grads, variables):
+        """Trains the step's active subnet slots in one `tf.while_loop`, adding each one's
+        ε-weighted gradients to `grads`.
 
-    def _subnet_step_python(self):
-        variables = self.supernet_trainable_variables
+        The loop body (forward, loss, backward of one subnet) is traced once and appears
+        once in the graph however many slots a phase trains, so tracing and graph
+        optimisation cost about one elastic step's, and a slot that is not active costs
+        nothing (the loop runs over the active ones only).
 
-        def subnet_step(x, y, teacher_logits, arch, kd_weight, label_weight):
+        Returns (gradients, per-slot losses (0 for inactive slots), logits of the first
+        active slot (zeros if none), total weighted loss).
+        """
+        slots = self.max_subnets
+        if slots == 0:  # a model built for the full model only (method "full")
+            return grads, tf.zeros((0,)), tf.zeros_like(teacher_logits), tf.constant(0.0)
+        active = self.step_active[:slots]
+        archs = self.step_archs[:slots]
+        weights = self.epsilon * active
+        kd_weight = tf.where(tf.equal(self.teacher_code, TEACHER_CODES["none"]), 0.0, self.kd_weight)
+        label_weight = tf.convert_to_tensor(self.subnet_label_weight)
+        order = tf.cast(tf.reshape(tf.where(active > 0), [-1]), tf.int32)
+        logits_shape = teacher_logits.shape
+
+        def body(k, grads, losses, first_logits, total):
+            j = order[k]
             with tf.GradientTape() as tape:
-                logits = self(x, arch=arch, training=True)
+                logits = self(x, arch=archs[j], training=True)
+                logits.set_shape(logits_shape)
                 loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
                 loss += label_weight * label_loss(y, logits, self.label_smoothing)
-            return loss, logits, gradients(tape, loss, variables)
+            subnet_grads = tape.gradient(loss, variables)
+            grads = tuple(g if gj is None else g + weights[j] * gj for g, gj in zip(grads, subnet_grads))
+            losses = tf.tensor_scatter_nd_update(losses, [[j]], loss[None])
+            first_logits = tf.where(k == 0, logits, first_logits)
+            return k + 1, grads, losses, first_logits, total + weights[j] * loss
 
-        return subnet_step
+        loop_vars = (tf.constant(0), tuple(grads), tf.zeros_like(active), tf.zeros_like(teacher_logits),
+                     tf.constant(0.0))
+        _, grads, losses, first_logits, total = tf.while_loop(
+            lambda k, *_: k < tf.shape(order)[0], body, loop_vars, parallel_iterations=1)
+        return list(grads), losses, first_logits, total
 
     def train_step(self, data):
         self.train_step_traces += 1
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.supernet_trainable_variables
-        step = self._subnet_step_fn()
-        max_vec = tf.constant(self._max_vector)
         labels = y
 
         semi_supervised_batch = semi_supervised.is_semi_supervised_batch(x)
@@ -192,18 +215,16 @@ class OnceForAllModel(Supernet):
             # TOFA: the max net learns from labels + FixMatch on the unlabelled views; the
             # subnets distil from it on labelled and weakly augmented unlabelled images.
             full_loss, full_logits, grads, x, y, teacher_source, logs = semi_supervised.full_model_part(
-                self, x, y, variables, max_vec)
+                self, x, y, variables)
         else:
             # The full model: its label loss only (in-place KD needs it, so phases with an
             # in-place teacher always train it; see Phase).
-            no_logits = tf.zeros((tf.shape(x)[0], self.num_classes))
             full_loss, full_logits, grads = tf.cond(
                 self.train_full > 0,
-                lambda: step(x, y, no_logits, max_vec, tf.constant(0.0), tf.constant(1.0)),
-                lambda: (tf.constant(0.0), no_logits, zero_gradients(variables)))
+                lambda: self._full_model_step(x, y, variables),
+                lambda: (tf.constant(0.0), tf.zeros((tf.shape(x)[0], self.num_classes)), zero_gradients(variables)))
             teacher_source, logs = full_logits, {}
         grads = [g * self.train_full for g in grads]
-        no_logits = tf.zeros((tf.shape(x)[0], self.num_classes))  # subnet-slot shape (x: the subnets' inputs)
 
         if self.teacher is not None:
             teacher_logits = tf.cond(
@@ -211,29 +232,22 @@ class OnceForAllModel(Supernet):
                 # Training mode, as OFA's scripts run it (`teacher_model.train()` under no_grad):
                 # batch statistics. A teacher snapshotted early in a short run has moving BN
                 # averages that lag its weights; in inference mode its targets were noise.
-                lambda: tf.stop_gradient(self.teacher(x, arch=max_vec, training=True)),
+                lambda: tf.stop_gradient(self.teacher(x, training=True)),
                 lambda: tf.stop_gradient(teacher_source))
         else:
             teacher_logits = tf.stop_gradient(teacher_source)
-        kd_weight = tf.where(tf.equal(self.teacher_code, TEACHER_CODES["none"]), 0.0, self.kd_weight)
-        label_weight = tf.convert_to_tensor(self.subnet_label_weight)
+        teacher_logits.set_shape((x.shape[0], self.num_classes))
 
-        total = full_loss * self.train_full
+        grads, subnet_losses, first_subnet_logits, subnet_total = self._train_subnets(
+            x, y, teacher_logits, grads, variables)
+        total = full_loss * self.train_full + subnet_total
         logs["loss_full"] = full_loss
-        metric_logits = full_logits
         for j in range(self.max_subnets):
-            arch = self.step_archs[j]
-            loss_j, logits_j, grads_j = tf.cond(
-                self.step_active[j] > 0,
-                lambda arch=arch: step(x, y, teacher_logits, arch, kd_weight, label_weight),
-                lambda: (tf.constant(0.0), no_logits, zero_gradients(variables)))
-            weight = self.epsilon * self.step_active[j]
-            grads = [g + weight * gj for g, gj in zip(grads, grads_j)]
-            total += weight * loss_j
-            logs[f"loss_subnet{j}"] = loss_j
-            if j == 0 and not semi_supervised_batch:  # (TOFA always trains the full model)
-                # phases that do not run the full model report their first subnet's accuracy
-                metric_logits = tf.where(self.train_full > 0, full_logits, logits_j)
+            logs[f"loss_subnet{j}"] = subnet_losses[j]
+        if semi_supervised_batch:
+            metric_logits = full_logits  # (TOFA always trains the full model)
+        else:  # phases that do not run the full model report their first subnet's accuracy
+            metric_logits = tf.where(self.train_full > 0, full_logits, first_subnet_logits)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:  # the optimizer sums replicas' gradients; each is its local batch's mean
             grads = [g / replicas for g in grads]
@@ -248,7 +262,7 @@ class OnceForAllModel(Supernet):
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self(x, arch=tf.constant(self._max_vector), training=False)
+        logits = self(x, training=False)
         loss = label_loss(y, logits, self.label_smoothing)
         self.loss_trackers["loss"].update_state(loss)
         self.loss_trackers["loss_full"].update_state(loss)

@@ -62,7 +62,7 @@ def fixmatch_loss(strong_logits: tf.Tensor, weak_logits: tf.Tensor, threshold: f
     return tf.reduce_sum(per_image * mask) / count, mask
 
 
-def max_net_loss(model: keras.Model, x: dict, y: tf.Tensor, arch: tf.Tensor):
+def max_net_loss(model: keras.Model, x: dict, y: tf.Tensor):
     """The max net's semi-supervised loss from one training-mode forward pass over
     [labelled; weak; strong]. Returns (loss, FixMatch loss, mask, labelled logits, weak logits).
 
@@ -70,14 +70,14 @@ def max_net_loss(model: keras.Model, x: dict, y: tf.Tensor, arch: tf.Tensor):
     smoothing apply)."""
     x_l, x_w, x_s = x[LABELLED], x[WEAK], x[STRONG]
     n_l, n_u = tf.shape(x_l)[0], tf.shape(x_w)[0]
-    logits = model(tf.concat([x_l, x_w, x_s], axis=0), arch=arch, training=True)
+    logits = model(tf.concat([x_l, x_w, x_s], axis=0), training=True)  # the max net (no arch: no slicing)
     logits_l, logits_w, logits_s = logits[:n_l], logits[n_l:n_l + n_u], logits[n_l + n_u:]
     unlabelled, mask = fixmatch_loss(logits_s, logits_w, model.fixmatch_threshold, model.label_smoothing)
     loss = label_loss(y, logits_l, model.label_smoothing) + model.unlabelled_weight * unlabelled
     return loss, unlabelled, mask, logits_l, logits_w
 
 
-def full_model_part(model: keras.Model, x: dict, y: tf.Tensor, variables: list, arch: tf.Tensor):
+def full_model_part(model: keras.Model, x: dict, y: tf.Tensor, variables: list):
     """The max net's share of a semi-supervised `train_step` of `model`, an `OnceForAllModel`.
 
     Returns (loss, labelled logits, gradients, subnet inputs [x_l; w[x_u]], their labels
@@ -90,7 +90,7 @@ def full_model_part(model: keras.Model, x: dict, y: tf.Tensor, variables: list, 
 
     def train():
         with tf.GradientTape() as tape:
-            loss, unlabelled, mask, logits_l, logits_w = max_net_loss(model, x, y, arch)
+            loss, unlabelled, mask, logits_l, logits_w = max_net_loss(model, x, y)
         return loss, unlabelled, tf.reduce_mean(mask), logits_l, logits_w, gradients(tape, loss, variables)
 
     def skip():

@@ -1,0 +1,93 @@
+"""An OFA supernet as an ofa_tf run directory, and a run directory as an OFA state dict.
+
+The imported run is an ordinary run directory (`ofa_tf.runs.RunDirectory`): config.json
+with the space (OFA's padding, no head bias), kernel_mode=transform, 1000 ImageNet classes,
+dataset `tfds:imagenet2012` (what it was trained on) and method `tofa` (recorded only: no
+training happened here; it is the method meant to go on from such a supernet, and builds no
+frozen teacher), plus one checkpoint at step 0 holding every tensor. `tools.evaluate`, `tools.search`,
+`tools.export_tflite` and `tools.build_lut` read it like any trained run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ofa_tf.data import MEAN, STD
+from ofa_tf.errors import OfaError
+from ofa_tf.interop.mapping import export_state_dict, import_state_dict
+from ofa_tf.interop.nets import IMAGENET_CLASSES, KERNEL_MODE, OfaNet, net_of_space, ofa_space
+from ofa_tf.io import write_json
+from ofa_tf.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, RunDirectory, build_model
+from ofa_tf.runs.checkpoints import write_weights_checkpoint
+from ofa_tf.training import OnceForAllModel, build_method
+
+IMPORT_METHOD = "tofa"
+IMPORT_DATASET = "tfds:imagenet2012"
+IMPORTED_CLASSES = IMAGENET_CLASSES
+
+
+def imported_config(net: OfaNet) -> RunConfig:
+    """The run settings an imported supernet is saved with."""
+    space = ofa_space(net)
+    return RunConfig(method=IMPORT_METHOD, space=net.space, width_mult=net.width_mult,
+                     image_size=tuple(space.resolutions), dataset=IMPORT_DATASET, kernel_mode=KERNEL_MODE)
+
+
+def build_imported_model(net: OfaNet) -> tuple[OnceForAllModel, dict]:
+    """The (built, untrained) model an imported run holds, and its config.json content."""
+    config = imported_config(net)
+    space = ofa_space(net)
+    method = build_method(config.method, space, steps_per_epoch=1, epochs=config.epochs)
+    model = build_model(config, space, IMPORTED_CLASSES, method)
+    raw = {"run": config.to_dict(), "method": method.to_config(), "space": space.to_config(),
+           "class_names": [str(i) for i in range(IMPORTED_CLASSES)], "num_classes": IMPORTED_CLASSES,
+           "steps_per_epoch": None, "normalization": {"mean": list(MEAN), "std": list(STD)},
+           "imported_from": {"net_id": net.net_id}}
+    return model, raw
+
+
+def check_new_run_dir(model_dir: str) -> None:
+    """`model_dir` can hold a new run: absent or an empty directory, and writable."""
+    RunDirectory(model_dir).check_writable()
+    if os.path.isdir(model_dir) and os.listdir(model_dir):
+        raise OfaError(f"model_dir={model_dir}: not empty (an imported run needs a new directory)")
+
+
+def import_run(state: dict[str, np.ndarray], net: OfaNet, model_dir: str, source: str) -> str:
+    """Writes `state` (OFA's tensors of `net`) as a run directory at `model_dir`.
+
+    Every tensor is mapped and checked before anything is written; the run is written in
+    a temporary directory beside `model_dir` and renamed into place, so an error leaves
+    nothing behind. Returns the checkpoint's base path."""
+    check_new_run_dir(model_dir)
+    model, raw = build_imported_model(net)
+    import_state_dict(model, state, net, source)
+    parent = os.path.dirname(os.path.abspath(model_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-import-", dir=parent)
+    try:
+        base = write_weights_checkpoint(os.path.join(tmp, CHECKPOINT_DIR), model)
+        write_json(os.path.join(tmp, CONFIG_FILE), raw)
+        if os.path.isdir(model_dir):
+            os.rmdir(model_dir)  # empty (checked above)
+        os.replace(tmp, model_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return os.path.join(model_dir, CHECKPOINT_DIR, os.path.basename(base))
+
+
+def export_run(model_dir: str) -> tuple[dict[str, np.ndarray], OfaNet]:
+    """The state dict of a run's supernet (one whose space is an OFA net's) and that net."""
+    directory = RunDirectory(model_dir)
+    saved = directory.read_trained()
+    net = net_of_space(saved.space)
+    if saved.config.kernel_mode != KERNEL_MODE:
+        raise OfaError(f"model_dir={model_dir}: kernel_mode={saved.config.kernel_mode}; OFA's networks use "
+                       f"{KERNEL_MODE} (their kernel-transform matrices)")
+    model, _ = directory.load_supernet()
+    return export_state_dict(model, net), net
