@@ -12,7 +12,8 @@ Keys:
     (the full model + 3 subnet slots, in-place distillation, ε), as the training loop runs it;
   ofa_step_s: median seconds of that step after tracing; elastic_step_s: median seconds of
     the plain elastic max-subnet step (the same batch), and the ratios
-    `ofa_trace_over_elastic` and `ofa_step_over_elastic`;
+    `ofa_trace_over_elastic` and `ofa_step_over_elastic`; `ofa_step_by_active_slots_s`: median
+    seconds of that step with 0, 1, 2 and 3 of its subnet slots active (the full model always);
   with --tools, `train_s`, `evaluate_s`, `search_s` (zero-cost) and `export_s`: wall
     seconds of each command on a small run (1 epoch of 2 steps on the shipped Fashion-MNIST
     subset), TensorFlow's start-up and every trace included.
@@ -35,6 +36,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.spaces import get_space  # noqa: E402
@@ -144,6 +146,15 @@ def main(argv: list[str]) -> None:
         samples["elastic_step_s"].append(timed(elastic, x, y))
     for key, values in samples.items():
         result[key] = statistics.median(values)
+    # the step with 0..3 of its subnet slots active (what each extra subnet costs)
+    active = ofa_model.step_active.numpy().copy()
+    by_slots: dict[int, list[float]] = {n: [] for n in range(len(active) + 1)}
+    for _ in range(args.steps):
+        for n in by_slots:
+            ofa_model.step_active.assign(np.where(np.arange(len(active)) < n, active, 0.0))
+            by_slots[n].append(timed(ofa, x, y))
+    ofa_model.step_active.assign(active)
+    result["ofa_step_by_active_slots_s"] = [statistics.median(v) for v in by_slots.values()]
     result["ofa_trace_over_elastic"] = result["ofa_step_trace_s"] / result["elastic_step_trace_s"]
     result["ofa_step_over_elastic"] = result["ofa_step_s"] / result["elastic_step_s"]
     result["train_step_traces"] = ofa_model.train_step_traces
