@@ -8,8 +8,9 @@
 --data takes any ofa-train --dataset, e.g. idx:DIR for Fashion-MNIST's *-ubyte.gz files.
 
 Each method trains with `ofa-train` (`python -m ofa_tf.cli.train`) into OUTPUT_DIR/METHOD (same data, seed,
-batch, LR schedule and number of steps; `compofa` on its own coupled space, every other
-method on `ofa_mbv3`), one after another, so their wall times come from the same machine
+batch and number of steps, each preset's own optimizer settings; `compofa` and `fofa` on
+CompOFA's coupled space, where their papers define them, every other method on `ofa_mbv3`),
+one after another, so their wall times come from the same machine
 in the same hour. Then every run is measured the same way: the max, the min and
 --num_random random subnets (the same random archs for every run of a space), each
 BN-recalibrated, on the first --eval_images images of the test split. Reported per method
@@ -65,12 +66,13 @@ flags.DEFINE_string("data", "tfds:fashion_mnist", "Training and test data: any o
                     "npz:FILE, tfds:NAME, folder:PATH).")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing tfds: dataset.")
 flags.DEFINE_string("methods", ",".join(METHODS), "Methods to compare, comma-separated.")
-flags.DEFINE_string("space", "ofa_mbv3", "Space of every method but compofa.")
+flags.DEFINE_string("space", "ofa_mbv3", "Space of every method but compofa and fofa (CompOFA's coupled space).")
 flags.DEFINE_integer("image_size", 32, "Input resolution.")
 flags.DEFINE_integer("epochs", 3, "Training epochs of every method.")
 flags.DEFINE_integer("steps_per_epoch", 50, "Steps per epoch of every method.")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
-flags.DEFINE_float("learning_rate", 0.05, "Peak learning rate.")
+flags.DEFINE_float("learning_rate", None, "Peak learning rate of every method (default: each preset's, scaled "
+                   "by the batch size as its reference code scales it).")
 flags.DEFINE_integer("seed", 0, "Seed of training and of the random subnets measured.")
 flags.DEFINE_integer("num_random", 12, "Random subnets measured per run.")
 flags.DEFINE_integer("eval_images", 2000, "Test images per subnet.")
@@ -82,17 +84,21 @@ SETTINGS = ("data", "methods", "space", "image_size", "epochs", "steps_per_epoch
             "seed", "num_random", "eval_images", "calibration_images", "output_dir", "remeasure")
 
 
+COUPLED_SPACE_METHODS = ("compofa", "fofa")  # defined on CompOFA's coupled space (their papers)
+
+
 def settings() -> dict:
     """The flags that define a comparison (compare.json "settings")."""
     return {name: FLAGS[name].value for name in SETTINGS}
 
 
 def train_command(args, method: str, model_dir: str) -> list[str]:
-    space = "compofa" if method == "compofa" else args.space
+    space = "compofa" if method in COUPLED_SPACE_METHODS else args.space
     return [sys.executable, "-m", "ofa_tf.cli.train", f"--method={method}", f"--space={space}",
             f"--dataset={args.data}", f"--image_size={args.image_size}", f"--epochs={args.epochs}",
             f"--steps_per_epoch={args.steps_per_epoch}", f"--batch_size={args.batch_size}",
-            f"--learning_rate={args.learning_rate}", f"--seed={args.seed}",
+            *([f"--learning_rate={args.learning_rate}"] if args.learning_rate is not None else []),
+            f"--seed={args.seed}",
             f"--bn_calibration_images={args.calibration_images}", f"--model_dir={model_dir}",
             *(["--download"] if args.download else [])]
 

@@ -17,7 +17,10 @@ temporary directory (or reads `--dataset=folder:...` / `tfrecord:...`), and stre
 With `--memory_images=2000,20000` it measures instead, for folders of that many generated
 JPEGs, the peak resident memory (MB, `ru_maxrss`) of a fresh process that streams `--steps`
 batches through the training pipeline at `--image_size`-style sizes 128:224:32 (`peak_rss_mb`,
-and `largest_over_smallest`: memory must not grow with the number of images).
+and `largest_over_smallest`: memory must not grow with the number of images). With
+`--memory_of=training` each fresh process is a whole `python -m tools.train` run instead (DεpS
+on ofa_mbv3, `--steps` steps of `--batch` images, `--image_size=128:224:32 --augment=imagenet`,
+then its epoch-end evaluation and checkpoint), its peak memory read from `os.wait4`.
 Machines here are shared: compare the ratios within one run, not seconds across runs.
 """
 
@@ -52,6 +55,8 @@ flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: T
 flags.DEFINE_integer("num_classes", 1000, "Classifier outputs.")
 flags.DEFINE_list("memory_images", None, "Instead: peak memory of the pipeline over folders of these many JPEGs.")
 flags.DEFINE_string("memory_probe", None, "(internal) stream this dataset and print the peak memory.")
+flags.DEFINE_enum("memory_of", "pipeline", ["pipeline", "training"],
+                  "With --memory_images: measure the input pipeline alone, or a whole `tools.train` run.")
 MEMORY_SIZES = [128, 160, 192, 224]
 FLAGS = flags.FLAGS
 
@@ -113,6 +118,22 @@ def probe_memory(spec: str) -> dict:
     return {"images": data.num_train, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def training_peak_rss_mb(folder: str, model_dir: str) -> float:
+    """Peak resident memory (MB) of one `python -m tools.train` run over `folder`."""
+    command = [sys.executable, "-m", "tools.train", f"--dataset=folder:{folder}", f"--model_dir={model_dir}",
+               "--method=deps", "--image_size=128:224:32", "--augment=imagenet", f"--batch_size={FLAGS.batch}",
+               "--epochs=1", f"--steps_per_epoch={FLAGS.steps}", "--bn_calibration_images=200"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=root, stdout=log, stderr=log, text=True)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the max over all children
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"tools.train failed ({process.returncode}): {log.read().strip()[-2000:]}")
+    return usage.ru_maxrss / 1024
+
+
 def compare_memory(counts: list[int]) -> dict:
     """`probe_memory` in a fresh process per folder; the smaller folders link to the first
     files of the largest."""
@@ -126,11 +147,14 @@ def compare_memory(counts: list[int]) -> dict:
                 os.makedirs(os.path.join(folder, c))
                 for name in sorted(os.listdir(os.path.join(everything, c)))[:count // 2]:
                     os.symlink(os.path.join(everything, c, name), os.path.join(folder, c, name))
-            done = subprocess.run([sys.executable, os.path.abspath(__file__), f"--memory_probe=folder:{folder}",
-                                   f"--batch={FLAGS.batch}", f"--steps={FLAGS.steps}"], capture_output=True, text=True,
-                                  check=True)
-            probe = json.loads(done.stdout.strip().splitlines()[-1])
-            result["peak_rss_mb"][str(probe["images"])] = round(probe["peak_rss_mb"], 1)
+            if FLAGS.memory_of == "training":
+                peak = training_peak_rss_mb(folder, os.path.join(tmp, f"run{count}"))
+            else:
+                done = subprocess.run([sys.executable, os.path.abspath(__file__), f"--memory_probe=folder:{folder}",
+                                       f"--batch={FLAGS.batch}", f"--steps={FLAGS.steps}"], capture_output=True,
+                                      text=True, check=True)
+                peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+            result["peak_rss_mb"][str(count)] = round(peak, 1)
     values = list(result["peak_rss_mb"].values())
     result["largest_over_smallest"] = values[-1] / values[0]
     return result

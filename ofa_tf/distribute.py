@@ -8,7 +8,8 @@
 
 Two rules make a distributed run compute what one device computes:
 - every replica sees its slice of the *same* global batch (`replica_batches`): each worker
-  builds the identical seeded pipeline of global batches and keeps its replicas' slices;
+  builds the identical seeded pipeline of global batches and keeps its replicas' slices
+  (for the supervised stream it reads and decodes only those rows);
 - the subnets of a step are drawn by the `PhaseController` from a generator seeded by the
   step, so every replica and worker trains the same subnets (no device-side randomness).
 Gradients are summed across replicas by the optimizer, so the train step divides them by
@@ -180,20 +181,24 @@ def check_global_batch(strategy: tf.distribute.Strategy, global_batch_size: int)
 
 
 def replica_batches(strategy: tf.distribute.Strategy, global_batches: Callable[[], tf.data.Dataset],
-                    global_batch_size: int):
+                    global_batch_size: int,
+                    worker_rows: Callable[[int, int], tf.data.Dataset] | None = None):
     """A distributed dataset in which replica r of step t gets its share of global batch t:
     rows [r*n, (r+1)*n) of every tensor in the batch (n = that tensor's rows / replicas, so a
     semi-supervised batch with B labelled and μB unlabelled images splits each part evenly).
-    Every worker builds the same `global_batches()` and keeps its replicas' rows."""
+
+    Without `worker_rows` every worker builds the same `global_batches()` and keeps its
+    replicas' rows (it reads and decodes the whole global batch). With it, a worker of a
+    multi-worker run builds `worker_rows(start, stop)`: rows [start, stop) of every global
+    batch, for its replicas only (`make_pipeline(rows=...)` reads and decodes just those),
+    so the input work divides over the workers and the rows are the same ones."""
     check_global_batch(strategy, global_batch_size)
     replicas = strategy.num_replicas_in_sync
 
-    def make(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        local = replicas // context.num_input_pipelines
-        first = context.input_pipeline_id * local
-
+    def shares(batches: tf.data.Dataset, first: int, local: int, parts: int) -> tf.data.Dataset:
+        """Replica-sized pieces [first, first + local) of batches split into `parts` equal pieces."""
         def share(tensor):
-            rows = tf.shape(tensor)[0] // replicas
+            rows = tf.shape(tensor)[0] // parts
             mine = tensor[first * rows:(first + local) * rows]
             return tf.reshape(mine, tf.concat([[local, rows], tf.shape(tensor)[1:]], 0))
 
@@ -201,9 +206,19 @@ def replica_batches(strategy: tf.distribute.Strategy, global_batches: Callable[[
             batch = batch[0] if len(batch) == 1 else batch
             return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(share, batch))
 
+        return batches.flat_map(split)
+
+    def make(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        if worker_rows is not None and context.num_input_pipelines > 1:
+            rows = global_batch_size // replicas
+            dataset = shares(worker_rows(first * rows, (first + local) * rows), 0, local, local)
+        else:
+            dataset = shares(global_batches(), first, local, replicas)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return global_batches().flat_map(split).with_options(options)
+        return dataset.with_options(options)
 
     if replicas == 1 and not getattr(strategy, "cluster_resolver", None):
         return global_batches()

@@ -71,6 +71,25 @@ def test_flags_build_the_config():
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("recipe", sorted(os.listdir(os.path.join(ROOT, "configs"))))
+def test_every_recipe_parses_validates_and_builds_its_model(recipe):
+    """configs/*.flags (BUILD.md#recipes): every flag exists and every value passes the checks
+    a run makes before it starts; only the dataset is swapped for the shipped one."""
+    path = os.path.join(ROOT, "configs", recipe)
+    text = open(path).read()
+    assert text.startswith("# ") and ("arXiv:" in text or "§" in text)  # cites its source
+    shipped = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
+    flag_values = _train_flags(f"--flagfile={path}", f"--dataset=npz:{shipped}",
+                               "--label_offset=0")
+    config = train_cli.config_from_flags(flag_values)
+    assert config.image_size == tuple(range(128, 225, 4)) and config.augment == "imagenet"
+    assert config.epochs >= 185 and config.batch_size == 2048
+    method = build_method(config.method, get_space(config.space, config.width_mult, config.image_size),
+                          steps_per_epoch=625, epochs=config.epochs, num_subnets=config.num_subnets)
+    assert method.name == config.method
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("arg,message", [
     ("--epochs=0", "--epochs=0: expected a positive number"),
     ("--steps_per_epoch=0", "--steps_per_epoch=0: expected a positive number"),

@@ -103,6 +103,49 @@ def test_mixed_sizes_batch_at_one_size_per_batch_and_resume_exactly(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_worker_reads_and_decodes_only_its_rows_of_each_batch(tmp_path):
+    """Two workers' shares (`rows=`) of a mixed-size folder are exactly the whole batches'
+    rows, and each worker decodes only its half of an epoch's files (counted through the
+    decode failures of a folder whose every file is broken)."""
+    make_folder(tmp_path / "good", per_class=8)
+    data = load_dataset(f"folder:{tmp_path / 'good'}")
+    options = dict(training=True, seed=2, repeat=True, augmentation="imagenet", encoding=FILE, start_batch=1)
+    whole = _batches(make_pipeline(data.train, 8, [16, 24], **options), 3)
+    halves = [_batches(make_pipeline(data.train, 8, [16, 24], rows=rows, **options), 3) for rows in ((0, 4), (4, 8))]
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *halves):
+        assert x0.shape[0] == x1.shape[0] == 4
+        np.testing.assert_array_equal(np.concatenate([x0, x1]), x)
+        np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
+    pixels = tf.data.Dataset.from_tensor_slices((np.arange(16 * 8 * 8 * 3, dtype=np.uint8).reshape(16, 8, 8, 3),
+                                                 np.arange(16)))
+    whole = _batches(make_pipeline(pixels, 8, [8], training=True, repeat=True, augmentation="cifar"), 2)
+    share = _batches(make_pipeline(pixels, 8, [8], training=True, repeat=True, augmentation="cifar", rows=(2, 6)), 2)
+    for (x, y), (xs, ys) in zip(whole, share):
+        np.testing.assert_array_equal(xs, x[2:6])
+        np.testing.assert_array_equal(ys, y[2:6])
+
+    broken = tmp_path / "broken"
+    for c in ("a", "b"):
+        (broken / c).mkdir(parents=True)
+        for i in range(8):
+            (broken / c / f"{i}.jpg").write_bytes(b"not an image")
+    data = load_dataset(f"folder:{broken}")
+    seen = []
+    for rows in ((0, 4), (4, 8)):
+        failures = DecodeFailures()
+        shares = _batches(make_pipeline(data.train, 8, [16], training=True, augmentation="imagenet",
+                                        encoding=FILE, failures=failures, rows=rows), 10)
+        assert [x.shape[0] for x, _ in shares] == [4, 4]  # one epoch: 16 files in 2 batches
+        assert failures.count == 8, failures.names
+        seen.append(set(failures.names))
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 16
+    odd = _batches(make_pipeline(pixels.take(13), 8, [8], training=True, rows=(4, 8)), 10)
+    assert [x.shape[0] for x, _ in odd] == [4]  # the last, partial batch is dropped for every worker
+    with pytest.raises(OfaError, match="rows="):  # unknown length, not repeated: it could split unevenly
+        make_pipeline(pixels.filter(lambda x, y: y >= 0), 8, [8], training=True, rows=(0, 4))
+
+
+@pytest.mark.unit
 def test_a_corrupt_file_is_skipped_counted_once_and_batches_stay_full(tmp_path):
     make_folder(tmp_path, per_class=3, corrupt=("cat", "bad.png"))
     data = load_dataset(f"folder:{tmp_path}")

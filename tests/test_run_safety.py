@@ -16,7 +16,7 @@ import tensorflow as tf
 from helpers import make_run_dir, run_tool, tiny_space
 
 from ofa_tf.errors import OfaError
-from ofa_tf.interrupts import Interrupted, stop_on_signals
+from ofa_tf.interrupts import Interrupted, interruptible, raise_if_interrupted, stop_on_signals
 from ofa_tf.io import file_sha256, remove_stale_temp_files, write_json
 from ofa_tf.runs import PreparedRun, RunConfig, RunDirectory
 from ofa_tf.runs.checkpoints import remove_incomplete_checkpoints, verify_checkpoint
@@ -152,3 +152,40 @@ def test_sigint_and_sigterm_become_interrupted_with_their_exit_codes():
                     pass
         assert raised.value.exit_code == code and raised.value.signum == signum
         assert signal.getsignal(signum) == before  # handlers restored
+
+
+def _spin() -> None:
+    for _ in range(1000):  # a Python signal handler runs at the next bytecode
+        pass
+
+
+@pytest.mark.unit
+def test_a_signal_is_raised_where_stopping_is_safe():
+    """Outside `interruptible()` a signal waits for `raise_if_interrupted()` (unwinding from
+    the middle of Keras building a variable has crashed the process); inside it, and for a
+    second signal, it raises at once."""
+    reached = []
+    with pytest.raises(Interrupted) as raised:
+        with stop_on_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            _spin()
+            reached.append("after the signal")  # recorded, not raised
+            raise_if_interrupted()
+            reached.append("after the check")
+    assert reached == ["after the signal"] and raised.value.exit_code == 130
+    with pytest.raises(Interrupted):
+        with stop_on_signals():
+            with interruptible():
+                os.kill(os.getpid(), signal.SIGTERM)
+                _spin()
+                reached.append("inside interruptible")
+    with pytest.raises(Interrupted) as raised:
+        with stop_on_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            _spin()
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal: the user insists
+            _spin()
+            reached.append("after the second signal")
+    assert reached == ["after the signal"] and raised.value.exit_code == 143
+    with stop_on_signals():
+        raise_if_interrupted()  # nothing pending: a no-op

@@ -163,7 +163,8 @@ def test_arch_from_json_file_and_search_result(tmp_path):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: get_space("mobilenet"), r"space='mobilenet': expected one of \['compofa', 'ofa_mbv3', 'proxyless', 'tofa'\]"),
+    (lambda: get_space("mobilenet"),
+     r"space='mobilenet': expected one of \['compofa', 'ofa_mbv3', 'ofa_mbv3_k7', 'proxyless', 'tofa'\]"),
     (lambda: get_space("ofa_mbv3", width_mult=0), r"width_mult=0: expected a positive number"),
     (lambda: get_space("ofa_mbv3", resolutions=[4]), r"resolutions=\[4\]"),
 ])

@@ -8,6 +8,8 @@ import tensorflow as tf
 from helpers import randomize_weights, tiny_space
 from ofa_tf.training import (OnceForAllModel, PhaseController, build_method, distillation_loss, label_loss,
                              recalibrate_bn, sort_mid_channels)
+from ofa_tf.models import Supernet
+from ofa_tf.training.bn_recalibration import batch_norm_layers
 
 LR = 0.1
 
@@ -165,6 +167,35 @@ def test_bn_recalibration_sets_cumulative_batch_statistics():
     np.testing.assert_allclose(bn.moving_mean.numpy(), means, rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), variances, rtol=1e-4)
     assert bn.momentum == 0.99
+
+
+@pytest.mark.unit
+def test_large_batches_recalibrate_and_evaluate_in_bounded_memory_with_the_same_numbers(monkeypatch):
+    """Above `EAGER_PIXELS` a recalibration batch runs as a tf.function and an evaluation
+    batch in chunks (an eager Keras call keeps all its intermediate tensors: ~20 GB for 200
+    images at 224 px); the numbers are those of whole eager calls."""
+    from ofa_tf import evaluation
+    from ofa_tf.training import bn_recalibration
+    model = Supernet(tiny_space(resolutions=(24,)), num_classes=5)
+    model.build()
+    randomize_weights(model, seed=3)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(40, 24, 24, 3)).astype("float32") for _ in range(3)]
+    labels = rng.integers(0, 5, 40)
+    results = []
+    for pixels in (10 ** 9, 24 * 24 * 7):  # everything eager; then graph recalibration, eager chunks of 7
+        monkeypatch.setattr(bn_recalibration, "EAGER_PIXELS", pixels)
+        monkeypatch.setattr(evaluation, "EAGER_PIXELS", pixels)
+        subnet = model.get_subnet(model.space.max_arch(24))
+        assert recalibrate_bn(subnet, batches, 100) == 100
+        logits = evaluation.inference_logits(subnet, tf.constant(batches[0]))
+        results.append(([layer.moving_variance.numpy() for layer in batch_norm_layers(subnet)], logits.numpy(),
+                        evaluation.accuracy(subnet, [(batches[0], labels)])))
+    (eager_variances, eager_logits, eager_accuracy), (variances, logits, accuracy) = results
+    assert logits.shape == (40, 5) and accuracy == eager_accuracy
+    np.testing.assert_allclose(logits, eager_logits, atol=1e-5)
+    for a, b in zip(variances, eager_variances):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.integration

@@ -16,7 +16,6 @@ from ofa_tf.cli import startup
 
 startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
 
-import os  # noqa: E402
 
 import keras  # noqa: E402
 from absl import flags  # noqa: E402
@@ -26,6 +25,7 @@ from ofa_tf.cli.config_flags import define  # noqa: E402
 from ofa_tf.cli.latency_flags import check_latency_flags, define_latency_flags  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.export.interpreter import check_tflite_file  # noqa: E402
+from ofa_tf.io import getsize  # noqa: E402
 from ofa_tf.latency import AndroidBenchmark, benchmark_host  # noqa: E402
 
 PROGRAM = "ofa-benchmark-latency"
@@ -68,7 +68,7 @@ def _main(argv: list[str]) -> None:
             result = benchmark_host(path, FLAGS.threads, FLAGS.warmup, FLAGS.runs, FLAGS.op_resolver)
         else:
             result = android.run(path, FLAGS.threads, FLAGS.delegate, FLAGS.warmup, FLAGS.runs)
-        results.append({"model": path, "bytes": os.path.getsize(path), **result})
+        results.append({"model": path, "bytes": getsize(path), **result})
         bar.add(1, values=[("median_ms", result["median_ms"] or result["mean_ms"])])
     startup.print_json({"device": FLAGS.device, "results": results}, FLAGS.output)
 

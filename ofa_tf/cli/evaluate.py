@@ -2,8 +2,17 @@
 
   ofa-evaluate --model_dir=runs/demo --archs=max,min --num_random=5
 
---archs takes max, min, random or JSON files (comma-separated); --num_random adds N
-random subnets (seeded). Evaluation uses the run's validation split (or --split=test).
+--archs takes max, min, random or JSON files (comma-separated; an ofa_tf arch, OFA's
+{"ks", "e", "d", "r"} dict or a search result); --num_random adds N random subnets (seeded).
+max, min and random subnets are measured at the run's largest input size, a file's arch at
+its own. Evaluation uses the run's validation split (or --split=test).
+
+--dataset measures on other data with the supernet's classes (a run imported from OFA's
+PyTorch checkpoints has none of its own, so it needs one); --bn_calibration_images=0 keeps
+the checkpoint's BN statistics instead of recalibrating each subnet:
+
+  ofa-evaluate --model_dir=runs/ofa_w10 --dataset=folder:imagenet/val \\
+      --bn_calibration_images=0 --archs=max,min
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from absl import flags  # noqa: E402
 
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
+from ofa_tf.data import check_dataset_spec  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.evaluation import evaluate_archs  # noqa: E402
 from ofa_tf.runs import RunDirectory, SavedRun  # noqa: E402
+from ofa_tf.runs.data_free import check_dataset, require_dataset  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 
 PROGRAM = "ofa-evaluate"
@@ -35,7 +46,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add("integer", "seed", 0, "Seed for random subnets.", "subnets")
     add("enum", "split", "validation", "Which data to measure accuracy on.", "measuring",
         enum_values=["validation", "test"])
-    add("integer", "bn_calibration_images", 2000, "Images used to recalibrate BN for each subnet.", "measuring")
+    add("string", "dataset", None, "Data to measure on instead of the run's own, with the supernet's classes: "
+        "npz:FILE, folder:DIR, tfrecord:GLOB, idx:DIR or tfds:NAME, as ofa-train's --dataset (needed for a run "
+        "imported from OFA, which has no training data here).", "measuring")
+    add("integer", "bn_calibration_images", 2000, "Training images used to recalibrate BN for each subnet; 0 "
+        "keeps the checkpoint's BN statistics.", "measuring")
 
 
 def check_flags() -> tuple[SavedRun, list[Arch]]:
@@ -47,7 +62,9 @@ def check_flags() -> tuple[SavedRun, list[Arch]]:
     flag_checks.seed("seed", FLAGS.seed)
     flag_checks.only_with(FLAGS, ["seed"], "random" in FLAGS.archs or FLAGS.num_random > 0,
                           "random subnets (--archs=random or --num_random)")
-    flag_checks.positive("bn_calibration_images", FLAGS.bn_calibration_images)
+    flag_checks.at_least("bn_calibration_images", FLAGS.bn_calibration_images, 0, "an integer")
+    if FLAGS.dataset is not None:
+        check_dataset_spec(FLAGS.dataset, "dataset")
     if not FLAGS.archs and not FLAGS.num_random:
         raise OfaError("--archs is empty and --num_random=0: no subnet to evaluate")
     saved = RunDirectory(FLAGS.model_dir).read_trained()
@@ -55,11 +72,14 @@ def check_flags() -> tuple[SavedRun, list[Arch]]:
     rng = random.Random(FLAGS.seed)
     archs = []
     for spec in FLAGS.archs:
+        at = resolution if spec.strip() in ("max", "min", "random") else None  # a file's arch keeps its size
         try:
-            archs.append(saved.space.parse_arch(spec, rng=rng, resolution=resolution))
+            archs.append(saved.space.parse_arch(spec, rng=rng, resolution=at))
         except OfaError as e:
             raise OfaError(f"--archs={','.join(FLAGS.archs)}: {e}") from None
     archs += [saved.space.sample(rng, resolution) for _ in range(FLAGS.num_random)]
+    require_dataset(saved, FLAGS.dataset, FLAGS.model_dir, "measuring accuracy")
+    check_dataset(FLAGS.dataset, saved)  # loads it: its class count, before the model
     return saved, archs
 
 
@@ -67,12 +87,17 @@ def _main(argv: list[str]) -> None:
     _, archs = check_flags()
     directory = RunDirectory(FLAGS.model_dir)
     model, saved = directory.load_supernet()
-    resolution = max(model.space.resolutions)
-    data = directory.evaluation_data(saved, resolution, split=FLAGS.split,
-                                     bn_calibration_images=FLAGS.bn_calibration_images)
-    results = evaluate_archs(model, archs, data.calibration, data.evaluation, data.num_calibration_images,
-                             progress=True)
-    startup.print_json({"model_dir": FLAGS.model_dir, "split": FLAGS.split, "results": results}, FLAGS.output)
+    results: list = [None] * len(archs)
+    for resolution in sorted({a.resolution for a in archs}):  # data made once per input size
+        indices = [i for i, a in enumerate(archs) if a.resolution == resolution]
+        data = directory.evaluation_data(saved, resolution, split=FLAGS.split,
+                                         bn_calibration_images=FLAGS.bn_calibration_images, dataset=FLAGS.dataset)
+        measured = evaluate_archs(model, [archs[i] for i in indices], data.calibration, data.evaluation,
+                                  data.num_calibration_images, progress=True)
+        for i, result in zip(indices, measured):
+            results[i] = result
+    startup.print_json({"model_dir": FLAGS.model_dir, "split": FLAGS.split, "dataset": data.source.name,
+                        "results": results}, FLAGS.output)
 
 
 def main() -> None:

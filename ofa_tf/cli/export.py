@@ -12,6 +12,14 @@ integer; ranges from a representative set of training images, fitted by --int8_c
 qat (BN folded into the convs, quantisation-aware fine-tuning for --qat_epochs on labels and/or
 distillation from the float subnet, --qat_distillation, then int8). Inputs are float32
 images normalised as the metadata says.
+
+--dataset takes the images from other data with the supernet's classes. A run imported from
+OFA's PyTorch checkpoints has no training data here: without --dataset its subnet is written
+with the checkpoint's BN statistics, and the metadata (`accuracy_checked: false`) and one log
+line say that no accuracy was checked (int8 and qat need --dataset). --bn_calibration_images=0
+keeps the checkpoint's BN statistics in any case:
+
+  ofa-export --model_dir=runs/ofa_w10 --arch=max --output=exports/ofa_max.tflite
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from absl import flags  # noqa: E402
 
 from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
 from ofa_tf.export import ExportOptions, export_subnet  # noqa: E402
-from ofa_tf.export.exporter import OUTPUT, SUBNET, check_request  # noqa: E402
+from ofa_tf.export.exporter import OUTPUT, SUBNET, check_data, check_request  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 
 PROGRAM = "ofa-export"
@@ -62,8 +70,10 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> ExportOptions:
     for mode, names in MODE_FLAGS.items():
         flag_checks.only_with(flag_values, names, options.quantize == mode, f"--quantize={mode}")
     flag_checks.only_with(flag_values, ["seed"], flag_values.arch.strip() == "random", "--arch=random")
-    space = RunDirectory(flag_values.model_dir).read_trained().space
+    directory = RunDirectory(flag_values.model_dir)
+    space = directory.read_trained().space
     space.parse_arch(flag_values.arch, rng=options.seed)
+    check_data(directory, options)  # a mode that needs images without any, a dataset's class count
     return options
 
 

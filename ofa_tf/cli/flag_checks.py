@@ -10,12 +10,12 @@ Settings of a library object are checked by that object (`RunConfig.validate`,
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Iterable
 
 from absl import flags
 
 from ofa_tf.errors import OfaError
+from ofa_tf import io
 from ofa_tf.io import unwritable_reason
 
 
@@ -65,10 +65,10 @@ def input_path(name: str, path: str | None, kind: str = "file") -> None:
     """`path` (when given) exists and is a `kind` ("file", "directory" or "any")."""
     if path is None:
         return
-    if kind == "directory" and os.path.isdir(path) or kind == "file" and os.path.isfile(path) or (
-            kind == "any" and os.path.exists(path)):
+    if kind == "directory" and io.isdir(path) or kind == "file" and io.isfile(path) or (
+            kind == "any" and io.exists(path)):
         return
-    if os.path.exists(path):
+    if io.exists(path):
         raise OfaError(f"--{name}={path}: not a {kind}")
     raise OfaError(f"--{name}={path}: no such {'file or directory' if kind == 'any' else kind}")
 

@@ -26,6 +26,7 @@ from ofa_tf import reports  # noqa: E402
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf import io  # noqa: E402
 from ofa_tf.io import write_text  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.search import CostModels, parse_budget  # noqa: E402
@@ -50,7 +51,7 @@ COSTS = ("macs", "params", "latency_ms")
 def load_points(path: str) -> tuple[list[dict], tuple[float, float] | None]:
     """Measured subnets at `path`, and the run's (min, max subnet) cost range when known."""
     span = None
-    if os.path.isdir(path):
+    if io.isdir(path):
         saved = RunDirectory(path).read_trained()
         space = saved.space
         costs = CostModels(space, saved.num_classes)
@@ -58,11 +59,10 @@ def load_points(path: str) -> tuple[list[dict], tuple[float, float] | None]:
             low = costs.costs(space.min_arch(min(space.resolutions)))[FLAGS.cost]
             span = (low, costs.costs(space.max_arch(max(space.resolutions)))[FLAGS.cost])
         path = os.path.join(path, "predictor", "measurements.json")
-        if not os.path.isfile(path):
+        if not io.isfile(path):
             raise OfaError(f"{path}: no measured subnets (run ofa-train-predictor on the run first)")
     try:
-        with open(path) as f:
-            data = json.load(f)
+        data = io.read_json(path)
     except ValueError as e:
         raise OfaError(f"{path}: not valid JSON ({e})") from None
     points = data.get("results") if isinstance(data, dict) else data
@@ -96,7 +96,7 @@ def check_flags() -> tuple[dict[str, list[dict]], float, float]:
         entries[name] = path
     runs, spans = {}, []
     for name, path in entries.items():
-        if not os.path.exists(path):
+        if not io.exists(path):
             raise OfaError(f"--runs={name}={path}: no such file or directory")
         runs[name], span = load_points(path)
         if span:
@@ -114,7 +114,7 @@ def _main(argv: list[str]) -> None:
     runs, low, high = check_flags()
     summaries = {name: reports.summarize(points, low, high, FLAGS.cost, FLAGS.buckets)
                  for name, points in runs.items()}
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    io.makedirs(FLAGS.output_dir)
     reports.plot(runs, os.path.join(FLAGS.output_dir, "pareto.png"), FLAGS.cost, FLAGS.title)
     table = reports.markdown(summaries)
     write_text(os.path.join(FLAGS.output_dir, "pareto.md"), table)

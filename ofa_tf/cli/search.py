@@ -15,6 +15,10 @@ Each result is measured after BN recalibration (--measure) and written to
 --output_dir/<target>.json; `ofa-export --arch=FILE` accepts it as it is. --arch_format=ofa
 writes the arch as OFA's subnet dict {"ks", "e", "d", "r"} (OFA's PyTorch code reads it; so
 does every --arch of ofa_tf).
+
+--dataset measures on other data with the supernet's classes (a run imported from OFA's
+PyTorch checkpoints has no training data here, so measuring needs one);
+--bn_calibration_images=0 keeps the checkpoint's BN statistics.
 """
 
 from __future__ import annotations
@@ -38,10 +42,13 @@ from absl import flags  # noqa: E402
 
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
+from ofa_tf.data import check_dataset_spec  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf import io  # noqa: E402
 from ofa_tf.io import atomic_write  # noqa: E402
 from ofa_tf.latency.lut import LatencyTable  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
+from ofa_tf.runs.data_free import check_dataset, require_dataset  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, SEARCHERS, AccuracyPredictor, CostModels, EvolutionSearch,  # noqa: E402
                            ExhaustiveSearch, RandomSearch, format_cost, parse_budget, parse_target,
                            space_fingerprint, zero_cost_select, zip_targets)
@@ -94,8 +101,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         SEARCHER)
     add("bool", "measure", True, "Measure each result's accuracy (BN-recalibrated) on held-out data.", MEASURING)
     add("integer", "eval_images", 1000, "Held-out images for measured accuracy.", MEASURING)
-    add("integer", "bn_calibration_images", 2000, "Training images for each subnet's BN recalibration.",
-        MEASURING)
+    add("integer", "bn_calibration_images", 2000, "Training images for each subnet's BN recalibration; 0 keeps "
+        "the checkpoint's BN statistics.", MEASURING)
+    add("string", "dataset", None, "Data for measured accuracy instead of the run's own, with the supernet's "
+        "classes: npz:FILE, folder:DIR, tfrecord:GLOB, idx:DIR or tfds:NAME, as ofa-train's --dataset (needed "
+        "to measure a run imported from OFA, which has no training data here).", MEASURING)
     add("string", "split", "validation", "validation (the run's held-out training data) or test.", MEASURING)
 
 
@@ -182,12 +192,19 @@ def check_flags():
     flag_checks.positive("resolution", f.resolution)
     _check_evolution_flags()
     SubnetMeter.check_settings(f.eval_images, f.bn_calibration_images, f.split)
+    measures = f.measure or f.fitness == "measured"
+    flag_checks.only_with(f, ["dataset"], measures, "measured accuracy (--measure or --fitness=measured)")
+    if f.dataset is not None:
+        check_dataset_spec(f.dataset, "dataset")
     targets = _targets()
     saved = RunDirectory(f.model_dir).read_trained()
     space = saved.space
     searcher = searcher_from_flags(space)
     costs = CostModels(space, saved.num_classes, _latency_table(space))
     constraints = [costs.constraints(t) for t in targets]  # every budget checked before any work
+    if measures:
+        require_dataset(saved, f.dataset, f.model_dir, "measured accuracy (--measure, --fitness=measured)")
+        check_dataset(f.dataset, saved)  # loads it: its class count, before the model
     return saved, searcher, costs, targets, constraints
 
 
@@ -198,11 +215,12 @@ def _main(argv: list[str]) -> None:
     predictor_dir = FLAGS.predictor_dir or os.path.join(FLAGS.model_dir, PREDICTOR_DIR)
     needs_predictor = FLAGS.fitness == "predictor" and searcher is not None
     predictor = None
-    if needs_predictor or FLAGS.predictor_dir or os.path.isfile(os.path.join(predictor_dir, "predictor.npz")):
+    if needs_predictor or FLAGS.predictor_dir or io.isfile(os.path.join(predictor_dir, "predictor.npz")):
         predictor = AccuracyPredictor.load(predictor_dir, space)
     meter = None
     if FLAGS.measure or FLAGS.fitness == "measured":
-        meter = SubnetMeter(FLAGS.model_dir, FLAGS.eval_images, FLAGS.bn_calibration_images, FLAGS.split)
+        meter = SubnetMeter(FLAGS.model_dir, FLAGS.eval_images, FLAGS.bn_calibration_images, FLAGS.split,
+                            dataset=FLAGS.dataset)
     record = None
     if searcher is None:
         record = load_sampled_record(FLAGS.model_dir)
@@ -210,7 +228,7 @@ def _main(argv: list[str]) -> None:
     if searcher is not None:
         fitness = predictor.predict if FLAGS.fitness == "predictor" else meter.accuracy
 
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    io.makedirs(FLAGS.output_dir)
     summary = []
     for target, target_constraints in zip(targets, constraints):
         started = time.time()
@@ -242,7 +260,7 @@ def _main(argv: list[str]) -> None:
 
 def _settings() -> dict:
     names = ["fitness", "seed", "population", "generations", "parent_ratio", "mutation_ratio", "mutation_prob",
-             "num_samples", "resolution", "eval_images", "bn_calibration_images", "split"]
+             "num_samples", "resolution", "eval_images", "bn_calibration_images", "split", "dataset"]
     return {n: getattr(FLAGS, n) for n in names}
 
 

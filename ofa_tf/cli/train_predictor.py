@@ -37,8 +37,11 @@ from absl import flags  # noqa: E402
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf import io  # noqa: E402
 from ofa_tf.io import atomic_write  # noqa: E402
+from ofa_tf.data import check_dataset_spec  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
+from ofa_tf.runs.data_free import check_dataset, require_dataset  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, fit_predictor,  # noqa: E402
                            kendall_tau, spearman)
 from ofa_tf.search.measure import SubnetMeter  # noqa: E402
@@ -57,7 +60,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add("float", "holdout_fraction", 0.2, "Share of the measured subnets held out to report rank correlation.",
         MEASURING)
     add("integer", "eval_images", 1000, "Held-out images each subnet's accuracy is measured on.", MEASURING)
-    add("integer", "bn_calibration_images", 2000, "Training images for each subnet's BN recalibration.", MEASURING)
+    add("integer", "bn_calibration_images", 2000, "Training images for each subnet's BN recalibration; 0 keeps the "
+        "checkpoint's BN statistics.", MEASURING)
+    add("string", "dataset", None, "Data to measure on instead of the run's own, with the supernet's classes: "
+        "npz:FILE, folder:DIR, tfrecord:GLOB, idx:DIR or tfds:NAME, as ofa-train's --dataset (needed for a run "
+        "imported from OFA, which has no training data here).", MEASURING)
     add("string", "split", "validation", "validation (the run's held-out training data) or test.", MEASURING)
     add("enum", "predictor", "auto", "mlp: OFA's MLP; linear: ridge regression on the same encoding; auto: "
         "whichever has the higher 5-fold CV Spearman on the training subnets.", PREDICTOR,
@@ -75,11 +82,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def load_measurements(path: str, settings: dict) -> dict[str, dict]:
     """Earlier measurements of this directory taken with the same settings, by arch JSON."""
-    if not os.path.isfile(path):
+    if not io.isfile(path):
         return {}
     try:
-        with open(path) as f:
-            data = json.load(f)
+        data = io.read_json(path)
     except (OSError, ValueError):
         raise OfaError(f"{path}: unreadable measurements file (delete it to measure again)") from None
     if data.get("settings") != settings:
@@ -106,10 +112,14 @@ def check_flags() -> tuple[SearchSpace, str]:
     flag_checks.only_with(f, ["epochs", "hidden", "weight_decay"], f.predictor != "linear",
                           "--predictor=mlp or auto (the MLP's settings)")
     flag_checks.seed("seed", f.seed)
-    space = RunDirectory(f.model_dir).read_trained().space
+    if f.dataset is not None:
+        check_dataset_spec(f.dataset, "dataset")
+    saved = RunDirectory(f.model_dir).read_trained()
     output_dir = f.output_dir or os.path.join(f.model_dir, PREDICTOR_DIR)
     flag_checks.output_dir("output_dir", output_dir)
-    return space, output_dir
+    require_dataset(saved, f.dataset, f.model_dir, "measuring accuracy")
+    check_dataset(f.dataset, saved)  # loads it: its class count, before the model
+    return saved.space, output_dir
 
 
 def _main(argv: list[str]) -> None:
@@ -117,7 +127,9 @@ def _main(argv: list[str]) -> None:
     hidden = tuple(FLAGS.hidden)
     settings = {"split": FLAGS.split, "eval_images": FLAGS.eval_images,
                 "bn_calibration_images": FLAGS.bn_calibration_images, "space": space.name}
-    os.makedirs(output_dir, exist_ok=True)
+    if FLAGS.dataset is not None:  # measurements on other data are not reused for the run's own
+        settings["dataset"] = FLAGS.dataset
+    io.makedirs(output_dir)
     path = os.path.join(output_dir, MEASUREMENTS_FILE)
     done = load_measurements(path, settings)
     archs = space.sample_distinct(FLAGS.num_archs, FLAGS.seed)
@@ -131,7 +143,8 @@ def _main(argv: list[str]) -> None:
 
     meter = None
     if todo:  # loading the supernet and data takes a while: only when there is something to measure
-        meter = SubnetMeter(FLAGS.model_dir, FLAGS.eval_images, FLAGS.bn_calibration_images, FLAGS.split)
+        meter = SubnetMeter(FLAGS.model_dir, FLAGS.eval_images, FLAGS.bn_calibration_images, FLAGS.split,
+                            dataset=FLAGS.dataset)
     bar = keras.utils.Progbar(len(todo), unit_name="subnet")
     for start in range(0, len(todo), 10):  # save as we go: measuring takes seconds per subnet
         chunk = todo[start:start + 10]

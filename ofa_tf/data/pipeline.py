@@ -123,7 +123,8 @@ def batch_resolution(index: tf.Tensor, resolutions: tf.Tensor, seed: int) -> tf.
 def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequence[int], *, training: bool,
                   seed: int = 0, shuffle_buffer: int = 10_000, repeat: bool = False,
                   start_batch: int = 0, drop_remainder: bool | None = None, augmentation: str = CIFAR,
-                  encoding: str = PIXELS, failures: DecodeFailures | None = None) -> tf.data.Dataset:
+                  encoding: str = PIXELS, failures: DecodeFailures | None = None,
+                  rows: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Batches of (normalised float images, int32 labels), one resolution per batch.
 
     Training: shuffled (seeded), augmented (`augmentation`: imagenet, cifar or none), each
@@ -140,9 +141,18 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
     skipped and recorded in `failures`: in training its row of the batch repeats another
     image of the same batch (batch i stays batch i, so resume stays exact); in evaluation
     it is left out.
+
+    `rows=(start, stop)` (training): only rows [start, stop) of every batch, the share of one
+    worker of a multi-worker run; the other examples are dropped before they are read,
+    decoded or augmented, and the rows kept are exactly those of the whole batch.
     """
     if batch_size <= 0:
         raise OfaError(f"batch_size={batch_size}: expected a positive number")
+    if rows is not None and not (training and 0 <= rows[0] < rows[1] <= batch_size):
+        raise OfaError(f"rows={rows}: expected 0 <= start < stop <= batch_size={batch_size}, in training")
+    if rows is not None and not repeat and int(dataset.cardinality()) < 0:
+        raise OfaError(f"rows={rows}: a stream of unknown length must repeat (its last partial batch would "
+                       "split unevenly over the workers)")
     check_augment(augmentation)
     if encoding not in ENCODINGS:
         raise OfaError(f"encoding={encoding!r}: expected one of {list(ENCODINGS)}")
@@ -154,11 +164,23 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
         if repeat:
             ds = ds.repeat()
         ds = ds.enumerate().skip(int(start_batch) * batch_size)
+    kept = batch_size
+    if rows is not None:
+        if not repeat:  # whole batches only, as drop_remainder keeps them
+            remaining = max(int(dataset.cardinality()) - int(start_batch) * batch_size, 0)
+            ds = ds.take(remaining // batch_size * batch_size)
+        ds = ds.filter(lambda i, example: _in_rows(i % batch_size, rows))
+        kept = rows[1] - rows[0]
     if encoding == PIXELS and augmentation != IMAGENET:
-        return _batch_then_resize(ds, batch_size, sizes, training, seed, start_batch, drop, augmentation)
+        return _batch_then_resize(ds, kept, sizes, training, seed, start_batch, drop, augmentation)
     if not training:
         ds = ds.enumerate()
-    return _resize_then_batch(ds, batch_size, sizes, training, seed, drop, augmentation, encoding, failures)
+    return _resize_then_batch(ds, kept, sizes, training, seed, drop, augmentation, encoding, failures,
+                              global_batch=batch_size)
+
+
+def _in_rows(row: tf.Tensor, rows: tuple[int, int]) -> tf.Tensor:
+    return tf.logical_and(row >= rows[0], row < rows[1])
 
 
 def _batch_then_resize(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, training: bool, seed: int,
@@ -186,14 +208,15 @@ def _batch_then_resize(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, t
 
 def _resize_then_batch(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, training: bool, seed: int,
                        drop: bool, augmentation: str, encoding: str,
-                       failures: DecodeFailures | None) -> tf.data.Dataset:
+                       failures: DecodeFailures | None, global_batch: int) -> tf.data.Dataset:
     """Images of any size (or ImageNet crops): each decoded and cropped / resized to its
-    batch's size, then batched. Elements are (global index, (image, label))."""
+    batch's size, then batched. Elements are (global index, (image, label)); `batch_size`
+    rows of each batch of `global_batch` are here (fewer for a worker's share)."""
     encoded = encoding != PIXELS
     seed64 = tf.cast(seed, tf.int64)
 
     def size_of(index):
-        return batch_resolution(index // batch_size, sizes, seed) if training else sizes[-1]
+        return batch_resolution(index // global_batch, sizes, seed) if training else sizes[-1]
 
     def load(index, example):
         data, label = example

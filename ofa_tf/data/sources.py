@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf import io as files
 from ofa_tf.data.decode import BYTES, FILE, PIXELS
 from ofa_tf.errors import OfaError
 
@@ -104,11 +105,11 @@ def check_dataset_spec(spec: str, setting: str = "dataset") -> tuple[str, str]:
     if kind == "tfrecord":
         _check_tfrecords(where, f"{setting}={spec}")
         return kind, where
-    if kind == "npz" and not os.path.isfile(where):
-        raise OfaError(f"{setting}={spec}: no such file" if not os.path.exists(where) else
+    if kind == "npz" and not files.isfile(where):
+        raise OfaError(f"{setting}={spec}: no such file" if not files.exists(where) else
                        f"{setting}={spec}: not a file")
-    if kind == "idx" and not os.path.isdir(where):
-        raise OfaError(f"{setting}={spec}: no such directory" if not os.path.exists(where) else
+    if kind == "idx" and not files.isdir(where):
+        raise OfaError(f"{setting}={spec}: no such directory" if not files.exists(where) else
                        f"{setting}={spec}: not a directory")
     return kind, where
 
@@ -157,10 +158,18 @@ def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> tuple[np
 
 
 def _read_npz(path: str):
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         raise OfaError(f"npz:{path}: no such file")
     try:
-        with open(path, "rb") as f:
+        with files.local_copy(path) as local:  # (a URL: copied to a local file first)
+            return _read_local_npz(path, local)
+    except OSError as e:
+        raise OfaError(f"npz:{path}: cannot read ({e.strerror})") from None
+
+
+def _read_local_npz(path: str, local: str):
+    try:
+        with open(local, "rb") as f:
             head = f.read(len(_NPY_MAGIC))
     except OSError as e:
         raise OfaError(f"npz:{path}: cannot read ({e.strerror})") from None
@@ -168,7 +177,7 @@ def _read_npz(path: str):
         what = "a single-array .npy file" if head == _NPY_MAGIC else f"it starts with {head[:4]!r}"
         raise OfaError(f"npz:{path}: not a NumPy .npz archive ({what})")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(local, allow_pickle=False) as data:
             missing = [k for k in ("x_train", "y_train") if k not in data]
             if missing:
                 raise OfaError(f"npz:{path}: missing array {missing[0]!r}; expected x_train, y_train, x_test, y_test")
@@ -185,12 +194,12 @@ _IDX_FILES = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-
 
 
 def _read_idx(directory: str):
-    if not os.path.isdir(directory):
+    if not files.isdir(directory):
         raise OfaError(f"idx:{directory}: no such directory")
     arrays = {}
     for key, filename in _IDX_FILES.items():
         path = os.path.join(directory, filename)
-        if not os.path.isfile(path):
+        if not files.isfile(path):
             if key.endswith("test"):
                 arrays[key] = None
                 continue
@@ -203,7 +212,7 @@ def read_idx_file(path: str) -> np.ndarray:
     """One IDX file (gzip or plain): big-endian magic 0x0000080N, N dimension sizes, uint8 data."""
     opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
+        with files.local_copy(path) as local, opener(local, "rb") as f:
             header = f.read(4)
             if len(header) != 4 or header[:2] != b"\x00\x00" or header[2] != 0x08 or not 1 <= header[3] <= 4:
                 raise OfaError(f"{path}: not an IDX file of unsigned bytes (header {header.hex() or 'empty'}; "

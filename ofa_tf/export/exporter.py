@@ -9,7 +9,9 @@ SavedModel, metadata) behind.
 Outputs, for `--output=DIR/NAME.tflite`:
   NAME.tflite          the converted model (float32 input and output in every mode)
   NAME.json            metadata: arch, input contract, normalisation, classes, MACs,
-                       params, accuracy before / after conversion on the validation split,
+                       params, accuracy before / after conversion on the validation split
+                       (`accuracy_checked` false, `accuracy` null when there were no images:
+                       dataset=none, or a run imported from OFA with no dataset given),
                        and for float16 which layers kept float32 weights (`float16`)
   NAME.keras           (formats=keras) the static Keras 3 subnet, BN recalibrated
   NAME_saved_model/    (formats=saved_model) its inference SavedModel
@@ -30,7 +32,7 @@ from absl import logging
 
 from ofa_tf.data import PIXELS, check_dataset_spec, make_pipeline
 from ofa_tf.errors import OfaError
-from ofa_tf.io import unwritable_reason, write_bytes
+from ofa_tf.io import absolute, is_url, publish_tree, unwritable_reason, write_bytes
 from ofa_tf.export.calibration import INT8_CALIBRATIONS, check_int8_calibration
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
 from ofa_tf.export import qat
@@ -38,6 +40,7 @@ from ofa_tf.export.tflite import (MODES_NEEDING_DATA, QUANTIZE_MODES, TFLiteClas
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
 from ofa_tf.runs.config import setting
+from ofa_tf.runs.data_free import NO_DATASET, check_dataset, require_dataset, resolve_dataset
 from ofa_tf.runs.directory import RunDirectory, check_split
 from ofa_tf.spaces import Arch
 from ofa_tf.training.bn_recalibration import recalibrate_bn
@@ -45,7 +48,7 @@ from ofa_tf.training.bn_recalibration import recalibrate_bn
 FORMATS = ("tflite", "keras", "saved_model")
 METADATA_VERSION = 1
 # counts that must be positive when given (None: the default)
-POSITIVE_COUNTS = ("bn_calibration_images", "representative_images", "float16_check_images", "max_eval_images",
+POSITIVE_COUNTS = ("representative_images", "float16_check_images", "max_eval_images",
                    "qat_steps_per_epoch", "qat_batch_size")
 
 
@@ -61,11 +64,13 @@ class ExportOptions:
                             "then int8).", QUANTIZATION)
     formats: tuple[str, ...] = setting(("tflite",), f"Files to write besides the metadata JSON: any of "
                                        f"{list(FORMATS)}.", OUTPUT)
-    dataset: str | None = setting(None, "Data for BN recalibration, int8 calibration, QAT and accuracy (default: "
-                                  "the run's own dataset); 'none' skips recalibration and accuracy.", DATA)
+    dataset: str | None = setting(None, "Data for BN recalibration, int8 calibration, QAT and accuracy, with the "
+                                  "supernet's classes (default: the run's own dataset; a run imported from OFA has "
+                                  "none here); 'none' skips recalibration and accuracy. Without data the model is "
+                                  "written with the checkpoint's BN statistics and no accuracy is checked.", DATA)
     split: str = setting("validation", "Where accuracy is measured: validation or test.", DATA)
-    bn_calibration_images: int | None = setting(None, "Images for BN recalibration (default: the run's setting).",
-                                                DATA)
+    bn_calibration_images: int | None = setting(None, "Images for BN recalibration (default: the run's setting); 0 "
+                                                "keeps the checkpoint's BN statistics.", DATA)
     representative_images: int = setting(500, "Training images that calibrate full-int8 ranges.", QUANTIZATION)
     int8_calibration: str = setting(
         "mse", f"Full-int8 activation ranges, one of {list(INT8_CALIBRATIONS)}: mse fits each range to the least "
@@ -122,6 +127,9 @@ def check_request(output: str, options: ExportOptions) -> None:
         value = getattr(options, name)
         if value is not None and not value > 0:
             raise OfaError(f"{name}={value}: expected a positive number")
+    if options.bn_calibration_images is not None and not options.bn_calibration_images >= 0:
+        raise OfaError(f"bn_calibration_images={options.bn_calibration_images}: expected an integer >= 0 (0: keep "
+                       "the checkpoint's BN statistics)")
     if not options.seed >= 0:
         raise OfaError(f"seed={options.seed}: expected an integer >= 0")
     qat.check_fine_tuning(options.qat_epochs, options.qat_steps_per_epoch, options.qat_learning_rate,
@@ -137,24 +145,47 @@ def check_request(output: str, options: ExportOptions) -> None:
     check_split(options.split)
 
 
+def check_data(directory: RunDirectory, options: ExportOptions) -> str | None:
+    """The data spec the export uses (None: none; `data_free.resolve_dataset`), checked
+    against the run before the model loads: a given dataset's class count, and a mode that
+    needs training images when there are none."""
+    saved = directory.read()
+    spec = resolve_dataset(saved, options.dataset)
+    if spec is None and options.quantize in MODES_NEEDING_DATA:
+        if options.dataset == NO_DATASET:
+            need = "a representative dataset" if options.quantize == "int8" else "fine-tuning data"
+            raise OfaError(f"quantize={options.quantize} needs training images ({need}) but dataset=none")
+        require_dataset(saved, options.dataset, directory.path, f"quantize={options.quantize}")
+    check_dataset(options.dataset, saved)
+    return spec
+
+
 def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOptions = ExportOptions()
                   ) -> dict[str, Any]:
     """Exports one subnet of the run in `model_dir`; returns the metadata it wrote."""
     check_request(output, options)
     directory = RunDirectory(model_dir)
     arch: Arch = directory.read_trained().space.parse_arch(arch_spec, rng=options.seed)  # before the model loads
+    spec = check_data(directory, options)
     supernet, saved = directory.load_supernet()
     started = time.time()
 
     subnet = supernet.get_subnet(arch)
     res = arch.resolution
     data = evaluation = train_split = None
-    n_calibration = options.bn_calibration_images or saved.config.bn_calibration_images
-    if options.dataset != "none":
+    n_calibration = (saved.config.bn_calibration_images if options.bn_calibration_images is None
+                     else options.bn_calibration_images)
+    if spec is not None:
         data = directory.evaluation_data(saved, res, split=options.split, max_images=options.max_eval_images,
-                                         bn_calibration_images=n_calibration, dataset=options.dataset)
-        recalibrate_bn(subnet, data.calibration, n_calibration)
+                                         bn_calibration_images=n_calibration,
+                                         dataset=None if spec == saved.config.dataset else spec)
+        if n_calibration:
+            recalibrate_bn(subnet, data.calibration, n_calibration)
         evaluation, train_split = data.evaluation, data.train_split
+    else:
+        why = "dataset=none" if options.dataset == NO_DATASET else (
+            f"model_dir={model_dir} is imported with no training data here and no dataset was given")
+        logging.warning("no accuracy was checked (%s): the export keeps the checkpoint's BN statistics", why)
     seed = saved.config.seed
     image_options = dict(augmentation=saved.config.augmentation, encoding=data.source.encoding if data else PIXELS)
 
@@ -181,7 +212,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
                                                             options.verbose)
         else:
             if checks_float16:
-                logging.warning("quantize=float16 with dataset=none: no images to check float16_max_diff "
+                logging.warning("quantize=float16 with no dataset: no images to check float16_max_diff "
                                 "on; every weight is float16")
             representative = None
             if options.quantize == "int8" and train_split is not None:
@@ -213,10 +244,11 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         "macs": cost["macs"], "params": cost["params"],
         "tflite_bytes": len(tflite_bytes),
         "bn_recalibration_images": n_calibration if data is not None else 0,
+        "accuracy_checked": comparison is not None,
         "accuracy": None if comparison is None else {"split": options.split, **comparison},
         "qat": {"epochs": options.qat_epochs, "steps_per_epoch": qat_steps, "learning_rate": options.qat_learning_rate,
                 "distillation": options.qat_distillation, **qat_history} if options.quantize == "qat" else None,
-        "source": {"model_dir": os.path.abspath(model_dir),
+        "source": {"model_dir": absolute(model_dir),
                    "checkpoint": os.path.basename(checkpoint) + ".weights.h5" if checkpoint else None,
                    "dataset": None if data is None else data.source.name},
         "files": {k: os.path.basename(v) for k, v in paths.items()},
@@ -228,9 +260,10 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
 
 def _write_all(paths: dict[str, str], tflite_bytes: bytes, subnet: keras.Model, metadata: dict[str, Any],
                started: float) -> None:
-    """Writes every file to a temporary name first, then renames them all."""
+    """Writes every file to a temporary name first, then renames them all (for a URL output,
+    the files are made in a local scratch folder, then staged and renamed there one by one)."""
     staged: list[tuple[str, str]] = []
-    directory = os.path.dirname(os.path.abspath(paths["tflite"]))
+    directory = None if is_url(paths["tflite"]) else os.path.dirname(os.path.abspath(paths["tflite"]))
     scratch = tempfile.mkdtemp(prefix=".tmp-export-", dir=directory)
     try:
         def stage(key: str, write) -> None:
@@ -246,9 +279,7 @@ def _write_all(paths: dict[str, str], tflite_bytes: bytes, subnet: keras.Model, 
         metadata["export_seconds"] = round(time.time() - started, 1)
         stage("metadata", lambda p: write_bytes(p, json.dumps(metadata, indent=1).encode()))
         for tmp, final in staged:
-            if os.path.isdir(final) and not os.path.islink(final):
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            publish_tree(tmp, final)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -8,8 +8,7 @@ module sits below them and imports none of them. It uses the LiteRT interpreter
 
 from __future__ import annotations
 
-import os
-
+from ofa_tf import io
 from ofa_tf.errors import OfaError
 from ofa_tf.native_logs import quiet_native_logs
 
@@ -22,15 +21,19 @@ TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of eve
 def check_tflite_file(path: str) -> None:
     """`path` is a file that starts like a TFLite model (read 8 bytes; nothing is loaded):
     a wrong file is named before any work, not by the interpreter after it."""
-    if not os.path.isfile(path):
-        raise OfaError(f"{path}: no such .tflite file" if not os.path.exists(path) else f"{path}: not a file")
+    if not io.isfile(path):
+        raise OfaError(f"{path}: no such .tflite file" if not io.exists(path) else f"{path}: not a file")
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
+        head = io.read_bytes(path)[:8] if io.is_url(path) else _head(path)
     except OSError as e:
         raise OfaError(f"{path}: cannot read ({e.strerror})") from None
     if head[4:8] != TFLITE_IDENTIFIER:
         raise OfaError(f"{path}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier)")
+
+
+def _head(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(8)
 
 
 def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack",
@@ -46,6 +49,8 @@ def make_interpreter(model: str | bytes, num_threads: int = 1, op_resolver: str 
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
     if isinstance(model, str):
         check_tflite_file(model)
+        if io.is_url(model):  # the interpreter reads local files only
+            source = {"model_content": io.read_bytes(model)}
     try:
         with quiet_native_logs():
             return Interpreter(**source, num_threads=num_threads, experimental_op_resolver_type=resolver,

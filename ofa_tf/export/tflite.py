@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import logging
 
 from ofa_tf.errors import OfaError
+from ofa_tf.evaluation import inference_logits
 from ofa_tf.export.calibration import convert_int8
 from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.export.interpreter import make_interpreter
@@ -163,7 +164,7 @@ def compare_on(keras_model: keras.Model, tflite_model: TFLiteClassifier, batches
     max_diff = 0.0
     for images, labels in batches:
         images, labels = np.asarray(images), np.asarray(labels)
-        a = np.asarray(keras_model(images, training=False))
+        a = inference_logits(keras_model, tf.convert_to_tensor(images)).numpy()
         b = tflite_model(images)
         pa, pb = a.argmax(-1), b.argmax(-1)
         right_keras += int((pa == labels).sum())

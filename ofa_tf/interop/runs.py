@@ -5,7 +5,8 @@ with the space (OFA's padding, no head bias), kernel_mode=transform, 1000 ImageN
 dataset `tfds:imagenet2012` (what it was trained on) and method `tofa` (recorded only: no
 training happened here; it is the method meant to go on from such a supernet, and builds no
 frozen teacher), plus one checkpoint at step 0 holding every tensor. `tools.evaluate`, `tools.search`,
-`tools.export_tflite` and `tools.build_lut` read it like any trained run.
+`tools.export_tflite` and `tools.build_lut` read it like any trained run, except that the
+recorded dataset is never read: tools that need images take `--dataset` (`ofa_tf.runs.data_free`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ofa_tf.data import MEAN, STD
 from ofa_tf.errors import OfaError
 from ofa_tf.interop.mapping import export_state_dict, import_state_dict
 from ofa_tf.interop.nets import IMAGENET_CLASSES, KERNEL_MODE, OfaNet, net_of_space, ofa_space
+from ofa_tf import io
 from ofa_tf.io import write_json
 from ofa_tf.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, RunDirectory, build_model
 from ofa_tf.runs.checkpoints import write_weights_checkpoint
@@ -53,7 +55,7 @@ def build_imported_model(net: OfaNet) -> tuple[OnceForAllModel, dict]:
 def check_new_run_dir(model_dir: str) -> None:
     """`model_dir` can hold a new run: absent or an empty directory, and writable."""
     RunDirectory(model_dir).check_writable()
-    if os.path.isdir(model_dir) and os.listdir(model_dir):
+    if io.isdir(model_dir) and io.listdir(model_dir):
         raise OfaError(f"model_dir={model_dir}: not empty (an imported run needs a new directory)")
 
 
@@ -66,15 +68,20 @@ def import_run(state: dict[str, np.ndarray], net: OfaNet, model_dir: str, source
     check_new_run_dir(model_dir)
     model, raw = build_imported_model(net)
     import_state_dict(model, state, net, source)
-    parent = os.path.dirname(os.path.abspath(model_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-import-", dir=parent)
+    parent = None if io.is_url(model_dir) else os.path.dirname(os.path.abspath(model_dir))
+    if parent is not None:
+        os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-import-", dir=parent)  # a URL: made locally, then copied there
     try:
         base = write_weights_checkpoint(os.path.join(tmp, CHECKPOINT_DIR), model)
         write_json(os.path.join(tmp, CONFIG_FILE), raw)
-        if os.path.isdir(model_dir):
-            os.rmdir(model_dir)  # empty (checked above)
-        os.replace(tmp, model_dir)
+        if io.is_url(model_dir):
+            io.publish_tree(tmp, model_dir)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            if os.path.isdir(model_dir):
+                os.rmdir(model_dir)  # empty (checked above)
+            os.replace(tmp, model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

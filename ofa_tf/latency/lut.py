@@ -27,12 +27,10 @@ File format (JSON): {"format_version", "space" (SearchSpace config), "num_classe
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any, Mapping
 
 from ofa_tf.errors import OfaError
-from ofa_tf.io import write_json
+from ofa_tf.io import isfile, read_json, write_json
 from ofa_tf.spaces import Arch, SearchSpace
 from ofa_tf.spaces.walk import IMAGE_CHANNELS, plan
 
@@ -229,11 +227,10 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str) -> "LatencyTable":
         """Reads a table written by `save` / ofa-build-lut; OfaError when it is not one."""
-        if not os.path.isfile(path):
+        if not isfile(path):
             raise OfaError(f"latency table {path}: no such file")
         try:
-            with open(path) as f:
-                data = json.load(f)
+            data = read_json(path)
             if data.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"format_version {data.get('format_version')!r}")
             space = SearchSpace.from_config(data["space"])

@@ -19,10 +19,15 @@ class ElasticBatchNormalization(ElasticLayer):
     statistics are re-estimated by BN recalibration before evaluation or export. In
     training mode only the active part of the moving statistics is updated.
 
-    Defaults follow OFA: momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5.
+    Defaults follow OFA: momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5. Under a
+    mixed-precision policy it normalises in float32 and returns the layer's compute dtype.
     """
 
     def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs: Any):
+        # No autocast (of the inputs here, of the variables in `build`): under a mixed-precision
+        # policy the statistics, gamma and beta are read as the float32 they are stored in, and
+        # `call` normalises in float32.
+        kwargs["autocast"] = False
         super().__init__(**kwargs)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -30,8 +35,8 @@ class ElasticBatchNormalization(ElasticLayer):
     def build(self, input_shape):
         self.max_channels = int(input_shape[-1])
         shape = (self.max_channels,)
-        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones", autocast=False)
+        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros", autocast=False)
         # ON_READ / MEAN so that updates made inside tf.cond under tf.distribute are legal
         # (per-replica values, averaged when read); otherwise an update inside `tf.cond` under a
         # strategy is a merge_call error.
@@ -40,11 +45,16 @@ class ElasticBatchNormalization(ElasticLayer):
 
     def _statistic(self, name: str, initializer: str, shape: tuple[int]) -> keras.Variable:
         variable = keras.Variable(initializer, shape=shape, dtype=self.variable_dtype, trainable=False,
-                                  aggregation="mean", synchronization="on_read", name=name)
+                                  aggregation="mean", synchronization="on_read", name=name, autocast=False)
         self._track_variable(variable)
         return variable
 
     def call(self, inputs, training=None):
+        compute_dtype = inputs.dtype
+        inputs = tf.cast(inputs, tf.float32)  # a no-op in float32; 16-bit moments overflow or lose digits
+        return tf.cast(self._normalize(inputs, training), compute_dtype)
+
+    def _normalize(self, inputs, training):
         channels = channels_of(inputs)
         gamma, beta = self.gamma.value[:channels], self.beta.value[:channels]
         if training:

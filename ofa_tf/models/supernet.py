@@ -127,8 +127,10 @@ class Supernet(keras.Model):
                                                      else None))
 
     # ------------------------------------------------------------------ elastic forward
-    def call(self, inputs, arch=None, training=None):
-        """Runs the subnet `arch` (default: the max net) on `inputs`.
+    def call(self, inputs, arch=None, training=None, dropout=True):
+        """Runs the subnet `arch` (default: the max net) on `inputs`; `dropout=False` skips
+        the classifier's dropout in training mode too (a Python bool: subnets of methods that
+        give dropout to the max net only).
 
         `arch=None` runs the max net on the whole weights, with no slicing and no per-block
         `tf.cond`: the same numbers as the max arch's tensor, in a graph that traces and
@@ -149,8 +151,9 @@ class Supernet(keras.Model):
         if self.head_conv is not None:
             x = head_act(self.head_conv(x, out_channels=choose(lay.head_width)))
         x = tf.reshape(x, (-1, tf.shape(x)[-1]))
-        x = self.dropout(x, training=training)
-        return self.classifier(x)
+        if dropout:
+            x = self.dropout(x, training=training)
+        return tf.cast(self.classifier(x), tf.float32)  # float32 logits (and losses) under mixed precision
 
     # ------------------------------------------------------------------ static extraction
     def get_subnet(self, arch: Any, name: str | None = None) -> keras.Model:

@@ -5,11 +5,13 @@ A checkpoint at global step N is three files in `checkpoints/`: `ckpt-N.weights.
 two}); each is written atomically and the manifest last, so a checkpoint exists only once
 complete, and one damaged later (a truncated copy, a torn disk write) fails its checksum:
 `verify_checkpoint` says why, and readers fall back to the newest one that verifies.
+
+The folder may be a URL (`ofa_tf.io`): Keras and NumPy write local temporary files that are
+then staged and renamed there, and read local copies of them.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import tempfile
@@ -18,7 +20,8 @@ import keras
 import numpy as np
 
 from ofa_tf.errors import OfaError
-from ofa_tf.io import atomic_write, file_sha256, read_json, write_json
+from ofa_tf import io
+from ofa_tf.io import atomic_write, file_sha256, local_copy, read_json, write_json
 from ofa_tf.training.record import SampledRecord
 
 
@@ -35,7 +38,7 @@ def verify_checkpoint(base: str) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return "its manifest .json is unreadable"
     for suffix in CHECKPOINT_FILES:
-        if not os.path.isfile(base + suffix):
+        if not io.isfile(base + suffix):
             return f"{os.path.basename(base) + suffix} is missing"
         expected = (manifest.get("sha256") or {}).get(suffix)
         if expected is not None and file_sha256(base + suffix) != expected:
@@ -72,7 +75,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def save(self, step: int) -> None:
         directory = self.directory if self.chief else tempfile.mkdtemp(prefix=".worker-")
-        os.makedirs(directory, exist_ok=True)
+        io.makedirs(directory)
         base = os.path.join(directory, f"ckpt-{step:08d}")
         atomic_write(base + ".weights.h5", self.model.save_weights)
         state = {f"v{i:05d}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
@@ -85,20 +88,20 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.record.save(os.path.dirname(self.directory))
         manifest = {suffix: file_sha256(base + suffix) for suffix in CHECKPOINT_FILES}
         write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step, "sha256": manifest})
-        for old in sorted(glob.glob(os.path.join(self.directory, "ckpt-*.json")))[:-self.keep]:
-            for path in glob.glob(old[:-len(".json")] + ".*"):
-                os.remove(path)
+        for old in io.glob(os.path.join(self.directory, "ckpt-*.json"))[:-self.keep]:
+            for path in io.glob(old[:-len(".json")] + ".*"):
+                io.remove(path)
 
 
 def remove_incomplete_checkpoints(directory: str) -> list[str]:
     """Removes checkpoint files whose manifest was never written (their process was killed
     while saving); returns their names. Call it only while holding the run's lock."""
     removed = []
-    for path in sorted(glob.glob(os.path.join(directory, "ckpt-*.*"))):
+    for path in io.glob(os.path.join(directory, "ckpt-*.*")):
         name = os.path.basename(path)
         base = os.path.join(directory, name.split(".", 1)[0])
-        if not path.endswith(".json") and not os.path.exists(base + ".json"):
-            os.remove(path)
+        if not path.endswith(".json") and not io.exists(base + ".json"):
+            io.remove(path)
             removed.append(name)
     return removed
 
@@ -114,9 +117,11 @@ def restore_checkpoint(model: keras.Model, base: str) -> int:
     """Loads a `RunCheckpoint` into a compiled model; returns the global step it was taken
     at. Raises OfaError when it does not fit the model."""
     try:
-        model.load_weights(base + ".weights.h5")
-        model.optimizer.build(model.supernet_trainable_variables)
-        with np.load(base + ".optimizer.npz") as saved:
+        with local_copy(base + ".weights.h5") as weights:
+            model.load_weights(weights)
+        if not model.optimizer.built:  # building twice adds variables (LossScaleOptimizer's scale)
+            model.optimizer.build(model.supernet_trainable_variables)
+        with local_copy(base + ".optimizer.npz") as optimizer, np.load(optimizer) as saved:
             values = [saved[k] for k in sorted(saved.files) if k.startswith("v")]
             random_states = [saved[k] for k in sorted(saved.files) if k.startswith("rng")]
         if len(values) != len(model.optimizer.variables):
@@ -141,7 +146,7 @@ def write_weights_checkpoint(directory: str, model: keras.Model, step: int = 0) 
 
     For runs whose weights come from elsewhere (`ofa_tf.interop`): every reader of a
     trained run accepts it; resuming training from it is not meant."""
-    os.makedirs(directory, exist_ok=True)
+    io.makedirs(directory)
     base = os.path.join(directory, f"ckpt-{step:08d}")
     atomic_write(base + ".weights.h5", model.save_weights)
     atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp))

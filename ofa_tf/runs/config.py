@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from typing import Any
 
 from ofa_tf.data.pipeline import (AUGMENTATIONS, IMAGENET_MIN_SIZE, check_augment, check_validation_fraction,
@@ -21,15 +20,18 @@ from ofa_tf.data.semi_supervised import REST
 from ofa_tf.data.sources import check_dataset_spec, check_label_offset
 from ofa_tf.distribute import STRATEGIES, check_strategy
 from ofa_tf.errors import OfaError
-from ofa_tf.io import unwritable_reason
+from ofa_tf.io import isdir, isfile, unwritable_reason
 from ofa_tf.layers import KERNEL_MODES, check_kernel_mode
 from ofa_tf.models.supernet import check_dropout
 from ofa_tf.spaces import SPACES, get_space
 from ofa_tf.training import LR_SCHEDULES, PRESETS, build_method
 from ofa_tf.training.model import check_loss_settings
+from ofa_tf.training.precision import PRECISIONS, check_precision
 
 # settings a resumed run may change: how it runs, not what it computes
 RESUMABLE_CHANGES = frozenset({"strategy", "checkpoint_every_steps"})
+# what a run saved before a setting existed computed: its value there (not today's default)
+LEGACY_VALUES = {"weight_decay_form": "decoupled"}
 MIN_IMAGE_SIZE = 8
 
 SPACE, DATA, SCHEDULE, OPTIMIZER, METHOD, TRANSFER = ("space", "data", "schedule", "optimizer", "method",
@@ -52,7 +54,7 @@ def setting(default: Any, help: str, group: str, path: str | None = None,  # noq
 def check_init_checkpoint_path(path: str) -> None:
     """`init_checkpoint` names a run directory or a `.weights.h5` file (what is in it is
     checked against the run by `check_init_checkpoint`, once the dataset's classes are known)."""
-    if not (os.path.isdir(path) or (path.endswith(".weights.h5") and os.path.isfile(path))):
+    if not (isdir(path) or (path.endswith(".weights.h5") and isfile(path))):
         raise OfaError(f"init_checkpoint={path}: expected a training run directory or a .weights.h5 file")
 
 
@@ -91,18 +93,36 @@ class RunConfig:
     seed: int = setting(0, "Seed of data order, augmentation and subnet sampling.", SCHEDULE)
     strategy: str = setting("default", f"tf.distribute strategy: one of {list(STRATEGIES)} (multi_worker reads "
                             "the cluster from TF_CONFIG; see BUILD.md).", SCHEDULE)
-    learning_rate: float = setting(0.05, "Peak learning rate of the cosine schedule.", OPTIMIZER)
-    lr_warmup_epochs: float = setting(0.0, "Linear LR warmup at the start of the run (or of each phase with "
-                                      "lr_schedule=phase), in epochs.", OPTIMIZER)
-    lr_schedule: str = setting(
-        "run", "run: one cosine decay over the whole run (DεpS, BigNAS, fOFA); phase: the cosine restarts at every "
-        "phase start (OFA's scripts). Either way a phase's LR scale applies.", OPTIMIZER)
+    learning_rate: float | None = setting(
+        None, "Peak learning rate of the cosine schedule (default: the method's rate per 256 images x "
+        "batch_size / 256: deps, ofa, compofa, fofa, full 0.325; bignas 0.1; tofa 0.08).", OPTIMIZER)
+    lr_warmup_epochs: float | None = setting(
+        None, "Linear LR warm-up from 0 at the start of the run, in epochs; replaces the method's warm-ups "
+        "(bignas: 5/360 of the run; ofa, compofa: 5/125 of each phase that has one; others none); 0: none.",
+        OPTIMIZER)
+    lr_schedule: str | None = setting(
+        None, "run: one cosine decay over the whole run (DεpS, BigNAS, fOFA); phase: the cosine restarts at every "
+        "phase start (OFA's and CompOFA's scripts; their default). Either way a phase's LR scale applies.",
+        OPTIMIZER)
     momentum: float = setting(0.9, "SGD Nesterov momentum, in [0, 1).", OPTIMIZER)
-    weight_decay: float = setting(3e-5, "Decoupled weight decay (not on BN or biases), >= 0.", OPTIMIZER)
+    weight_decay: float | None = setting(
+        None, "Weight decay (not on BN or biases), >= 0 (default: the method's; bignas, tofa 1e-5, others 3e-5).",
+        OPTIMIZER)
+    weight_decay_form: str | None = setting(
+        None, "coupled: L2 added to the gradient before momentum, as PyTorch SGD (every preset's default); "
+        "decoupled: w -= lr * weight_decay * w after Keras SGD's momentum step.", OPTIMIZER)
     grad_clip: float | None = setting(
-        None, "Global gradient-norm clip (default: the method's; BigNAS 1.0).", OPTIMIZER)
+        None, "Gradient clip threshold (default: the method's: bignas 1.0 by value, fofa 1.0 by norm); alone on a "
+        "method that does not clip, clips by norm.", OPTIMIZER)
+    grad_clip_mode: str | None = setting(
+        None, "value: clip each gradient element to [-grad_clip, grad_clip]; norm: the global norm; none. Applied "
+        "to the replicas' averaged gradient (default: the method's).", OPTIMIZER)
     label_smoothing: float = setting(0.1, "Label smoothing of the label losses, in [0, 1).", OPTIMIZER)
     dropout: float = setting(0.1, "Dropout before the classifier, in [0, 1).", OPTIMIZER)
+    mixed_precision: str = setting(
+        "none", f"Compute precision: one of {list(PRECISIONS)}. bfloat16 / float16: the layers compute in 16 bits "
+        "while weights, BN statistics, logits and losses stay float32 (Keras mixed policies; float16 with dynamic "
+        "loss scaling); checkpoints, evaluation and exports are float32.", OPTIMIZER)
     warmup_fraction: float | None = setting(
         None, "P_fm: share of the run that trains the full model only (DεpS 0.5, fOFA 5/185, OFA/CompOFA the "
         "teacher's share).", METHOD)
@@ -156,6 +176,11 @@ class RunConfig:
             values["image_size"] = tuple(int(s) for s in values["image_size"])
         return cls(**values)
 
+    def optimizer_overrides(self) -> dict[str, Any]:
+        """The optimizer settings `build_method` takes (None: the method's)."""
+        return dict(grad_clip=self.grad_clip, grad_clip_mode=self.grad_clip_mode, weight_decay=self.weight_decay,
+                    weight_decay_form=self.weight_decay_form, lr_schedule=self.lr_schedule)
+
     @property
     def augmentation(self) -> str:
         """The augmentation the run uses: `augment`, or the default for its image sizes."""
@@ -179,12 +204,13 @@ class RunConfig:
         check_dropout(self.dropout)
         check_loss_settings(self.kd_temperature, self.label_smoothing, self.fixmatch_threshold, self.unlabelled_weight)
         check_augment(self.augment)
+        check_precision(self.mixed_precision)
         self._check_data()
         space = get_space(self.space, self.width_mult, self.image_size)
         build_method(self.method, space, steps_per_epoch=self.steps_per_epoch or 1, epochs=self.epochs,
                      warmup_fraction=self.warmup_fraction, epsilon_start=self.epsilon_start,
                      epsilon_ramp_epochs=self.epsilon_ramp_epochs, epsilon_mode=self.epsilon_mode,
-                     num_subnets=self.num_subnets, clipnorm=self.grad_clip)
+                     num_subnets=self.num_subnets, **self.optimizer_overrides())
         return self
 
     def _check_data(self) -> None:
@@ -213,17 +239,20 @@ class RunConfig:
                                           f"{name}={getattr(self, name)}: expected a positive number")
         sizes = ",".join(str(s) for s in self.image_size)
         return [
-            (self.lr_schedule in LR_SCHEDULES,
+            (self.lr_schedule is None or self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}"),
             (bool(self.image_size) and min(self.image_size) >= MIN_IMAGE_SIZE,
              f"image_size={sizes}: expected sizes >= {MIN_IMAGE_SIZE}"),
             positive("epochs"), optional_positive("steps_per_epoch"), positive("batch_size"),
-            positive("learning_rate"), optional_positive("checkpoint_every_steps"), positive("bn_calibration_images"),
+            optional_positive("learning_rate"), optional_positive("checkpoint_every_steps"),
+            positive("bn_calibration_images"),
             optional_positive("grad_clip"),
             (self.seed >= 0, f"seed={self.seed}: expected an integer >= 0"),
-            (0 <= self.lr_warmup_epochs < math.inf, f"lr_warmup_epochs={self.lr_warmup_epochs}: expected >= 0"),
+            (self.lr_warmup_epochs is None or 0 <= self.lr_warmup_epochs < math.inf,
+             f"lr_warmup_epochs={self.lr_warmup_epochs}: expected >= 0"),
             (0 <= self.momentum < 1, f"momentum={self.momentum}: expected a value in [0, 1)"),
-            (0 <= self.weight_decay < math.inf, f"weight_decay={self.weight_decay}: expected >= 0"),
+            (self.weight_decay is None or 0 <= self.weight_decay < math.inf,
+             f"weight_decay={self.weight_decay}: expected >= 0"),
             (self.labelled_per_class >= 0,
              f"labelled_per_class={self.labelled_per_class}: expected >= 0 (0 keeps every label)"),
             (self.unlabelled_ratio >= 1, f"unlabelled_ratio={self.unlabelled_ratio}: expected a positive integer"),

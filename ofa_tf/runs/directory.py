@@ -13,22 +13,25 @@ Layout (`model_dir`):
 a model, so a tool rejects a directory with no trained supernet before any heavy work;
 `load_supernet()` builds the model at the last checkpoint, and `evaluation_data()` the
 BN-calibration and evaluation batches every tool that measures subnets uses.
+
+`model_dir` may be a URL (`gs://bucket/run`, `ram://...`): every file goes through
+`ofa_tf.io`, i.e. `tf.io.gfile` (docs/training.md, "Run directories in a bucket").
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from typing import Any
 
 from absl import logging
 import tensorflow as tf
 
-from ofa_tf.data import (MEAN, STD, DataSource, calibration_images, load_dataset, make_pipeline,
+from ofa_tf.data import (MEAN, PIXELS, STD, DataSource, calibration_images, load_dataset, make_pipeline,
                          split_validation)
+from ofa_tf import io
 from ofa_tf.errors import OfaError
-from ofa_tf.io import read_json, unwritable_reason
+from ofa_tf.io import local_copy, read_json, unwritable_reason
 from ofa_tf.runs.checkpoints import verify_checkpoint
 from ofa_tf.runs.config import RunConfig
 from ofa_tf.runs.model import build_model
@@ -93,7 +96,7 @@ class RunDirectory:
     def checkpoints(self) -> list[str]:
         """Checkpoints with a manifest (written last), oldest first, as base paths
         (`.../ckpt-NNNNNNNN`); `latest_checkpoint` verifies them."""
-        return [p[:-len(".json")] for p in sorted(glob.glob(os.path.join(self.checkpoint_dir, "ckpt-*.json")))]
+        return [p[:-len(".json")] for p in io.glob(os.path.join(self.checkpoint_dir, "ckpt-*.json"))]
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint that verifies (`verify_checkpoint`), or None when there is none.
@@ -106,7 +109,7 @@ class RunDirectory:
             reason = verify_checkpoint(base)
             if reason is None:
                 for name, why in skipped:
-                    key = os.path.join(os.path.abspath(self.checkpoint_dir), name)
+                    key = os.path.join(io.absolute(self.checkpoint_dir), name)
                     if key not in _REPORTED_SKIPS:  # said once per process, however often a tool asks
                         _REPORTED_SKIPS.add(key)
                         logging.warning("checkpoint %s skipped: %s; using %s", name, why, os.path.basename(base))
@@ -119,7 +122,7 @@ class RunDirectory:
 
     # --------------------------------------------------------------------- reading
     def has_config(self) -> bool:
-        return os.path.isfile(self.config_path)
+        return io.isfile(self.config_path)
 
     def check_writable(self) -> None:
         """A run can be written here: the path is a directory or can be created as one (not
@@ -130,8 +133,8 @@ class RunDirectory:
 
     def read_raw(self) -> dict[str, Any]:
         """config.json as a dict; an unreadable one is a one-line error."""
-        if not os.path.isdir(self.path):
-            if os.path.exists(self.path):
+        if not io.isdir(self.path):
+            if io.exists(self.path):
                 raise OfaError(f"model_dir={self.path}: is a file, not a directory")
             raise OfaError(f"model_dir={self.path}: no such directory")
         if not self.has_config():
@@ -179,7 +182,8 @@ class RunDirectory:
         checkpoint = self.trained_checkpoint()
         model = build_model(saved.config, saved.space, saved.num_classes, saved.method)
         try:
-            model.load_weights(checkpoint + ".weights.h5")
+            with local_copy(checkpoint + ".weights.h5") as weights:
+                model.load_weights(weights)
         except (OSError, ValueError) as e:
             raise OfaError(f"checkpoint {checkpoint}.weights.h5 does not match the run's space "
                            f"({str(e).splitlines()[0][:160]})") from None
@@ -193,16 +197,20 @@ class RunDirectory:
 
         The validation split is the run's own (its `validation_fraction` and `seed`), so the
         images were never trained on; `split="test"` uses the dataset's test split. `dataset`
-        replaces the run's dataset spec (same classes expected)."""
+        replaces the run's dataset spec (same classes expected). `bn_calibration_images=0`:
+        no calibration batches (subnets keep the checkpoint's BN statistics)."""
         check_split(split)
         c = saved.config
-        count = bn_calibration_images or c.bn_calibration_images
-        if count <= 0:
-            raise OfaError(f"bn_calibration_images={count}: expected a positive number")
+        count = c.bn_calibration_images if bn_calibration_images is None else bn_calibration_images
+        if count < 0:
+            raise OfaError(f"bn_calibration_images={count}: expected a number >= 0 (0: keep the BN statistics)")
         if max_images is not None and max_images <= 0:
             raise OfaError(f"max_eval_images={max_images}: expected a positive number")
         spec = dataset or c.dataset
         data = load_dataset(spec, c.data_dir, label_offset=c.label_offset if spec.startswith("tfrecord:") else 0)
+        if dataset and data.num_classes != saved.num_classes:
+            raise OfaError(f"dataset={spec}: {data.num_classes} classes, but the supernet's classifier has "
+                           f"{saved.num_classes}")
         train_split, validation_split = split_validation(data.train, c.validation_fraction, c.seed)
         if split == "test" and data.test is None:
             raise OfaError(f"split=test: dataset {data.name} has no test split")
@@ -210,7 +218,8 @@ class RunDirectory:
         if max_images:
             eval_split = eval_split.take(max_images)
         images = dict(augmentation=c.augmentation, encoding=data.encoding)
-        calibration = calibration_images(train_split, resolution, count, c.seed + 1, **images)
-        evaluation = [(x.numpy(), y.numpy()) for x, y in
-                      make_pipeline(eval_split, EVALUATION_BATCH, [resolution], training=False, **images)]
+        calibration = calibration_images(train_split, resolution, count, c.seed + 1, **images) if count else []
+        evaluation = make_pipeline(eval_split, EVALUATION_BATCH, [resolution], training=False, **images)
+        if data.encoding == PIXELS:  # in memory already: decoded once; files are decoded at each pass
+            evaluation = [(x.numpy(), y.numpy()) for x, y in evaluation]  # (ImageNet's 50k at 224 px: 30 GB)
         return EvaluationData(calibration, evaluation, count, train_split, data)

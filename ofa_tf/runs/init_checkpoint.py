@@ -13,6 +13,7 @@ import os
 
 from absl import logging
 
+from ofa_tf import io
 from ofa_tf.errors import OfaError
 from ofa_tf.models import Supernet
 from ofa_tf.runs.config import RunConfig, check_init_checkpoint_path
@@ -39,11 +40,11 @@ def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width
     `load_init_checkpoint` then leaves the classifier fresh)."""
     flag = f"init_checkpoint={path}"
     check_init_checkpoint_path(path)
-    if os.path.isdir(path):
+    if io.isdir(path):
         run_dir, weights = path, None
     else:
-        parent = os.path.dirname(os.path.dirname(os.path.abspath(path)))  # RUN/checkpoints/ckpt-*.weights.h5
-        run_dir, weights = (parent, path) if os.path.isfile(os.path.join(parent, CONFIG_FILE)) else (None, path)
+        parent = os.path.dirname(os.path.dirname(io.absolute(path)))  # RUN/checkpoints/ckpt-*.weights.h5
+        run_dir, weights = (parent, path) if io.isfile(os.path.join(parent, CONFIG_FILE)) else (None, path)
     if run_dir is None:
         return InitCheckpoint(flag, weights, None)
     directory = RunDirectory(run_dir)
@@ -114,7 +115,8 @@ def load_init_checkpoint(model, init: InitCheckpoint) -> None:
     error: Exception | None = None
     for source in candidates:
         try:
-            source.load_weights(init.weights)
+            with io.local_copy(init.weights) as weights:
+                source.load_weights(weights)
             break
         except (OSError, ValueError, KeyError) as e:
             error = error or e

@@ -10,6 +10,14 @@ message says which file to remove once that process is known to be gone.
 
 Under multi-worker training only the chief writes the run directory, so only the chief
 takes the lock (workers that are not the chief write nothing there).
+
+On a URL model_dir (`gs://`, `s3://`, ...: `tf.io.gfile`) there is no atomic
+create-if-absent, so the lock is advisory there: a process that finds no lock writes one
+holding a random token, waits a moment and reads it back; it holds the lock only if its
+token is the one there (the last writer wins, the others stop). Two runs started within that
+moment of each other can still both see their own token on a store without read-after-write
+consistency, so concurrent runs into one bucket path are prevented less strictly than on
+local disk (docs/training.md).
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import json
 import os
 import socket
 import time
+import uuid
 
+from ofa_tf import io
 from ofa_tf.errors import OfaError
 
 LOCK_FILE = ".lock"
@@ -45,20 +55,21 @@ class RunLock:
     def holder(self) -> dict | None:
         """The lock file's {pid, host, started}, or None when there is none (or it is unreadable)."""
         try:
-            with open(self.path) as f:
-                data = json.load(f)
+            data = io.read_json(self.path)
             return data if isinstance(data, dict) else None
         except (OSError, ValueError):
             return None
 
     def _is_stale(self, holder: dict | None) -> bool:
         if holder is None:  # an unreadable lock: its writer died between create and write
-            return time.time() - os.path.getmtime(self.path) > 5
+            return time.time() - io.getmtime(self.path) > 5
         return holder.get("host") == socket.gethostname() and not _process_alive(int(holder.get("pid", -1)))
 
     def acquire(self) -> "RunLock":
         """Takes the lock, taking over a stale one; raises OfaError naming a live holder."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if io.is_url(self.path):
+            return self._acquire_advisory(me)
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -84,11 +95,47 @@ class RunLock:
             return self
         raise OfaError(f"model_dir={self.model_dir}: could not take {self.path} (another run keeps taking it)")
 
+    def _in_use(self, holder: dict | None) -> OfaError:
+        who = (f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')})"
+               if holder else "another process")
+        return OfaError(f"model_dir={self.model_dir}: in use by {who}; wait for it to finish, or remove "
+                        f"{self.path} if that process is gone")
+
+    def _acquire_advisory(self, me: dict, settle_seconds: float = 0.5) -> "RunLock":
+        """The lock on a filesystem with no create-if-absent (a URL): write, then check it is ours."""
+        me = {**me, "token": uuid.uuid4().hex}
+        for _ in range(2):
+            if io.exists(self.path):
+                holder = self.holder()
+                try:
+                    stale = self._is_stale(holder)
+                except OSError:  # removed meanwhile: try again
+                    continue
+                if not stale:
+                    raise self._in_use(holder)
+                try:
+                    io.remove(self.path)
+                except FileNotFoundError:
+                    pass
+            io.write_json(self.path, me, indent=None)
+            time.sleep(settle_seconds)  # a run that wrote at the same moment: the last writer's token stays
+            holder = self.holder()
+            if holder is not None and holder.get("token") == me["token"]:
+                self.token, self.held = me["token"], True
+                return self
+            if holder is not None:
+                raise self._in_use(holder)
+        raise OfaError(f"model_dir={self.model_dir}: could not take {self.path} (another run keeps taking it)")
+
     def release(self) -> None:
         if self.held:
             self.held = False
+            if io.is_url(self.path):  # advisory lock: remove it only while it is still ours
+                holder = self.holder()
+                if holder is None or holder.get("token") != getattr(self, "token", None):
+                    return
             try:
-                os.remove(self.path)
+                io.remove(self.path)
             except FileNotFoundError:
                 pass
 

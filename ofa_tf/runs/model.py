@@ -13,6 +13,7 @@ def build_model(config: RunConfig, space: SearchSpace, num_classes: int, method:
         space, num_classes=num_classes, dropout=config.dropout, kernel_mode=config.kernel_mode,
         max_subnets=method.max_subnets, kd_temperature=config.kd_temperature,
         label_smoothing=config.label_smoothing, frozen_teacher=any(p.teacher == "frozen" for p in method.phases),
-        fixmatch_threshold=config.fixmatch_threshold, unlabelled_weight=config.unlabelled_weight)
+        fixmatch_threshold=config.fixmatch_threshold, unlabelled_weight=config.unlabelled_weight,
+        subnet_dropout=method.subnet_dropout)
     model.build()
     return model

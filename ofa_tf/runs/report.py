@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 
 import keras
@@ -13,6 +12,7 @@ import numpy as np
 
 from ofa_tf.data import DecodeFailures
 from ofa_tf.evaluation import evaluate_arch
+from ofa_tf import io as files
 from ofa_tf.io import write_text
 from ofa_tf.spaces import SearchSpace
 from ofa_tf.training import PhaseController
@@ -21,10 +21,9 @@ from ofa_tf.training import PhaseController
 def trim_metrics(path: str, last_epoch: int) -> None:
     """Drops metrics.csv rows past `last_epoch`: a run resumed from an earlier checkpoint
     (killed after its epoch's row, or its newest checkpoint damaged) writes them again."""
-    if not os.path.exists(path):
+    if not files.exists(path):
         return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(files.read_text(path), newline="")))
     kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= last_epoch]
     if len(kept) != len(rows):
         write_text(path, _csv_text(kept))
@@ -91,8 +90,18 @@ class EpochReport(keras.callbacks.Callback):
         row["skipped_images"] = self.failures.count if self.failures is not None else 0
         if self.path is None:  # a non-chief worker: it evaluates (collectives) but writes nothing
             return
-        new = not os.path.exists(self.path)
+        new = not files.exists(self.path)
         fields = self.FIELDS
+        if files.is_url(self.path):  # object stores cannot append: the file is rewritten, staged and renamed
+            old = "" if new else files.read_text(self.path)
+            fields = next(csv.reader(io.StringIO(old, newline="")), None) or self.FIELDS
+            buffer = io.StringIO(newline="")
+            writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+            if not old:
+                writer.writeheader()
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            write_text(self.path, old + buffer.getvalue())
+            return
         if not new:  # a run resumed from an older version keeps its file's columns
             with open(self.path, newline="") as f:
                 fields = next(csv.reader(f), None) or self.FIELDS

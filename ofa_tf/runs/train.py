@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from typing import Any
 
 from absl import logging
@@ -23,10 +22,11 @@ from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, ca
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
 from ofa_tf.errors import OfaError
-from ofa_tf.interrupts import Interrupted, stop_on_signals
+from ofa_tf.interrupts import Interrupted, interrupted_now, stop_on_signals
+from ofa_tf import io as files
 from ofa_tf.io import TEMP_PREFIX, read_json, remove_stale_temp_files, write_json
 from ofa_tf.runs.checkpoints import RunCheckpoint, remove_incomplete_checkpoints, restore_checkpoint
-from ofa_tf.runs.config import RESUMABLE_CHANGES, RunConfig
+from ofa_tf.runs.config import LEGACY_VALUES, RESUMABLE_CHANGES, RunConfig
 from ofa_tf.runs.directory import EVALUATION_BATCH, RunDirectory
 from ofa_tf.runs.init_checkpoint import InitCheckpoint, check_init_checkpoint, load_init_checkpoint, validation_leak
 from ofa_tf.runs.model import build_model
@@ -35,6 +35,8 @@ from ofa_tf.runs.report import EpochReport, trim_metrics
 from ofa_tf.spaces import SearchSpace, get_space
 from ofa_tf.training import Method, OnceForAllModel, PhaseController, PhaseCosineSchedule, build_method
 from ofa_tf.training.loop import train_steps
+from ofa_tf.training.optimizer import ReferenceSGD
+from ofa_tf.training.precision import needs_loss_scaling, precision_policy
 from ofa_tf.training.record import RECORD_FILE, SampledRecord
 
 
@@ -84,7 +86,7 @@ class PreparedRun:
             c.method, self.space, steps_per_epoch=self.steps_per_epoch, epochs=c.epochs,
             warmup_fraction=c.warmup_fraction, epsilon_start=c.epsilon_start,
             epsilon_ramp_epochs=c.epsilon_ramp_epochs, epsilon_mode=c.epsilon_mode,
-            num_subnets=c.num_subnets, clipnorm=c.grad_clip)
+            num_subnets=c.num_subnets, **c.optimizer_overrides())
         if self.unlabelled is not None:
             check_semi_supervised_method(self.method)
         self.previous_checkpoint = self._check_model_dir()
@@ -105,8 +107,8 @@ class PreparedRun:
         self.replaces_untrained = False
         directory.check_writable()
         if not directory.has_config():
-            leftovers = [n for n in os.listdir(path) if n != LOCK_FILE and not n.startswith(TEMP_PREFIX)
-                         ] if os.path.isdir(path) else []
+            leftovers = [n for n in files.listdir(path) if n != LOCK_FILE and not n.startswith(TEMP_PREFIX)
+                         ] if files.isdir(path) else []
             if leftovers:
                 raise OfaError(f"model_dir={path}: exists and is not an ofa_tf run directory")
             return None
@@ -114,7 +116,8 @@ class PreparedRun:
             saved = directory.read_raw()["run"]
         except KeyError:
             raise OfaError(f"model_dir={path}: unreadable config.json") from None
-        current, defaults = self.config.to_dict(), RunConfig().to_dict()  # a key missing there: its default
+        current, defaults = self.config.to_dict(), RunConfig().to_dict()
+        defaults.update(LEGACY_VALUES)  # a key missing there: what that run computed (its default then)
         changed = sorted(k for k in set(saved) | set(current)
                          if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current.get(k))
         if changed and directory.checkpoints():
@@ -142,25 +145,31 @@ def check_semi_supervised_method(method: Method) -> None:
 
 
 def learning_rate_schedule(run: PreparedRun) -> PhaseCosineSchedule:
-    """Cosine schedule over the run (default) or restarted per phase (`lr_schedule`), each
-    phase's `lr_scale` applied, optional warmup (`ofa_tf.training.lr_schedule`)."""
-    c = run.config
+    """The method's cosine (over the run or restarted per phase), each phase's `lr_scale` and
+    warm-up applied, at `learning_rate` or the method's rate for the batch size
+    (`ofa_tf.training.lr_schedule`). `lr_warmup_epochs` replaces the method's warm-ups."""
+    c, method = run.config, run.method
     total = c.epochs * run.steps_per_epoch
-    bounds = run.method.phase_bounds(total)
-    return PhaseCosineSchedule(c.learning_rate, [start for start, _ in bounds], total,
-                               [phase.lr_scale for phase in run.method.phases], c.lr_schedule,
-                               int(round(c.lr_warmup_epochs * run.steps_per_epoch)))
+    bounds = method.phase_bounds(total)
+    peak = c.learning_rate if c.learning_rate is not None else method.peak_learning_rate(c.batch_size)
+    if c.lr_warmup_epochs is None:
+        warmup, phase_warmups = 0, method.phase_warmup_steps(total)
+    else:
+        warmup, phase_warmups = int(round(c.lr_warmup_epochs * run.steps_per_epoch)), None
+    return PhaseCosineSchedule(peak, [start for start, _ in bounds], total, [phase.lr_scale for phase in method.phases],
+                               method.lr_schedule, warmup, phase_warmups)
 
 
 def make_optimizer(run: PreparedRun, schedule) -> keras.optimizers.Optimizer:
-    """SGD with Nesterov momentum, decoupled weight decay (not on BN or biases) and the
-    method's gradient clip."""
-    c = run.config
-    optimizer = keras.optimizers.SGD(schedule, momentum=c.momentum, nesterov=c.momentum > 0,
-                                      weight_decay=c.weight_decay or None, global_clipnorm=run.method.clipnorm)
-    if c.weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return optimizer
+    """SGD with Nesterov momentum and the method's weight decay form and gradient clip,
+    restarted at each phase start if the method runs phases as separate jobs
+    (`ofa_tf.training.optimizer`)."""
+    c, method = run.config, run.method
+    restarts = ([start for start, _ in method.phase_bounds(c.epochs * run.steps_per_epoch)]
+                if method.restart_optimizer else [])
+    return ReferenceSGD(schedule, momentum=c.momentum, nesterov=c.momentum > 0, weight_decay=method.weight_decay,
+                        weight_decay_form=method.weight_decay_form, clip_mode=method.grad_clip_mode,
+                        clip=method.grad_clip, restart_steps=restarts)
 
 
 def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = False) -> dict[str, Any]:
@@ -184,16 +193,23 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
         keras.utils.set_random_seed(config.seed)
         schedule = learning_rate_schedule(run)
         with strategy.scope():
-            model = build_model(config, run.space, run.data.num_classes, run.method)
-            model.compile(optimizer=make_optimizer(run, schedule), metrics=["accuracy"])
+            with precision_policy(config.mixed_precision):  # the layers' policy is fixed when they are made
+                model = build_model(config, run.space, run.data.num_classes, run.method)
+            optimizer = make_optimizer(run, schedule)
+            if needs_loss_scaling(config.mixed_precision):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            model.compile(optimizer=optimizer, metrics=["accuracy"])
             model.optimizer.build(model.supernet_trainable_variables)
         initial_step = restore_checkpoint(model, run.previous_checkpoint) if run.previous_checkpoint else 0
         if run.init_checkpoint is not None and not run.previous_checkpoint:
             load_init_checkpoint(model, run.init_checkpoint)  # a mismatch raises before anything is written
-        created = not os.path.isdir(model_dir)
+        signum = interrupted_now()
+        if signum is not None:  # a Ctrl-C while the model was being built: nothing is written yet
+            raise Interrupted(signum, f"interrupted at step {initial_step}, before training started; nothing was written")
+        created = not files.isdir(model_dir)
         lock = None
         if chief:
-            os.makedirs(model_dir, exist_ok=True)
+            files.makedirs(model_dir)
             lock = RunLock(model_dir).acquire()  # a second run into this directory stops here
         try:
             if chief:
@@ -225,10 +241,10 @@ def _prepare_directory(run: PreparedRun, initial_step: int) -> None:
 def _remove_run_files(directory: RunDirectory) -> None:
     """Removes what a run writes before its first checkpoint (config, metrics, record, logs)."""
     for path in (directory.config_path, directory.metrics_path, os.path.join(directory.path, RECORD_FILE)):
-        if os.path.exists(path):
-            os.remove(path)
+        if files.exists(path):
+            files.remove(path)
     for folder in (directory.logs_dir, directory.checkpoint_dir):
-        shutil.rmtree(folder, ignore_errors=True)
+        files.rmtree(folder)
 
 
 def _interruption_message(run: PreparedRun, model: OnceForAllModel, chief: bool, created: bool) -> str:
@@ -239,8 +255,8 @@ def _interruption_message(run: PreparedRun, model: OnceForAllModel, chief: bool,
         return f"interrupted at step {step}; re-run the same command to resume from step {resume}"
     if chief:
         _remove_run_files(run.directory)
-        if created and not [n for n in os.listdir(run.directory.path) if n != LOCK_FILE]:
-            shutil.rmtree(run.directory.path, ignore_errors=True)
+        if created and not [n for n in files.listdir(run.directory.path) if n != LOCK_FILE]:
+            files.rmtree(run.directory.path)
     return f"interrupted at step {step}, before the first checkpoint; nothing was kept"
 
 
@@ -252,23 +268,29 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
         return {"model_dir": directory.path, "epochs": config.epochs,
                 "resumed_from": initial_step // run.steps_per_epoch, "resumed_from_step": initial_step}
     record_path = os.path.join(directory.path, RECORD_FILE)
-    record = SampledRecord.load(directory.path) if initial_step and os.path.exists(record_path) else SampledRecord()
+    record = SampledRecord.load(directory.path) if initial_step and files.exists(record_path) else SampledRecord()
     controller = PhaseController(run.method, total_steps, seed=config.seed, lr_at=lambda s: float(schedule(s)),
                                  record=record)
     resolutions = run.space.resolutions
     images = dict(augmentation=config.augmentation, encoding=run.encoding, failures=run.decode_failures)
+
+    def supervised(rows=None):
+        return make_pipeline(run.train_split, config.batch_size, resolutions, training=True, seed=config.seed,
+                             repeat=True, start_batch=initial_step, rows=rows, **images)
+
     batches = replica_batches(
-        strategy, lambda: make_pipeline(run.train_split, config.batch_size, resolutions, training=True,
-                                        seed=config.seed, repeat=True, start_batch=initial_step, **images)
-        if run.unlabelled is None else semi_supervised_pipeline(
+        strategy, supervised if run.unlabelled is None else lambda: semi_supervised_pipeline(
             run.train_split, run.unlabelled, config.batch_size, config.unlabelled_ratio, resolutions,
             seed=config.seed, start_batch=initial_step),
-        config.batch_size)
+        config.batch_size,
+        worker_rows=(lambda start, stop: supervised((start, stop))) if run.unlabelled is None else None)
     calibration = calibration_images(run.calibration_split, max(resolutions), config.bn_calibration_images,
                                      config.seed + 1, **images)
-    validation = list(make_pipeline(run.validation_split, EVALUATION_BATCH, resolutions, training=False,
-                                    augmentation=config.augmentation, encoding=run.data.encoding,
-                                    failures=run.decode_failures))
+    validation = make_pipeline(run.validation_split, EVALUATION_BATCH, resolutions, training=False,
+                               augmentation=config.augmentation, encoding=run.data.encoding,
+                               failures=run.decode_failures)
+    if run.data.encoding == PIXELS:  # in memory already: decoded once; files are decoded at each evaluation,
+        validation = list(validation)  # so memory does not grow with the split (ImageNet's would be ~60 GB)
     callbacks = [controller,
                  EpochReport(run.space, controller, calibration, validation, config.bn_calibration_images,
                              directory.metrics_path if chief else None, run.decode_failures),

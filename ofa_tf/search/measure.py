@@ -3,7 +3,9 @@
 Both the predictor's training set and search's "measured accuracy" come from here: each
 subnet is BN-recalibrated on the run's training images, then scored on the first
 `num_eval_images` of the run's held-out validation split (`split="test"` uses the
-dataset's test split instead). Calibration and evaluation batches are built once per
+dataset's test split instead; `dataset` replaces the run's data, as for a run imported
+with no training data, and `bn_calibration_images=0` keeps the checkpoint's BN
+statistics). Calibration and evaluation batches are built once per
 resolution (`RunDirectory.evaluation_data`), so every subnet is measured on the same
 images, and a subnet measured twice is served from a cache.
 """
@@ -16,6 +18,7 @@ import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import evaluate_archs
+from ofa_tf.runs.data_free import require_dataset
 from ofa_tf.runs.directory import EvaluationData, RunDirectory, check_split
 from ofa_tf.spaces import Arch, SearchSpace
 
@@ -24,13 +27,17 @@ class SubnetMeter:
     """BN-recalibrated top-1 accuracy of archs of one trained run."""
 
     def __init__(self, model_dir: str, num_eval_images: int = 1000, bn_calibration_images: int = 2000,
-                 split: str = "validation"):
+                 split: str = "validation", dataset: str | None = None):
         self.check_settings(num_eval_images, bn_calibration_images, split)
         self.directory = RunDirectory(model_dir)
+        require_dataset(self.directory.read(), dataset, model_dir, "measuring accuracy")  # imported: no data
         self.model, self.saved = self.directory.load_supernet()
         self.space: SearchSpace = self.model.space
+        self.dataset = dataset
         self.settings = {"split": split, "eval_images": num_eval_images,
                          "bn_calibration_images": bn_calibration_images}
+        if dataset:
+            self.settings["dataset"] = dataset
         self._data: dict[int, EvaluationData] = {}
         self._cache: dict[Arch, dict[str, Any]] = {}
 
@@ -39,15 +46,17 @@ class SubnetMeter:
         """One-line errors for the measuring settings (tools call it before any work)."""
         if not num_eval_images > 0:
             raise OfaError(f"eval_images={num_eval_images}: expected a positive number")
-        if not bn_calibration_images > 0:
-            raise OfaError(f"bn_calibration_images={bn_calibration_images}: expected a positive number")
+        if not bn_calibration_images >= 0:
+            raise OfaError(f"bn_calibration_images={bn_calibration_images}: expected an integer >= 0 (0: keep the "
+                           "checkpoint's BN statistics)")
         check_split(split)
 
     def _data_at(self, resolution: int) -> EvaluationData:
         if resolution not in self._data:
             self._data[resolution] = self.directory.evaluation_data(
                 self.saved, resolution, split=self.settings["split"], max_images=self.settings["eval_images"],
-                bn_calibration_images=self.settings["bn_calibration_images"])
+                bn_calibration_images=self.settings["bn_calibration_images"],
+                dataset=self.dataset)
         return self._data[resolution]
 
     def measure(self, archs: Sequence[Arch], progress: bool = False) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ofa_tf.errors import OfaError
-from ofa_tf.io import atomic_write, write_json
+from ofa_tf.io import atomic_write, isfile, local_copy, makedirs, write_json
 from ofa_tf.search.encoding import space_fingerprint
 from ofa_tf.spaces import Arch, SearchSpace
 
@@ -213,7 +213,7 @@ class AccuracyPredictor:
     # --------------------------------------------------------------- save / load
     def save(self, directory: str) -> None:
         """Writes predictor.npz (weights + header) and predictor.json (readable report)."""
-        os.makedirs(directory, exist_ok=True)
+        makedirs(directory)
         header = {"space": self.space.to_config(), "fingerprint": space_fingerprint(self.space),
                   "encoding_size": self.encoder.size, "base": self.base, "scale": self.scale, "info": self.info}
         arrays = {f"w{i}": w for i, (w, _) in enumerate(self.layers)}
@@ -231,11 +231,11 @@ class AccuracyPredictor:
           OfaError: missing / unreadable file, or a predictor for another space.
         """
         path = os.path.join(directory, WEIGHTS_FILE)
-        if not os.path.isfile(path):
+        if not isfile(path):
             raise OfaError(f"{directory}: no trained accuracy predictor ({WEIGHTS_FILE}); "
                            "run ofa-train-predictor first or use --fitness=measured")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with local_copy(path) as local, np.load(local, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 count = sum(1 for k in data.files if k.startswith("w"))
                 layers = [(data[f"w{i}"], data[f"b{i}"]) for i in range(count)]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Callable, Sequence
 
 from ofa_tf.errors import OfaError
+from ofa_tf.io import read_json
 from ofa_tf.spaces import definitions
 from ofa_tf.spaces.arch import Arch
 from ofa_tf.spaces.divisible import expanded_channels, make_divisible, squeeze_channels
@@ -13,6 +13,7 @@ from ofa_tf.spaces.space import ArchEncoder, SearchSpace, StageSpec
 
 SPACES: dict[str, Callable[[float], SearchSpace]] = {
     "ofa_mbv3": definitions.ofa_mbv3,
+    "ofa_mbv3_k7": definitions.ofa_mbv3_k7,
     "compofa": definitions.compofa,
     "proxyless": definitions.proxyless,
     "tofa": definitions.tofa,
@@ -44,8 +45,7 @@ def get_space(name: str | SearchSpace, width_mult: float = 1.0,
 
 def _space_from_file(path: str) -> SearchSpace:
     try:
-        with open(path) as f:
-            config = json.load(f)
+        config = read_json(path)
         return SearchSpace.from_config(config.get("space", config))
     except OSError as e:
         raise OfaError(f"space={path}: {e.strerror}") from None

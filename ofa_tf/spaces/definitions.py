@@ -7,6 +7,8 @@ Each builder returns a `SearchSpace` whose widths are scaled by `width_mult` wit
 
 from __future__ import annotations
 
+import dataclasses
+
 from ofa_tf.spaces.divisible import make_divisible
 from ofa_tf.spaces.space import SearchSpace, StageSpec
 
@@ -33,6 +35,14 @@ def ofa_mbv3(width_mult: float = 1.0) -> SearchSpace:
         name="ofa_mbv3", stem_widths=w(16), stem_activation="hard_swish", stages=tuple(stages),
         final_expand_ratio=6.0, head_widths=w(1280), head_activation="hard_swish",
         resolutions=OFA_RESOLUTIONS, width_mult=width_mult)
+
+
+def ofa_mbv3_k7(width_mult: float = 1.0) -> SearchSpace:
+    """ofa_mbv3 with the kernel fixed at 7 (depth {2,3,4}, expand {3,4,6}): the space DεpS
+    trains (its README's command, `--ks_list 7`)."""
+    base = ofa_mbv3(width_mult)
+    stages = [base.stages[0]] + [dataclasses.replace(s, kernels=(7,)) for s in base.stages[1:]]
+    return dataclasses.replace(base, name="ofa_mbv3_k7", stages=tuple(stages))
 
 
 def compofa(width_mult: float = 1.0) -> SearchSpace:

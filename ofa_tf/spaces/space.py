@@ -13,13 +13,13 @@ import functools
 import itertools
 import json
 import math
-import os
 import random as _random
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ofa_tf.errors import OfaError
+from ofa_tf.io import isfile, read_text
 from ofa_tf.spaces.arch import Arch
 from ofa_tf.spaces.divisible import expanded_channels, make_divisible, squeeze_channels
 from ofa_tf.spaces.ofa_format import arch_from_ofa, arch_to_ofa, is_ofa_arch
@@ -379,10 +379,9 @@ class SearchSpace:
                 except json.JSONDecodeError:
                     data = None
                 spec = data if is_ofa_arch(data) else Arch.from_json(word)
-            elif os.path.isfile(word):
+            elif isfile(word):  # a local path or a URL (gs://...: ofa_tf.io)
                 try:
-                    with open(word) as f:
-                        text = f.read()
+                    text = read_text(word)
                 except OSError as e:
                     raise OfaError(f"arch file {word!r}: cannot read ({e.strerror})") from None
                 try:

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.interrupts import raise_if_interrupted
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -23,8 +24,26 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+# Keras runs a functional model eagerly by keeping every intermediate tensor of a call until
+# the call returns: a batch of 200 images at 224 px through a MobileNetV3 holds ~20 GB. A
+# tf.function frees each tensor after its last use. Calls on more pixels than this run as a
+# tf.function (one trace per model and image size, seconds, paid once per subnet); smaller
+# ones eagerly (no trace, so evaluating many subnets at small sizes stays cheap).
+EAGER_PIXELS = 64 * 112 * 112
+
+
+def large_batch(images: tf.Tensor) -> bool:
+    """Whether a call on `images` (N, H, W, C) is too large to run eagerly (`EAGER_PIXELS`)."""
+    n, h, w = images.shape[0], images.shape[1], images.shape[2]
+    return n is not None and h is not None and w is not None and n * h * w > EAGER_PIXELS
+
+
 def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000) -> int:
     """Sets every BN of `model` to cumulative batch statistics over `num_images` images.
+
+    Each batch runs in training mode with BN momentum 0, so after it a BN's moving
+    statistics are that batch's; their running average over batches (each batch weighs
+    the same, as OFA's cumulative average does) is set at the end.
 
     Args:
       model: a Keras model with `BatchNormalization` layers (e.g. `Supernet.get_subnet`).
@@ -37,18 +56,30 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000)
     """
     layers = batch_norm_layers(model)
     momenta = [layer.momentum for layer in layers]
+    sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
+            for layer in layers]
+    graph_call = None
     seen = batches = 0
     try:
+        for layer in layers:
+            layer.momentum = 0.0  # moving statistics := the batch's
         for batch in images:
+            raise_if_interrupted()
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]
             batch = tf.convert_to_tensor(batch)[: num_images - seen]
             if batch.shape[0] == 0:
                 break
+            if large_batch(batch):
+                if graph_call is None:
+                    graph_call = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
+                graph_call(batch)
+            else:
+                model(batch, training=True)
             batches += 1
-            for layer in layers:  # cumulative average: m_i = (i - 1) / i
-                layer.momentum = (batches - 1) / batches
-            model(batch, training=True)
+            for (mean_sum, variance_sum), layer in zip(sums, layers):
+                mean_sum += layer.moving_mean.numpy()
+                variance_sum += layer.moving_variance.numpy()
             seen += int(batch.shape[0])
             if seen >= num_images:
                 break
@@ -57,6 +88,9 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000)
             layer.momentum = momentum
     if seen == 0:
         raise OfaError("BN recalibration: the calibration data yielded no images")
+    for (mean_sum, variance_sum), layer in zip(sums, layers):
+        layer.moving_mean.assign((mean_sum / batches).astype(np.float32))
+        layer.moving_variance.assign((variance_sum / batches).astype(np.float32))
     return seen
 
 

@@ -1,10 +1,11 @@
 """`PhaseController`: the Keras callback that drives a method's phases during `fit`.
 
 Before every batch it finds the phase of the global step, applies the phase's settings
-when a new phase starts (teacher, weights, channel sort, teacher snapshot), draws the
-step's subnets from the phase's sampler seeded by the step (so every replica, worker and
-resumed run draws the same ones), computes ε, and writes all of it into the model's
-state variables, which the traced `train_step` reads.
+when a new phase starts (teacher, weights, channel sort, the teacher snapshot at the
+first frozen-teacher phase), draws the step's subnets from the phase's sampler seeded by
+the step (so every replica, worker and resumed run draws the same ones), computes ε, and
+writes all of it into the model's state variables, which the traced `train_step` reads.
+At the start of training it gives the model the method's dropout placement.
 """
 
 from __future__ import annotations
@@ -68,7 +69,15 @@ class PhaseController(keras.callbacks.Callback):
         return model
 
     def on_train_begin(self, logs=None):
-        self._check_model()
+        self.apply_method_settings(self._check_model())
+
+    def apply_method_settings(self, model: OnceForAllModel) -> None:
+        """Gives `model` the method's run-wide train-step settings (`subnet_dropout`). They
+        are read when the step is traced, so a change makes a new train function."""
+        if model.subnet_dropout != self.method.subnet_dropout:
+            model.subnet_dropout = self.method.subnet_dropout
+            if getattr(model, "train_function", None) is not None:
+                model.make_train_function(force=True)
 
     def step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
@@ -103,8 +112,11 @@ class PhaseController(keras.callbacks.Callback):
     def _enter_phase(self, model: OnceForAllModel, index: int, phase: Phase, step: int,
                      entering: bool = True) -> None:
         if entering and phase.sort_channels and step > 0:
-            sort_mid_channels(model, model.optimizer)
-        if entering and phase.teacher == "frozen":
+            sort_mid_channels(model, model.optimizer, mode=phase.sort_mode)
+        previous = self.method.phases[index - 1] if index > 0 else None
+        if entering and phase.teacher == "frozen" and (previous is None or previous.teacher != "frozen"):
+            # OFA's teacher is one snapshot, taken when the teacher phase ends: later
+            # frozen-teacher phases keep distilling from it (a resumed run: the checkpoint's).
             model.copy_full_model_to_teacher()
         model.train_full.assign(1.0 if phase.train_full else 0.0)
         model.teacher_code.assign(TEACHER_CODES[phase.teacher])

@@ -6,7 +6,8 @@ Why not `model.fit`: under MultiWorkerMirroredStrategy Keras 3's `fit` fails
 `fit` does with the same callbacks (progress bar, `PhaseController`, checkpoints,
 TensorBoard, history), one compiled step per batch, and two things `fit` does not:
 it starts at any global step, and it stops at the first non-finite loss (`NonFiniteLoss`)
-before any callback can save the broken weights.
+before any callback can save the broken weights. Under `ofa_tf.interrupts.stop_on_signals`
+a Ctrl-C stops it inside a step (trace included) or, during callbacks, before the next one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.interrupts import interruptible, raise_if_interrupted
 
 
 class NonFiniteLoss(OfaError):
@@ -63,8 +65,11 @@ def train_steps(model: keras.Model, batches, *, strategy: tf.distribute.Strategy
         callback_list.on_epoch_begin(epoch)
         first_batch = initial_step - epoch * steps_per_epoch if epoch == first_epoch else 0
         for batch in range(first_batch, steps_per_epoch):
+            raise_if_interrupted()  # a Ctrl-C during the callbacks stops here, between steps
             callback_list.on_train_batch_begin(batch)
-            logs = {name: _local(strategy, value) for name, value in one_step(iterator).items()}
+            with interruptible():  # tracing and running the step: safe to unwind at any instruction
+                outputs = one_step(iterator)
+            logs = {name: _local(strategy, value) for name, value in outputs.items()}
             if not math.isfinite(logs.get("loss", 0.0)):
                 step = epoch * steps_per_epoch + batch
                 raise NonFiniteLoss(f"loss became {logs['loss']} at step {step} (epoch {epoch + 1}); "

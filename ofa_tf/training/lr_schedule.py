@@ -10,6 +10,10 @@ use far lower rates than its first elastic phase (the reference scripts: kernel 
 depth/expand stage 1 2.5e-3, stage 2 7.5e-3), so the `ofa` preset carries those ratios.
 An optional linear warmup from 0 opens the run, in either shape; in "phase" mode the
 first phase's cosine then starts when the warmup ends (later phases restart at their peak).
+A phase can also warm up on its own (`phase_warmups`, OFA / CompOFA: 5 of a phase's 125
+epochs): its rate rises linearly from 0 over its first steps; in "phase" mode its cosine
+starts when that warm-up ends, in "run" mode the ramp multiplies the run's cosine.
+The rate is a pure function of the global step, so a resumed run continues exactly.
 
 The step arrives as a tensor inside the traced train step, so the phase lookup is a
 tensor computation: one trace serves the whole run.
@@ -41,10 +45,13 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
       warmup_steps: linear warmup from 0 at the start of the run; the cosine that follows
         (the run's, or the first phase's in "phase" mode) starts at the end of the warmup.
         In "phase" mode it must end before the first phase does.
+      phase_warmups: warm-up steps at the start of each phase (default: none); each must be
+        shorter than its phase.
     """
 
     def __init__(self, learning_rate: float, phase_starts: Sequence[int], total_steps: int,
-                 phase_scales: Sequence[float] | None = None, mode: str = "run", warmup_steps: int = 0):
+                 phase_scales: Sequence[float] | None = None, mode: str = "run", warmup_steps: int = 0,
+                 phase_warmups: Sequence[int] | None = None):
         if mode not in LR_SCHEDULES:
             raise OfaError(f"lr_schedule={mode!r}: expected one of {list(LR_SCHEDULES)}")
         starts = [int(s) for s in phase_starts] or [0]
@@ -55,6 +62,15 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
             raise OfaError(f"phase starts {starts}: expected ascending steps from 0")
         if any(s < 0 for s in scales):
             raise OfaError(f"phase LR scales {scales}: expected >= 0")
+        warmups = [0] * len(starts) if phase_warmups is None else [int(w) for w in phase_warmups]
+        if len(warmups) != len(starts):
+            raise OfaError(f"{len(warmups)} phase LR warm-ups for {len(starts)} phases")
+        ends = starts[1:] + [max(1, int(total_steps))]
+        for start, end, warm in zip(starts, ends, warmups):
+            if warm < 0 or (warm and warm >= end - start):
+                raise OfaError(f"phase LR warm-ups {warmups}: expected >= 0 and shorter than each phase "
+                               f"(steps {start}..{end})")
+        self.phase_warmups = warmups
         self.learning_rate = float(learning_rate)
         self.phase_starts = starts
         self.total_steps = max(1, int(total_steps))
@@ -79,9 +95,16 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         step = tf.cast(step, tf.float32)
         index = self.phase_index(step)
         scale = tf.gather(tf.constant(self.phase_scales, tf.float32), index)
+        ramp = 1.0
+        if any(self.phase_warmups):
+            warm = tf.gather(tf.constant([max(1, w) for w in self.phase_warmups], tf.float32), index)
+            since = step - tf.gather(tf.constant(self.phase_starts, tf.float32), index)
+            has_warmup = tf.gather(tf.constant([w > 0 for w in self.phase_warmups]), index)
+            ramp = tf.where(has_warmup, tf.clip_by_value(since / warm, 0.0, 1.0), 1.0)
         if self.mode == "phase":
-            # the first (non-empty) phase's cosine starts after the warmup
-            starts = [max(start, self.warmup_steps) for start in self.phase_starts]
+            # the first (non-empty) phase's cosine starts after the warmup, a phase's after its own
+            starts = [max(start, self.warmup_steps, start + own)
+                      for start, own in zip(self.phase_starts, self.phase_warmups)]
             ends = self.phase_starts[1:] + [self.total_steps]
             start = tf.gather(tf.constant(starts, tf.float32), index)
             length = tf.gather(tf.constant([max(1, e - s) for s, e in zip(starts, ends)], tf.float32), index)
@@ -90,16 +113,16 @@ class PhaseCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
             decay_steps = float(max(1, self.total_steps - self.warmup_steps))
             progress = (step - float(self.warmup_steps)) / decay_steps
         cosine = 0.5 * (1.0 + tf.cos(math.pi * tf.clip_by_value(progress, 0.0, 1.0)))
-        rate = self.learning_rate * scale * cosine
+        rate = self.learning_rate * scale * cosine * ramp
         if self.warmup_steps:
-            warm = self.learning_rate * scale * step / float(self.warmup_steps)
-            rate = tf.where(step < float(self.warmup_steps), warm, rate)
+            run_warmup = self.learning_rate * scale * step / float(self.warmup_steps)
+            rate = tf.where(step < float(self.warmup_steps), run_warmup, rate)
         return rate
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "phase_starts": list(self.phase_starts),
                 "total_steps": self.total_steps, "phase_scales": list(self.phase_scales), "mode": self.mode,
-                "warmup_steps": self.warmup_steps}
+                "warmup_steps": self.warmup_steps, "phase_warmups": list(self.phase_warmups)}
 
 
 __all__ = ["LR_SCHEDULES", "PhaseCosineSchedule"]

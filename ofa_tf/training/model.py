@@ -24,6 +24,11 @@ arXiv:2303.15485) changes two things only: the full model's loss adds λ_u x Fix
 unlabelled views, and the subnets distil on labelled + weakly augmented unlabelled images
 (`semi_supervised.py`). It is a second batch structure, so a second trace; the supervised
 step is unchanged.
+
+Under mixed precision (`precision.py`) the layers compute in 16 bits and everything here
+stays float32: logits, losses, gradients (the weights are float32) and their sums; with
+float16 each loss is scaled before its gradients (`optimizer.scale_loss`) and the
+`LossScaleOptimizer` unscales the sum and skips a step whose gradients overflowed.
 """
 
 from __future__ import annotations
@@ -62,14 +67,18 @@ class OnceForAllModel(Supernet):
       max_subnets: subnet slots per step (the largest `num_subnets` of the method's phases).
       kd_temperature: distillation temperature T (losses are T^2-scaled).
       label_smoothing: label smoothing of the label losses.
-      frozen_teacher: keep a second supernet as a frozen teacher (OFA / CompOFA phases).
+      frozen_teacher: keep a second supernet as a frozen teacher (OFA / CompOFA phases), with
+        dropout 0.
       fixmatch_threshold, unlabelled_weight: confidence threshold and weight λ_u of the
         max net's FixMatch loss on semi-supervised batches (TOFA; see semi_supervised.py).
+      subnet_dropout: the subnet slots run the classifier's dropout too; False: the full
+        model only (`Method.subnet_dropout`; `PhaseController` sets it from its method). A
+        Python bool read when the step is traced, so one trace serves every subnet.
     """
 
     def __init__(self, *args: Any, max_subnets: int = 3, kd_temperature: float = 1.0,
                  label_smoothing: float = 0.1, frozen_teacher: bool = False, fixmatch_threshold: float = 0.95,
-                 unlabelled_weight: float = 1.0, **kwargs: Any):
+                 unlabelled_weight: float = 1.0, subnet_dropout: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if isinstance(max_subnets, bool) or not isinstance(max_subnets, (int, np.integer)) or max_subnets < 0:
             raise OfaError(f"max_subnets={max_subnets!r}: expected a non-negative integer")
@@ -80,7 +89,9 @@ class OnceForAllModel(Supernet):
         self.frozen_teacher = bool(frozen_teacher)
         self.fixmatch_threshold = float(fixmatch_threshold)
         self.unlabelled_weight = float(unlabelled_weight)
-        self.teacher = (Supernet(self.space.to_config(), self.num_classes, dropout=self.dropout_rate,
+        self.subnet_dropout = bool(subnet_dropout)
+        # OFA's teacher is a converged net built with dropout_rate=0 (train_ofa_net.py)
+        self.teacher = (Supernet(self.space.to_config(), self.num_classes, dropout=0.0,
                                  kernel_mode=self.kernel_mode, block_class=self.block_class,
                                  bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, name="teacher")
                         if self.frozen_teacher else None)
@@ -160,7 +171,8 @@ class OnceForAllModel(Supernet):
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
             loss = label_loss(y, logits, self.label_smoothing)
-        return loss, logits, gradients(tape, loss, variables)
+            scaled = self.optimizer.scale_loss(loss)  # float16 loss scaling (else the loss itself)
+        return loss, logits, gradients(tape, scaled, variables)
 
     def _train_subnets(self, x, y, teacher_logits, grads, variables):
         """Trains the step's active subnet slots in one `tf.while_loop`, adding each one's
@@ -188,11 +200,12 @@ class OnceForAllModel(Supernet):
         def body(k, grads, losses, first_logits, total):
             j = order[k]
             with tf.GradientTape() as tape:
-                logits = self(x, arch=archs[j], training=True)
+                logits = self(x, arch=archs[j], training=True, dropout=self.subnet_dropout)
                 logits.set_shape(logits_shape)
                 loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
                 loss += label_weight * label_loss(y, logits, self.label_smoothing)
-            subnet_grads = tape.gradient(loss, variables)
+                scaled = self.optimizer.scale_loss(loss)
+            subnet_grads = tape.gradient(scaled, variables)
             grads = tuple(g if gj is None else g + weights[j] * gj for g, gj in zip(grads, subnet_grads))
             losses = tf.tensor_scatter_nd_update(losses, [[j]], loss[None])
             first_logits = tf.where(k == 0, logits, first_logits)
@@ -203,6 +216,32 @@ class OnceForAllModel(Supernet):
         _, grads, losses, first_logits, total = tf.while_loop(
             lambda k, *_: k < tf.shape(order)[0], body, loop_vars, parallel_iterations=1)
         return list(grads), losses, first_logits, total
+
+    def _skipped_block_masks(self, variables) -> dict[int, tf.Tensor]:
+        """{index in `variables`: 1.0 / 0.0} for the variables of every block that a stage's
+        depth can skip: 0.0 when no network of this step ran the block (the full model did not
+        train and every active slot's depth left it out).
+
+        PyTorch's SGD skips a parameter whose gradient is None, so in the reference code such a
+        block gets no momentum, weight-decay or update at all that step (a weight used in part,
+        a kernel's centre say, is still updated whole). `ReferenceSGD` reads these masks."""
+        index = {id(v): i for i, v in enumerate(variables)}
+        archs, active = self.step_archs, self.step_active > 0
+        masks: dict[int, tf.Tensor] = {}
+        for s, stage in enumerate(self.stages):
+            depths = tf.stack([self.layout.depth(archs[j], s) for j in range(self.max_subnets)]) \
+                if self.max_subnets else None
+            for b, block in enumerate(stage.blocks):
+                if b < stage.min_depth:
+                    continue
+                ran = self.train_full > 0
+                if depths is not None:
+                    ran = tf.logical_or(ran, tf.reduce_any(tf.logical_and(active[:self.max_subnets], depths > b)))
+                mask = tf.cast(ran, tf.float32)
+                for v in block.trainable_variables:
+                    if id(v) in index:
+                        masks[index[id(v)]] = mask
+        return masks
 
     def train_step(self, data):
         self.train_step_traces += 1
@@ -251,6 +290,9 @@ class OnceForAllModel(Supernet):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:  # the optimizer sums replicas' gradients; each is its local batch's mean
             grads = [g / replicas for g in grads]
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # (under loss scaling)
+        if hasattr(optimizer, "skip_masks"):
+            optimizer.skip_masks = self._skipped_block_masks(variables)
         self.optimizer.apply(grads, variables)
 
         self.loss_trackers["loss"].update_state(total)
@@ -274,5 +316,6 @@ class OnceForAllModel(Supernet):
         config = super().get_config()
         config.update(max_subnets=self.max_subnets, kd_temperature=self.kd_temperature,
                       label_smoothing=self.label_smoothing, frozen_teacher=self.frozen_teacher,
-                      fixmatch_threshold=self.fixmatch_threshold, unlabelled_weight=self.unlabelled_weight)
+                      fixmatch_threshold=self.fixmatch_threshold, unlabelled_weight=self.unlabelled_weight,
+                      subnet_dropout=self.subnet_dropout)
         return config

@@ -14,7 +14,7 @@ import os
 from typing import Iterable
 
 from ofa_tf.errors import OfaError
-from ofa_tf.io import read_json, write_json
+from ofa_tf.io import isfile, read_json, write_json
 from ofa_tf.spaces import Arch
 
 RECORD_FILE = "sampled_subnets.json"
@@ -60,7 +60,7 @@ class SampledRecord:
     @classmethod
     def load(cls, model_dir: str) -> "SampledRecord":
         path = os.path.join(model_dir, RECORD_FILE)
-        if not os.path.isfile(path):
+        if not isfile(path):
             raise OfaError(f"model_dir={model_dir}: no {RECORD_FILE} (the run recorded no trained subnets; "
                            "it was trained before the record existed or has not finished an epoch)")
         try:

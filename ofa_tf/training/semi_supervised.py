@@ -91,7 +91,8 @@ def full_model_part(model: keras.Model, x: dict, y: tf.Tensor, variables: list):
     def train():
         with tf.GradientTape() as tape:
             loss, unlabelled, mask, logits_l, logits_w = max_net_loss(model, x, y)
-        return loss, unlabelled, tf.reduce_mean(mask), logits_l, logits_w, gradients(tape, loss, variables)
+            scaled = model.optimizer.scale_loss(loss)  # float16 loss scaling (else the loss itself)
+        return loss, unlabelled, tf.reduce_mean(mask), logits_l, logits_w, gradients(tape, scaled, variables)
 
     def skip():
         zero = tf.constant(0.0)

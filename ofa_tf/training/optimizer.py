@@ -1,0 +1,156 @@
+"""The training optimizer: SGD with Nesterov momentum in the reference implementations' form.
+
+`ReferenceSGD` is Keras SGD with two settings the references differ on:
+
+weight_decay_form
+  "coupled"    L2 added to the gradient before momentum, as PyTorch's
+               `torch.optim.SGD(weight_decay=...)` does, with PyTorch's momentum buffer
+               (a sum of gradients; the step's learning rate multiplies it when applied):
+                   g = g + wd * w;  buf = momentum * buf + g;
+                   w -= lr * (g + momentum * buf)   (nesterov; w -= lr * buf without)
+               DεpS, OFA, CompOFA, AttentiveNAS / BigNAS and TOFA train this way.
+  "decoupled"  Keras's own SGD update with its decoupled decay `w -= lr * wd * w` applied
+               before the step (about 1 / (1 - momentum) times weaker than coupled L2).
+Neither decays BN gamma / beta or biases (OFA's `no_decay_keys = "bn#bias"`).
+
+clip_mode
+  "value"  each gradient element clipped to [-clip, clip] (AttentiveNAS's
+           `clip_grad_value_`), "norm": the global norm over all gradients clipped to clip
+           (`clip_grad_norm_`), "none".
+Clipping acts on the step's gradient after the cross-replica reduction, as the references
+clip after DDP's / Horovod's all-reduce: the mean gradient, not each replica's share. The
+coupled decay term is added after clipping, as `optimizer.step()` adds it after the clip.
+
+restart_steps: global steps at which the momentum buffers are zeroed before the update (a
+fresh optimizer at each phase start, as OFA and CompOFA run each phase as its own job).
+
+skip_masks: {variable index: scalar tensor}, set by the train step before each `apply`
+(`OnceForAllModel._skipped_block_masks`). A variable whose mask is 0 this step is left alone
+entirely (no decay, no momentum, no update), as PyTorch's SGD skips a parameter whose gradient
+is None: in the references a block that every network of the step skipped (elastic depth)
+does not move. With the coupled form only; "decoupled" is Keras's own update of every weight.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+
+WEIGHT_DECAY_FORMS = ("coupled", "decoupled")
+CLIP_MODES = ("none", "norm", "value")
+NO_DECAY = ("gamma", "beta", "bias")  # BN scale / shift and biases: no weight decay
+
+
+def check_optimizer_settings(weight_decay: float, weight_decay_form: str, clip_mode: str,
+                             clip: float | None) -> None:
+    """Raises OfaError naming the first bad setting."""
+    if weight_decay_form not in WEIGHT_DECAY_FORMS:
+        raise OfaError(f"weight_decay_form={weight_decay_form!r}: expected one of {list(WEIGHT_DECAY_FORMS)}")
+    if clip_mode not in CLIP_MODES:
+        raise OfaError(f"grad_clip_mode={clip_mode!r}: expected one of {list(CLIP_MODES)}")
+    if not 0 <= weight_decay < float("inf"):
+        raise OfaError(f"weight_decay={weight_decay}: expected >= 0")
+    if clip_mode != "none" and not (clip is not None and 0 < clip < float("inf")):
+        raise OfaError(f"grad_clip={clip}: expected a positive number with grad_clip_mode={clip_mode}")
+
+
+def decays(name: str) -> bool:
+    """Whether a variable of this name takes weight decay (not BN gamma / beta, not biases)."""
+    return re.search("|".join(NO_DECAY), name) is None
+
+
+@keras.saving.register_keras_serializable(package="ofa_tf")
+class ReferenceSGD(keras.optimizers.SGD):
+    """SGD (Nesterov) with the reference code's weight decay and clipping (module docstring)."""
+
+    def __init__(self, learning_rate=0.01, momentum: float = 0.9, nesterov: bool = True, *,
+                 weight_decay: float = 0.0, weight_decay_form: str = "coupled", clip_mode: str = "none",
+                 clip: float | None = None, restart_steps: Sequence[int] = (), **kwargs):
+        check_optimizer_settings(weight_decay, weight_decay_form, clip_mode, clip)
+        decoupled = weight_decay_form == "decoupled" and weight_decay > 0
+        super().__init__(learning_rate, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay if decoupled else None, **kwargs)
+        if decoupled:
+            self.exclude_from_weight_decay(var_names=list(NO_DECAY))
+        self.reference_weight_decay = float(weight_decay)
+        self.weight_decay_form = weight_decay_form
+        self.clip_mode = clip_mode
+        self.clip = None if clip is None else float(clip)
+        self.restart_steps = sorted({int(s) for s in restart_steps if int(s) > 0})
+        self._decay_mask: list[bool] = []
+        self.skip_masks: dict = {}
+
+    def build(self, variables):
+        super().build(variables)
+        self._decay_mask = [decays(v.name) for v in variables]
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Keras's TF backend: all-reduce, then update per variable; the clip goes in between.
+        trainable_variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
+        reduced = self._all_reduce_sum_gradients(list(zip(grads, trainable_variables)))
+        grads = self._clip_reduced([g for g, _ in reduced])
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._distributed_tf_update_step, self._distribution_strategy,
+            list(zip(grads, trainable_variables)), learning_rate)
+
+    def _clip_reduced(self, grads):
+        if self.clip_mode == "value":
+            return [None if g is None else tf.clip_by_value(g, -self.clip, self.clip) for g in grads]
+        if self.clip_mode == "norm":
+            present = [g for g in grads if g is not None]
+            clipped, _ = tf.clip_by_global_norm(present, self.clip)
+            clipped = iter(clipped)
+            return [None if g is None else next(clipped) for g in grads]
+        return grads
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.weight_decay_form == "decoupled":
+            if self.restart_steps and self.momentum != 0:
+                self._restart_momentum(variable)
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        learning_rate = tf.cast(learning_rate, variable.dtype)
+        gradient = tf.cast(gradient, variable.dtype)
+        if self.reference_weight_decay and self._decay_mask[index]:
+            gradient = gradient + tf.cast(self.reference_weight_decay, variable.dtype) * variable
+        ran = self.skip_masks.get(index)  # None: always updated
+        if ran is not None:
+            ran = tf.cast(ran, variable.dtype)
+            learning_rate = learning_rate * ran
+        if self.momentum == 0:
+            self.assign_sub(variable, learning_rate * gradient)
+            return
+        buf = self.momentums[index]
+        previous = self._restarted(buf) if self.restart_steps else buf
+        momentum = tf.cast(self.momentum, variable.dtype)
+        new_buf = momentum * previous + gradient
+        if ran is not None:  # a skipped variable keeps its buffer (zeroed at a restart, as a fresh one is empty)
+            new_buf = ran * new_buf + (1 - ran) * previous
+        self.assign(buf, new_buf)
+        step = gradient + momentum * new_buf if self.nesterov else new_buf
+        self.assign_sub(variable, learning_rate * step)
+
+    def _restarted(self, buf):
+        """The momentum buffer, zero at a restart step."""
+        restart = tf.reduce_any(tf.equal(tf.cast(self.iterations, tf.int64),
+                                         tf.constant(self.restart_steps, tf.int64)))
+        return tf.where(restart, tf.zeros_like(buf), buf)
+
+    def _restart_momentum(self, variable):
+        buf = self.momentums[self._get_variable_index(variable)]
+        self.assign(buf, self._restarted(buf))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("weight_decay", None)
+        config.update(weight_decay=self.reference_weight_decay, weight_decay_form=self.weight_decay_form,
+                      clip_mode=self.clip_mode, clip=self.clip, restart_steps=list(self.restart_steps))
+        return config
+
+
+__all__ = ["CLIP_MODES", "NO_DECAY", "ReferenceSGD", "WEIGHT_DECAY_FORMS", "check_optimizer_settings", "decays"]
