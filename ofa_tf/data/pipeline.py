@@ -303,6 +303,19 @@ def decoded_pixels(dataset: tf.data.Dataset, encoding: str, size: int,
     return _decoded_only(skip_undecodable(dataset, load, placeholder, name, encoding, failures))
 
 
+def evaluation_batches(split: tf.data.Dataset, batch_size: int, resolution: int, *, augmentation: str = CIFAR,
+                       encoding: str = PIXELS, failures: DecodeFailures | None = None):
+    """Evaluation batches of `split` at `resolution`, to be iterated once per evaluated subnet:
+    for pixel sources a list of (images, labels) arrays, decoded once; for files the streaming
+    pipeline, decoded at each pass, so memory does not grow with the split (ImageNet's 50,000
+    validation images at 224 px would be 30 GB)."""
+    batches = make_pipeline(split, batch_size, [resolution], training=False, augmentation=augmentation,
+                            encoding=encoding, failures=failures)
+    if encoding != PIXELS:
+        return batches
+    return [(x.numpy(), y.numpy()) for x, y in batches]
+
+
 def calibration_images(train_split: tf.data.Dataset, resolution: int, num_images: int,
                        seed: int, augmentation: str = CIFAR, encoding: str = PIXELS,
                        failures: DecodeFailures | None = None) -> list[np.ndarray]:

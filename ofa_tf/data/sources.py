@@ -168,11 +168,10 @@ def _read_npz(path: str):
 
 
 def _read_local_npz(path: str, local: str):
-    try:
-        with open(local, "rb") as f:
-            head = f.read(len(_NPY_MAGIC))
-    except OSError as e:
-        raise OfaError(f"npz:{path}: cannot read ({e.strerror})") from None
+    """The arrays of the .npz file `local` (`path`, the user's name for it, in messages); an
+    OSError while reading its head is `_read_npz`'s "cannot read"."""
+    with open(local, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
     if not head.startswith(_ZIP_MAGIC):
         what = "a single-array .npy file" if head == _NPY_MAGIC else f"it starts with {head[:4]!r}"
         raise OfaError(f"npz:{path}: not a NumPy .npz archive ({what})")

@@ -27,13 +27,14 @@ from typing import Any
 from absl import logging
 import tensorflow as tf
 
-from ofa_tf.data import (MEAN, PIXELS, STD, DataSource, calibration_images, load_dataset, make_pipeline,
+from ofa_tf.data import (MEAN, STD, DataSource, calibration_images, evaluation_batches, load_dataset,
                          split_validation)
 from ofa_tf import io
 from ofa_tf.errors import OfaError
 from ofa_tf.io import local_copy, read_json, unwritable_reason
 from ofa_tf.runs.checkpoints import verify_checkpoint
 from ofa_tf.runs.config import RunConfig
+from ofa_tf.runs.data_free import check_classes
 from ofa_tf.runs.model import build_model
 from ofa_tf.spaces import SearchSpace
 from ofa_tf.training import Method, OnceForAllModel
@@ -208,9 +209,8 @@ class RunDirectory:
             raise OfaError(f"max_eval_images={max_images}: expected a positive number")
         spec = dataset or c.dataset
         data = load_dataset(spec, c.data_dir, label_offset=c.label_offset if spec.startswith("tfrecord:") else 0)
-        if dataset and data.num_classes != saved.num_classes:
-            raise OfaError(f"dataset={spec}: {data.num_classes} classes, but the supernet's classifier has "
-                           f"{saved.num_classes}")
+        if dataset:
+            check_classes(spec, data.num_classes, saved.num_classes)
         train_split, validation_split = split_validation(data.train, c.validation_fraction, c.seed)
         if split == "test" and data.test is None:
             raise OfaError(f"split=test: dataset {data.name} has no test split")
@@ -219,7 +219,5 @@ class RunDirectory:
             eval_split = eval_split.take(max_images)
         images = dict(augmentation=c.augmentation, encoding=data.encoding)
         calibration = calibration_images(train_split, resolution, count, c.seed + 1, **images) if count else []
-        evaluation = make_pipeline(eval_split, EVALUATION_BATCH, [resolution], training=False, **images)
-        if data.encoding == PIXELS:  # in memory already: decoded once; files are decoded at each pass
-            evaluation = [(x.numpy(), y.numpy()) for x, y in evaluation]  # (ImageNet's 50k at 224 px: 30 GB)
+        evaluation = evaluation_batches(eval_split, EVALUATION_BATCH, resolution, **images)
         return EvaluationData(calibration, evaluation, count, train_split, data)

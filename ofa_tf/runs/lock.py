@@ -74,26 +74,30 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self.holder()
-                try:
-                    stale = self._is_stale(holder)
-                except OSError:  # removed meanwhile: try again
-                    continue
-                if not stale:
-                    who = (f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')})"
-                           if holder else "another process")
-                    raise OfaError(f"model_dir={self.model_dir}: in use by {who}; wait for it to finish, or remove "
-                                   f"{self.path} if that process is gone") from None
-                try:
-                    os.remove(self.path)
-                except FileNotFoundError:
-                    pass
+                fd = None
+            if fd is None:
+                self._take_over_if_stale()
                 continue
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True
             return self
         raise OfaError(f"model_dir={self.model_dir}: could not take {self.path} (another run keeps taking it)")
+
+    def _take_over_if_stale(self) -> None:
+        """Removes the existing lock file if its holder is gone (the caller then tries again);
+        raises OfaError naming a live holder."""
+        holder = self.holder()
+        try:
+            stale = self._is_stale(holder)
+        except OSError:  # removed meanwhile: the caller tries again
+            return
+        if not stale:
+            raise self._in_use(holder)
+        try:
+            io.remove(self.path)
+        except FileNotFoundError:
+            pass
 
     def _in_use(self, holder: dict | None) -> OfaError:
         who = (f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')})"
@@ -106,17 +110,7 @@ class RunLock:
         me = {**me, "token": uuid.uuid4().hex}
         for _ in range(2):
             if io.exists(self.path):
-                holder = self.holder()
-                try:
-                    stale = self._is_stale(holder)
-                except OSError:  # removed meanwhile: try again
-                    continue
-                if not stale:
-                    raise self._in_use(holder)
-                try:
-                    io.remove(self.path)
-                except FileNotFoundError:
-                    pass
+                self._take_over_if_stale()
             io.write_json(self.path, me, indent=None)
             time.sleep(settle_seconds)  # a run that wrote at the same moment: the last writer's token stays
             holder = self.holder()

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, calibration_images, decoded_pixels,
-                         labelled_subset, load_dataset, make_pipeline, semi_supervised_pipeline, split_validation,
-                         unlabelled_images)
+                         evaluation_batches, labelled_subset, load_dataset, make_pipeline, semi_supervised_pipeline,
+                         split_validation, unlabelled_images)
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
 from ofa_tf.errors import OfaError
@@ -286,11 +286,9 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
         worker_rows=(lambda start, stop: supervised((start, stop))) if run.unlabelled is None else None)
     calibration = calibration_images(run.calibration_split, max(resolutions), config.bn_calibration_images,
                                      config.seed + 1, **images)
-    validation = make_pipeline(run.validation_split, EVALUATION_BATCH, resolutions, training=False,
-                               augmentation=config.augmentation, encoding=run.data.encoding,
-                               failures=run.decode_failures)
-    if run.data.encoding == PIXELS:  # in memory already: decoded once; files are decoded at each evaluation,
-        validation = list(validation)  # so memory does not grow with the split (ImageNet's would be ~60 GB)
+    validation = evaluation_batches(run.validation_split, EVALUATION_BATCH, max(resolutions),
+                                    augmentation=config.augmentation, encoding=run.data.encoding,
+                                    failures=run.decode_failures)
     callbacks = [controller,
                  EpochReport(run.space, controller, calibration, validation, config.bn_calibration_images,
                              directory.metrics_path if chief else None, run.decode_failures),

@@ -7,7 +7,8 @@ weight is unchanged), and these stay float32 on purpose:
   - batch-norm statistics and normalisation (`ElasticBatchNormalization` upcasts its input),
   - the logits, and so every loss, distillation target and ε-weighted gradient sum,
   - checkpoints (the weights are float32 variables), BN recalibration, evaluation and
-    export (`float32_policy()`: a subnet extracted for them is a float32 Keras model).
+    export: the policy is in force only while the run's model is built (`precision_policy`),
+    so the subnets extracted later for them are float32 Keras models.
 float16 also needs loss scaling: its narrow exponent flushes small gradients to zero, so
 the run's optimizer is wrapped in `keras.optimizers.LossScaleOptimizer` (dynamic scale)
 and the train step scales each loss before its gradients (`optimizer.scale_loss`). bfloat16
@@ -49,8 +50,3 @@ def precision_policy(precision: str) -> Iterator[None]:
     finally:
         keras.config.set_dtype_policy(previous)
 
-
-def float32_policy() -> contextlib.AbstractContextManager[None]:
-    """Float32 layers within the block: BN recalibration, evaluation and export of a
-    subnet extracted from a supernet trained in mixed precision."""
-    return precision_policy("none")
