@@ -1,20 +1,23 @@
 """Every training preset at one step budget on the full Fashion-MNIST, compared as the papers do.
 
   python benchmarks/compare_methods.py [--data=tfds:fashion_mnist --download] \
-      [--methods=deps,bignas,ofa,full,fofa,compofa,tofa] [--epochs=3] [--steps_per_epoch=50] \
-      [--output_dir=runs/methods]
+      [--methods=deps,bignas,bignas_unclipped,ofa,compofa,fofa,full] [--seeds=0,1] \
+      [--epochs=3] [--steps_per_epoch=50] [--output_dir=runs/methods]
 
 (or `python -m benchmarks.compare_methods ...`, from a checkout with ofa_tf installed.)
 --data takes any ofa-train --dataset, e.g. idx:DIR for Fashion-MNIST's *-ubyte.gz files.
 
-Each method trains with `ofa-train` (`python -m ofa_tf.cli.train`) into OUTPUT_DIR/METHOD (same data, seed,
-batch and number of steps, each preset's own optimizer settings; `compofa` and `fofa` on
-CompOFA's coupled space, where their papers define them, every other method on `ofa_mbv3`),
-one after another, so their wall times come from the same machine
-in the same hour. Then every run is measured the same way: the max, the min and
---num_random random subnets (the same random archs for every run of a space), each
-BN-recalibrated, on the first --eval_images images of the test split. Reported per method
-(as the DεpS paper, arXiv:2407.06167, does in §5.1):
+Each method trains once per seed with `ofa-train` (`python -m ofa_tf.cli.train`) into
+OUTPUT_DIR/seedS/METHOD (same data, batch and number of steps, each preset's own optimizer
+settings; `compofa` and `fofa` on CompOFA's coupled space, where their papers define them,
+every other method on `ofa_mbv3`), one after another, seed by seed, so their wall times come
+from the same machine in the same hours. `bignas_unclipped` is the bignas preset with
+`--grad_clip_mode=none` (DεpS's own BigNAS baseline does not clip), so the effect of the clip
+is measured rather than assumed. Then every run is measured the same way, whatever its training
+seed: the max, the min and --num_random random subnets (the same random archs for every run of
+a space), each BN-recalibrated on the same images, on the first --eval_images images of the test
+split. Reported per method and seed, then as mean ± spread over the seeds (spread: half the
+range, max - min over 2; as the DεpS paper, arXiv:2407.06167, does in §5.1):
   wall_s            wall time of the training command (tracing and per-epoch evaluation included);
   train_s           sum of the per-epoch times in metrics.csv;
   steps_s           the training steps alone: train_s less the per-epoch evaluation and the
@@ -26,7 +29,7 @@ BN-recalibrated, on the first --eval_images images of the test split. Reported p
                     ofa_mbv3 MACs range at this resolution;
   mean_pareto_acc   area under the accuracy vs normalised-MACs Pareto front.
 Prints a Markdown table and one JSON object; OUTPUT_DIR/compare.json is rewritten after
-each method, so a comparison cut short still holds the methods done so far.
+each run, so a comparison cut short still holds the runs done so far.
 A finished run is not retrained: its recorded wall time is reused (delete the run
 directory to re-time it). Results already in OUTPUT_DIR/compare.json (same settings) are kept
 and not measured again unless --remeasure, so methods can be added a few at a time.
@@ -58,14 +61,18 @@ from ofa_tf.spaces import get_space  # noqa: E402
 from ofa_tf.training.methods import Method  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("deps", "bignas", "ofa", "full", "fofa", "compofa", "tofa")
+# name in the comparison -> (preset, extra ofa-train flags)
+METHODS = {name: (name, ()) for name in ("deps", "bignas", "ofa", "full", "fofa", "compofa", "tofa")}
+METHODS["bignas_unclipped"] = ("bignas", ("--grad_clip_mode=none",))
+DEFAULT_METHODS = ("deps", "bignas", "bignas_unclipped", "ofa", "compofa", "fofa", "full")
+MEASURE_SEED = 0  # validation split, calibration images and random archs: the same for every run
 TIMING_FILE = "benchmark_timing.json"
 NOT_SETTINGS = ("download",)  # how the data is fetched, not what is compared
 
 flags.DEFINE_string("data", "tfds:fashion_mnist", "Training and test data: any ofa-train --dataset (idx:DIR, "
                     "npz:FILE, tfds:NAME, folder:PATH).")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing tfds: dataset.")
-flags.DEFINE_string("methods", ",".join(METHODS), "Methods to compare, comma-separated.")
+flags.DEFINE_list("methods", list(DEFAULT_METHODS), f"Methods to compare: some of {sorted(METHODS)}.")
 flags.DEFINE_string("space", "ofa_mbv3", "Space of every method but compofa and fofa (CompOFA's coupled space).")
 flags.DEFINE_integer("image_size", 32, "Input resolution.")
 flags.DEFINE_integer("epochs", 3, "Training epochs of every method.")
@@ -73,7 +80,7 @@ flags.DEFINE_integer("steps_per_epoch", 50, "Steps per epoch of every method.")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_float("learning_rate", None, "Peak learning rate of every method (default: each preset's, scaled "
                    "by the batch size as its reference code scales it).")
-flags.DEFINE_integer("seed", 0, "Seed of training and of the random subnets measured.")
+flags.DEFINE_list("seeds", ["0", "1"], "Training seeds: every method trains once per seed.")
 flags.DEFINE_integer("num_random", 12, "Random subnets measured per run.")
 flags.DEFINE_integer("eval_images", 2000, "Test images per subnet.")
 flags.DEFINE_integer("calibration_images", 500, "BN-recalibration images per subnet.")
@@ -81,7 +88,7 @@ flags.DEFINE_string("output_dir", os.path.join(ROOT, "runs", "methods"), "Where 
 flags.DEFINE_bool("remeasure", False, "Measure methods again even if OUTPUT_DIR/compare.json has their results.")
 FLAGS = flags.FLAGS
 SETTINGS = ("data", "methods", "space", "image_size", "epochs", "steps_per_epoch", "batch_size", "learning_rate",
-            "seed", "num_random", "eval_images", "calibration_images", "output_dir", "remeasure")
+            "seeds", "num_random", "eval_images", "calibration_images", "output_dir", "remeasure")
 
 
 COUPLED_SPACE_METHODS = ("compofa", "fofa")  # defined on CompOFA's coupled space (their papers)
@@ -92,27 +99,32 @@ def settings() -> dict:
     return {name: FLAGS[name].value for name in SETTINGS}
 
 
-def train_command(args, method: str, model_dir: str) -> list[str]:
-    space = "compofa" if method in COUPLED_SPACE_METHODS else args.space
-    return [sys.executable, "-m", "ofa_tf.cli.train", f"--method={method}", f"--space={space}",
+def train_command(args, method: str, seed: int, model_dir: str) -> list[str]:
+    preset, extra = METHODS[method]
+    space = "compofa" if preset in COUPLED_SPACE_METHODS else args.space
+    return [sys.executable, "-m", "ofa_tf.cli.train", f"--method={preset}", *extra, f"--space={space}",
             f"--dataset={args.data}", f"--image_size={args.image_size}", f"--epochs={args.epochs}",
             f"--steps_per_epoch={args.steps_per_epoch}", f"--batch_size={args.batch_size}",
             *([f"--learning_rate={args.learning_rate}"] if args.learning_rate is not None else []),
-            f"--seed={args.seed}",
+            f"--seed={seed}",
             f"--bn_calibration_images={args.calibration_images}", f"--model_dir={model_dir}",
             *(["--download"] if args.download else [])]
 
 
-def train_one(args, method: str) -> float:
-    """Trains `method` (unless already timed); returns its wall seconds."""
-    model_dir = os.path.join(args.output_dir, method)
+def run_dir(args, method: str, seed: int) -> str:
+    return os.path.join(args.output_dir, f"seed{seed}", method)
+
+
+def train_one(args, method: str, seed: int) -> float:
+    """Trains `method` with `seed` (unless already timed); returns its wall seconds."""
+    model_dir = run_dir(args, method, seed)
     timing = os.path.join(model_dir, TIMING_FILE)
     if os.path.exists(timing):
         with open(timing) as f:
             return json.load(f)["wall_s"]
-    print(f"[compare_methods] training {method} -> {model_dir}", file=sys.stderr, flush=True)
+    print(f"[compare_methods] training {method} (seed {seed}) -> {model_dir}", file=sys.stderr, flush=True)
     started = time.time()
-    done = subprocess.run(train_command(args, method, model_dir))
+    done = subprocess.run(train_command(args, method, seed, model_dir))
     if done.returncode:
         raise OfaError(f"training {method} failed (exit {done.returncode})")
     wall = round(time.time() - started, 1)
@@ -136,19 +148,20 @@ class Measurer:
         self.low = profile(reference, reference.min_arch(), 10)["macs"]
         self.high = profile(reference, reference.max_arch(), 10)["macs"]
         data = load_dataset(args.data, None, args.download)
-        train_split, _ = split_validation(data.train, 0.1, args.seed)
-        self.calibration = calibration_images(train_split, args.image_size, args.calibration_images, args.seed + 1)
+        train_split, _ = split_validation(data.train, 0.1, MEASURE_SEED)
+        self.calibration = calibration_images(train_split, args.image_size, args.calibration_images, MEASURE_SEED + 1)
         self.evaluation = list(make_pipeline(data.test.take(args.eval_images), 250, [args.image_size],
                                              training=False))
 
-    def __call__(self, method: str, wall_s: float) -> dict:
+    def __call__(self, method: str, seed: int, wall_s: float) -> dict:
         args = self.args
-        model_dir = os.path.join(args.output_dir, method)
+        model_dir = run_dir(args, method, seed)
         model, saved = RunDirectory(model_dir).load_supernet()
         space = model.space
-        rng = random.Random(args.seed)  # the same random archs for every run of a space
+        rng = random.Random(MEASURE_SEED)  # the same random archs for every run of a space
         archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(args.num_random)]
-        print(f"[compare_methods] measuring {method}: {len(archs)} subnets", file=sys.stderr, flush=True)
+        print(f"[compare_methods] measuring {method} (seed {seed}): {len(archs)} subnets", file=sys.stderr,
+              flush=True)
         points = evaluate_archs(model, archs, self.calibration, self.evaluation, args.calibration_images,
                                 progress=True)
         with open(os.path.join(model_dir, "metrics.csv")) as f:
@@ -172,12 +185,12 @@ class Measurer:
 
 def previous_results(report_path: str, current: dict) -> dict:
     """`results` (and `macs_range`) already in OUTPUT_DIR/compare.json from a run with the same
-    settings (the method list aside), so that comparing a few more methods keeps the others."""
+    settings (the method and seed lists aside), so that adding methods or seeds keeps the others."""
     if not os.path.isfile(report_path):
         return {"results": {}}
     with open(report_path) as f:
         previous = json.load(f)
-    ignored = ("methods", "remeasure")
+    ignored = ("methods", "seeds", "remeasure")
     same = {k: v for k, v in previous.get("settings", {}).items() if k not in ignored} == \
         {k: v for k, v in current.items() if k not in ignored}
     if not same:
@@ -185,39 +198,82 @@ def previous_results(report_path: str, current: dict) -> dict:
     return {"results": previous.get("results", {}), "macs_range": previous.get("macs_range")}
 
 
+SUMMARISED = ("wall_s", "steps_s", "subnet_passes", "max_acc", "min_acc", "mean_pareto_acc")
+
+
+def mean_and_spread(values: list) -> dict | None:
+    """Mean and spread (half the range) of the seeds' values; None if any seed has none."""
+    if not values or any(v is None for v in values):
+        return None
+    return {"mean": sum(values) / len(values), "spread": (max(values) - min(values)) / 2, "n": len(values)}
+
+
+def summarise(per_seed: dict) -> dict:
+    """One method's results over its seeds: mean ± spread of every figure and of every bucket."""
+    runs = list(per_seed.values())
+    summary = {key: mean_and_spread([r[key] for r in runs]) for key in SUMMARISED}
+    summary["buckets"] = [mean_and_spread([r["buckets"][b] for r in runs]) for b in range(len(runs[0]["buckets"]))]
+    summary["seeds"] = sorted(per_seed, key=int)
+    return summary
+
+
+def cell(stat: dict | None, scale: float = 1.0, digits: int = 1) -> str:
+    if stat is None:
+        return "-"
+    if stat["n"] == 1 or stat["spread"] == 0:
+        return f"{scale * stat['mean']:.{digits}f}"
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['spread']:.{digits}f}"
+
+
 def table(report: dict) -> str:
     low, high = report["macs_range"]
     width = (high - low) / 6
     heads = [f"{(low + b * width) / 1e6:.1f}-{(low + (b + 1) * width) / 1e6:.1f}M" for b in range(6)]
-    lines = ["| method | wall s | steps s | subnet passes | max acc | min acc | " + " | ".join(heads)
-             + " | mean Pareto acc |", "|---" * (7 + len(heads)) + "|"]
-    for method, r in report["results"].items():
-        cells = ["-" if a is None else f"{100 * a:.1f}" for a in r["buckets"]]
-        steps = "-" if r.get("steps_s") is None else f"{r['steps_s']:.0f}"
-        lines.append(f"| {method} | {r['wall_s']:.0f} | {steps} | {r['subnet_passes']} | {100 * r['max_acc']:.1f} | "
-                     f"{100 * r['min_acc']:.1f} | " + " | ".join(cells) + f" | {100 * r['mean_pareto_acc']:.1f} |")
+    lines = ["| method | seeds | wall s | steps s | subnet passes | max acc | min acc | " + " | ".join(heads)
+             + " | mean Pareto acc |", "|---" * (8 + len(heads)) + "|"]
+    for method, s in report["summary"].items():
+        buckets = [cell(b, 100) for b in s["buckets"]]
+        lines.append(f"| {method} | {','.join(s['seeds'])} | {cell(s['wall_s'], digits=0)} | "
+                     f"{cell(s['steps_s'], digits=0)} | {cell(s['subnet_passes'], digits=0)} | "
+                     f"{cell(s['max_acc'], 100)} | {cell(s['min_acc'], 100)} | " + " | ".join(buckets)
+                     + f" | {cell(s['mean_pareto_acc'], 100)} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
     args = FLAGS
-    methods = [m for m in args.methods.split(",") if m]
+    methods = list(dict.fromkeys(m for m in args.methods if m))
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise OfaError(f"--methods={unknown[0]!r}: expected some of {list(METHODS)}")
+        raise OfaError(f"--methods={unknown[0]!r}: expected some of {sorted(METHODS)}")
+    try:
+        seeds = list(dict.fromkeys(int(s) for s in args.seeds))
+    except ValueError:
+        raise OfaError(f"--seeds={','.join(args.seeds)!r}: expected whole numbers, e.g. 0,1") from None
+    if not seeds:
+        raise OfaError("--seeds is empty: give at least one seed, e.g. --seeds=0,1")
     os.makedirs(args.output_dir, exist_ok=True)
     measure = None
     report_path = os.path.join(args.output_dir, "compare.json")
     report = {"settings": settings(), **previous_results(report_path, settings())}
-    for method in methods:  # train, then measure at once: a partial comparison is already usable
-        if method in report["results"] and not args.remeasure:
-            continue
-        wall = train_one(args, method)
-        measure = measure or Measurer(args)
-        report["macs_range"] = [measure.low, measure.high]
-        report["results"][method] = measure(method, wall)
-        with open(report_path, "w") as f:
-            json.dump(report, f, indent=1)
+    for seed in seeds:  # seed by seed: after the first, every method has a result
+        for method in methods:  # train, then measure at once: a partial comparison is already usable
+            done = report["results"].setdefault(method, {})
+            if str(seed) in done and not args.remeasure:
+                continue
+            wall = train_one(args, method, seed)
+            measure = measure or Measurer(args)
+            report["macs_range"] = [measure.low, measure.high]
+            done[str(seed)] = measure(method, seed, wall)
+            report["summary"] = {m: summarise(r) for m, r in report["results"].items() if r}
+            with open(report_path, "w") as f:
+                json.dump(report, f, indent=1)
+    report["summary"] = {m: summarise(r) for m, r in report["results"].items() if r}
+    # what compare.json holds, whichever subset this invocation added
+    report["settings"].update(methods=list(report["summary"]),
+                              seeds=sorted({s for r in report["results"].values() for s in r}, key=int))
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=1)
     print(table(report))
     print(json.dumps(report))
 

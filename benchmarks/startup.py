@@ -1,7 +1,8 @@
 """Start-up cost: first-call (trace + graph optimisation) seconds of the train steps, and the
 tools' time to their result on a small run, as one JSON object.
 
-  python benchmarks/startup.py [--space=ofa_mbv3] [--batch=64] [--resolution=32] [--tools]
+  python benchmarks/startup.py [--space=ofa_mbv3] [--batch=64] [--resolution=32] [--tools] \
+      [--graph_optimization=auto|on|off]
 
 (or `python -m benchmarks.startup ...`, from a checkout with ofa_tf installed.)
 
@@ -17,6 +18,11 @@ Keys:
   with --tools, `train_s`, `evaluate_s`, `search_s` (zero-cost) and `export_s`: wall
     seconds of each command on a small run (1 epoch of 2 steps on the shipped Fashion-MNIST
     subset), TensorFlow's start-up and every trace included.
+
+`graph_optimization`: whether TensorFlow's Grappler rewrote the traced steps (the commands'
+default, `auto`, turns it off on a host with no GPU or TPU; `ofa_tf/graph_optimization.py`);
+run with `=on` and `=off` to see what it costs and what it buys. With --tools the commands run
+with the same setting.
 
 Machines here are shared: compare ratios within one run, not seconds across runs.
 """
@@ -39,6 +45,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
+from ofa_tf.graph_optimization import (ENVIRONMENT_VARIABLE, MODES, configure_graph_optimization,  # noqa: E402
+                                       graph_optimization_enabled)
 from ofa_tf.spaces import get_space  # noqa: E402
 from ofa_tf.training import OnceForAllModel, PhaseController, build_method  # noqa: E402
 
@@ -47,6 +55,8 @@ flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("resolution", 32, "Input resolution.")
 flags.DEFINE_integer("steps", 5, "Timed steps after tracing.")
 flags.DEFINE_integer("threads", 2, "TensorFlow intra- and inter-op threads.")
+flags.DEFINE_enum("graph_optimization", None, list(MODES), "Grappler on the traced steps (default: "
+                  f"${ENVIRONMENT_VARIABLE}, else auto: off without a GPU or TPU).")
 flags.DEFINE_bool("tools", False, "Also time the commands (train, evaluate, search, export) on a small run.")
 FLAGS = flags.FLAGS
 
@@ -110,9 +120,10 @@ def tool_seconds(work: str) -> dict[str, float]:
                      f"--output={os.path.join(work, 'min.tflite')}"],
     }
     seconds = {}
+    env = {**os.environ, ENVIRONMENT_VARIABLE: "on" if graph_optimization_enabled() else "off"}
     for key, command in commands.items():
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
         seconds[key] = time.perf_counter() - start
@@ -123,6 +134,8 @@ def set_threads() -> None:
     """Before TensorFlow's first op: thread counts cannot change once it runs."""
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    if FLAGS.graph_optimization is not None:
+        configure_graph_optimization(FLAGS.graph_optimization)
 
 
 def main(argv: list[str]) -> None:
@@ -131,7 +144,8 @@ def main(argv: list[str]) -> None:
     x = tf.random.normal((args.batch, args.resolution, args.resolution, 3))
     y = tf.random.uniform((args.batch,), 0, 10, tf.int32)
     result: dict = {"space": args.space, "batch": args.batch, "resolution": args.resolution,
-                    "threads": args.threads, "cpus": os.cpu_count()}
+                    "threads": args.threads, "cpus": os.cpu_count(),
+                    "graph_optimization": graph_optimization_enabled()}
 
     ofa_model, ofa = ofa_step(space)
     static = plain_step(ofa_model.get_subnet("max"))

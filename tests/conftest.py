@@ -23,6 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from ofa_tf.graph_optimization import configure_graph_optimization  # noqa: E402
+
+configure_graph_optimization()  # as every command starts TensorFlow (OFA_TF_GRAPH_OPTIMIZATION)
+
 KINDS = ("unit", "integration")
 
 
@@ -44,6 +48,26 @@ def pytest_make_collect_report(collector):
             report.longrepr = "\n".join(problems)
             report.result = []
     return report
+
+
+@pytest.fixture(autouse=True)
+def _process_wide_settings_are_restored(request):
+    """Every test leaves Keras's global dtype policy and TensorFlow's Grappler setting as it
+    found them: a leaked mixed_float16 policy would silently wrap every later `compile` in a
+    loss-scaling optimizer that skips overflowing steps (no test should see another's state)."""
+    import keras
+    import tensorflow as tf
+    policy, grappler = keras.config.dtype_policy().name, tf.config.optimizer.get_experimental_options()
+    yield
+    leaked = []
+    if keras.config.dtype_policy().name != policy:
+        leaked.append(f"Keras dtype policy {keras.config.dtype_policy().name!r} (was {policy!r})")
+        keras.config.set_dtype_policy(policy)
+    if tf.config.optimizer.get_experimental_options() != grappler:
+        leaked.append(f"Grappler options {tf.config.optimizer.get_experimental_options()} (were {grappler})")
+        tf.config.optimizer.set_experimental_options(grappler)
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} left process-wide settings changed: {'; '.join(leaked)}")
 
 
 def pytest_terminal_summary(terminalreporter):

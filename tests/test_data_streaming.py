@@ -12,7 +12,7 @@ import tensorflow as tf
 from helpers import assert_one_line_error, run_tool, tiny_space
 
 from ofa_tf.cli import config_flags
-from ofa_tf.data import (BYTES, FILE, DecodeFailures, check_dataset_spec, default_augment, load_dataset,
+from ofa_tf.data import (BYTES, FILE, DecodeFailures, ImageCount, check_dataset_spec, default_augment, load_dataset,
                          make_pipeline, parse_image_sizes)
 from ofa_tf.data import decode
 from ofa_tf.data.check import find_undecodable
@@ -132,11 +132,11 @@ def test_a_worker_reads_and_decodes_only_its_rows_of_each_batch(tmp_path):
     data = load_dataset(f"folder:{broken}")
     seen = []
     for rows in ((0, 4), (4, 8)):
-        failures = DecodeFailures()
+        failures, read = DecodeFailures(), ImageCount()
         shares = _batches(make_pipeline(data.train, 8, [16], training=True, augmentation="imagenet",
-                                        encoding=FILE, failures=failures, rows=rows), 10)
+                                        encoding=FILE, failures=failures, rows=rows, images_read=read), 10)
         assert [x.shape[0] for x, _ in shares] == [4, 4]  # one epoch: 16 files in 2 batches
-        assert failures.count == 8, failures.names
+        assert failures.count == 8 and read.value == 8, (failures.names, read.value)
         seen.append(set(failures.names))
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 16
     odd = _batches(make_pipeline(pixels.take(13), 8, [8], training=True, rows=(4, 8)), 10)

@@ -215,6 +215,48 @@ def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
     assert not list((run_dir / "checkpoints").glob(".tmp*"))
 
 
+def _jpeg_folder(root, per_class: int) -> str:
+    """Two class folders of random JPEGs of mixed sizes."""
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            height, width = 20 + 7 * (i % 5), 24 + 5 * (i % 4)
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            (root / c / f"{i}.jpg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    return str(root)
+
+
+@pytest.mark.integration
+def test_two_workers_each_read_only_their_rows_of_a_folder(tmp_path):
+    """A multi-worker run over a folder of JPEGs: each worker reads and decodes only its half
+    of every batch (the run's own count, `training_images_read`, read-ahead included), and both
+    workers end with the same weights."""
+    steps, batch = 40, 8
+    images = _jpeg_folder(tmp_path / "images", per_class=40)  # 72 training images: 9 batches a pass
+    flags = [*_run_flags(tmp_path, epochs=1, steps=steps, dataset=f"folder:{images}", augment="imagenet",
+                         batch_size=batch), "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}"]
+    ports = _free_ports(2)
+    processes = [_train_process(flags, {**os.environ, "TF_CONFIG": _tf_config(ports, i)}) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=900) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    summaries = [_summary(out) for out, _ in outputs]
+    assert [s["replicas"] for s in summaries] == [2, 2]
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
+    for summary in summaries:
+        read = summary["training_images_read"]
+        # its 4 rows of the 40 steps' batches and of the batches read ahead (about 10 here);
+        # a worker that read whole batches would have read at least steps * batch
+        assert read % (batch // 2) == 0 and steps * batch // 2 <= read < steps * batch, summary
+
+
 @pytest.mark.integration
 def test_multi_worker_survives_a_killed_worker(tmp_path):
     ports = _free_ports(2)

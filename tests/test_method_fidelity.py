@@ -206,7 +206,7 @@ EXPECTED = {
                     phases=[("full", 180 / 330, 1.0, 0.0), ("compound_1", 25 / 330, 0.08 / 2.6, 0.0),
                             ("compound_2", 125 / 330, 0.24 / 2.6, 5 / 125)]),
     "fofa": dict(space="compofa", lr_per_256=0.325, lr_schedule="run", weight_decay=3e-5, weight_decay_form="coupled",
-                 grad_clip_mode="norm", grad_clip=1.0, restart_optimizer=False, subnet_dropout=True,
+                 grad_clip_mode="value", grad_clip=1.0, restart_optimizer=False, subnet_dropout=True,
                  phases=[("warmup", 5 / 185, 1.0, 0.0), ("upper_attentive", 180 / 185, 1.0, 0.0)]),
     "tofa": dict(space="ofa_mbv3", lr_per_256=0.08, lr_schedule="run", weight_decay=1e-5, weight_decay_form="coupled",
                  grad_clip_mode="none", grad_clip=None, restart_optimizer=False, subnet_dropout=True,
@@ -384,6 +384,54 @@ def test_a_block_that_no_network_of_the_step_ran_does_not_move():
         moved = not np.array_equal(v.numpy(), before[id(v)])
         buffer_moved = not np.array_equal(model.optimizer.momentums[optimizer_index[id(v)]].numpy(), buffers[id(v)])
         assert moved == buffer_moved == (id(v) not in skipped), v.path
+
+
+@pytest.mark.integration
+def test_a_kernel_transform_no_network_of_the_step_used_does_not_move():
+    """`kernel_mode="transform"`: the transform to size k moves only when a network of the
+    step ran its block at kernel <= k (the full model's max kernel uses none), as PyTorch's
+    SGD leaves a parameter with no gradient alone."""
+    import dataclasses
+
+    from helpers import tiny_space
+    from ofa_tf.training import OnceForAllModel
+
+    model = OnceForAllModel(tiny_space(resolutions=(16,)), num_classes=3, max_subnets=1, dropout=0.0,
+                            kernel_mode="transform")
+    model.build()
+    model.compile(optimizer=ReferenceSGD(0.1, momentum=0.9, weight_decay=1e-2, weight_decay_form="coupled"))
+    variables = model.supernet_trainable_variables
+    model.optimizer.build(variables)
+    x = tf.random.stateless_uniform((8, 16, 16, 3), seed=(1, 2))
+    y = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
+    step = tf.function(model.train_step)
+    model.step_active.assign([1.0])
+    full = model.space.max_arch(16)
+
+    def with_kernels(size_of):  # the max arch, with stage s's kernels from size_of(s, k)
+        return dataclasses.replace(full, kernels=tuple(tuple(size_of(s, k) for k in ks)
+                                                       for s, ks in enumerate(full.kernels)))
+
+    transforms = {id(m): (s, size) for s, stage in enumerate(model.stages) for block in stage.blocks
+                  for size, m in block.depthwise.transforms.items()}
+    assert {size for _, size in transforms.values()} == {3, 5}
+    index = {id(v): i for i, v in enumerate(variables)}
+
+    def moved_by(arch) -> dict:
+        model.step_archs.assign([model.layout.encode(arch)])
+        before = {i: (v.numpy().copy(), model.optimizer.momentums[index[i]].numpy().copy())
+                  for i, v in ((id(v), v) for v in variables) if i in transforms}
+        step((x, y))
+        return {i: (not np.array_equal(v.numpy(), before[id(v)][0]),
+                    not np.array_equal(model.optimizer.momentums[index[id(v)]].numpy(), before[id(v)][1]))
+                for v in variables for i in [id(v)] if i in transforms}
+
+    smallest = with_kernels(lambda s, k: min(model.space.stages[s].kernels))
+    assert all(m == (True, True) for m in moved_by(smallest).values())  # every transform used: all move
+    assert all(m == (False, False) for m in moved_by(full).values())  # max kernels only: none moves
+    fives = with_kernels(lambda s, k: 5 if 5 in model.space.stages[s].kernels else k)
+    for i, m in moved_by(fives).items():  # kernel 5 in stage 1 (3, 5, 7) and stage 2 (3, 5)
+        assert m == ((True, True) if transforms[i][1] == 5 else (False, False)), transforms[i]
 
 
 # ---------------------------------------------------------------- phases, spaces and networks

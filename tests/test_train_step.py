@@ -183,19 +183,23 @@ def test_large_batches_recalibrate_and_evaluate_in_bounded_memory_with_the_same_
     batches = [rng.normal(size=(40, 24, 24, 3)).astype("float32") for _ in range(3)]
     labels = rng.integers(0, 5, 40)
     results = []
-    for pixels in (10 ** 9, 24 * 24 * 7):  # everything eager; then graph recalibration, eager chunks of 7
+    # everything eager; graph recalibration (large batches) with eager chunks of 7; graph
+    # recalibration because many images are asked for (`GRAPH_MIN_IMAGES`)
+    for pixels, graph_min_images in ((10 ** 9, 10 ** 9), (24 * 24 * 7, 10 ** 9), (10 ** 9, 100)):
         monkeypatch.setattr(bn_recalibration, "EAGER_PIXELS", pixels)
+        monkeypatch.setattr(bn_recalibration, "GRAPH_MIN_IMAGES", graph_min_images)
         monkeypatch.setattr(evaluation, "EAGER_PIXELS", pixels)
         subnet = model.get_subnet(model.space.max_arch(24))
-        assert recalibrate_bn(subnet, batches, 100) == 100
+        assert recalibrate_bn(subnet, batches, 100) == 100  # 40 + 40 + 20: a partial last batch
         logits = evaluation.inference_logits(subnet, tf.constant(batches[0]))
         results.append(([layer.moving_variance.numpy() for layer in batch_norm_layers(subnet)], logits.numpy(),
                         evaluation.accuracy(subnet, [(batches[0], labels)])))
-    (eager_variances, eager_logits, eager_accuracy), (variances, logits, accuracy) = results
-    assert logits.shape == (40, 5) and accuracy == eager_accuracy
-    np.testing.assert_allclose(logits, eager_logits, atol=1e-5)
-    for a, b in zip(variances, eager_variances):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    (eager_variances, eager_logits, eager_accuracy), *graph_results = results
+    for variances, logits, accuracy in graph_results:
+        assert logits.shape == (40, 5) and accuracy == eager_accuracy
+        np.testing.assert_allclose(logits, eager_logits, atol=1e-5)
+        for a, b in zip(variances, eager_variances):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.integration

@@ -24,7 +24,9 @@ one-line error, so:
 - Library errors name arguments (`epochs=0: ...`); `word_as_flags` words them as the
   command's flags (`--epochs=0: ...`).
 
-OFA_TF_TF_LOGS=1 keeps TensorFlow's native start-up output.
+OFA_TF_TF_LOGS=1 keeps TensorFlow's native start-up output. The runtime starts with
+`ofa_tf.graph_optimization.configure_graph_optimization()` applied (Grappler off on a host
+with no GPU or TPU, unless OFA_TF_GRAPH_OPTIMIZATION=on).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from absl import app, flags  # noqa: E402
 
 from ofa_tf.cli import config_flags  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.graph_optimization import configure_graph_optimization  # noqa: E402
 from ofa_tf.io import write_text  # noqa: E402
 from ofa_tf.interrupts import Interrupted  # noqa: E402
 from ofa_tf.native_logs import quiet_native_logs  # noqa: E402
@@ -73,6 +76,10 @@ def start_runtime(before_first_op: Callable[[], object] | None = None) -> None:
     if _runtime_started:
         return
     tf = load_tensorflow()
+    try:
+        configure_graph_optimization()  # OFA_TF_GRAPH_OPTIMIZATION: Grappler off on a CPU-only host by default
+    except OfaError as e:  # a bad environment variable (commands start the runtime as they are imported)
+        _fail(str(e))
     with quiet_native_logs():
         if before_first_op is not None:
             before_first_op()

@@ -60,6 +60,24 @@ class DecodeFailures:
             logging.warning("skipped %s: not a decodable image (%d skipped so far)", name, count)
 
 
+class ImageCount:
+    """How many images a training pipeline read (and decoded, if encoded), read-ahead
+    included: one worker's input work, which a multi-worker run splits between the workers."""
+
+    def __init__(self):
+        self._value = 0
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    def add(self, count) -> bool:
+        with self._lock:
+            self._value += int(count)
+        return True
+
+
 def failure_name(data: bytes, encoding: str) -> str:
     """How a log names a bad element: its path, or a digest of its bytes."""
     if encoding == FILE:

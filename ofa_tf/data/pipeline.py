@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.data.decode import (ENCODINGS, PIXELS, DecodeFailures, centre_crop, decode_rgb, random_resized_crop, read,
+from ofa_tf.data.decode import (ENCODINGS, PIXELS, DecodeFailures, ImageCount, centre_crop, decode_rgb,
+                                random_resized_crop, read,
                                 skip_undecodable)
 from ofa_tf.errors import OfaError
 
@@ -124,7 +125,7 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
                   seed: int = 0, shuffle_buffer: int = 10_000, repeat: bool = False,
                   start_batch: int = 0, drop_remainder: bool | None = None, augmentation: str = CIFAR,
                   encoding: str = PIXELS, failures: DecodeFailures | None = None,
-                  rows: tuple[int, int] | None = None) -> tf.data.Dataset:
+                  rows: tuple[int, int] | None = None, images_read: ImageCount | None = None) -> tf.data.Dataset:
     """Batches of (normalised float images, int32 labels), one resolution per batch.
 
     Training: shuffled (seeded), augmented (`augmentation`: imagenet, cifar or none), each
@@ -172,19 +173,29 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
         ds = ds.filter(lambda i, example: _in_rows(i % batch_size, rows))
         kept = rows[1] - rows[0]
     if encoding == PIXELS and augmentation != IMAGENET:
-        return _batch_then_resize(ds, kept, sizes, training, seed, start_batch, drop, augmentation)
+        return _batch_then_resize(ds, kept, sizes, training, seed, start_batch, drop, augmentation, images_read)
     if not training:
         ds = ds.enumerate()
     return _resize_then_batch(ds, kept, sizes, training, seed, drop, augmentation, encoding, failures,
-                              global_batch=batch_size)
+                              global_batch=batch_size, images_read=images_read)
 
 
 def _in_rows(row: tf.Tensor, rows: tuple[int, int]) -> tf.Tensor:
     return tf.logical_and(row >= rows[0], row < rows[1])
 
 
+def _counted(images_read: ImageCount):
+    """A batch map that adds the batch's rows to `images_read` (the batch is passed through)."""
+    def count(images, labels, *rest):
+        added = tf.py_function(images_read.add, [tf.shape(labels)[0]], tf.bool)
+        with tf.control_dependencies([added]):
+            return (tf.identity(images), labels, *rest)
+    return count
+
+
 def _batch_then_resize(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, training: bool, seed: int,
-                       start_batch: int, drop: bool, augmentation: str) -> tf.data.Dataset:
+                       start_batch: int, drop: bool, augmentation: str,
+                       images_read: ImageCount | None = None) -> tf.data.Dataset:
     """Pixel images of one size: augmented at their own size, batched, each batch resized."""
     if training:
         if augmentation == CIFAR:
@@ -196,6 +207,8 @@ def _batch_then_resize(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, t
     else:
         ds = ds.map(lambda x, y: (to_rgb_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop)
+    if training and images_read is not None:
+        ds = ds.map(_counted(images_read))
 
     def resize(index, batch):
         images, labels = batch
@@ -208,7 +221,8 @@ def _batch_then_resize(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, t
 
 def _resize_then_batch(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, training: bool, seed: int,
                        drop: bool, augmentation: str, encoding: str,
-                       failures: DecodeFailures | None, global_batch: int) -> tf.data.Dataset:
+                       failures: DecodeFailures | None, global_batch: int,
+                       images_read: ImageCount | None = None) -> tf.data.Dataset:
     """Images of any size (or ImageNet crops): each decoded and cropped / resized to its
     batch's size, then batched. Elements are (global index, (image, label)); `batch_size`
     rows of each batch of `global_batch` are here (fewer for a worker's share)."""
@@ -250,7 +264,10 @@ def _resize_then_batch(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, t
     else:
         ds = ds.map(decoded, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        ds = ds.batch(batch_size, drop_remainder=drop).map(_fill_skipped, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop)
+        if images_read is not None:
+            ds = ds.map(_counted(images_read))
+        ds = ds.map(_fill_skipped, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = _decoded_only(ds).batch(batch_size, drop_remainder=drop)
 

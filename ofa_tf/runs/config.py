@@ -112,7 +112,7 @@ class RunConfig:
         None, "coupled: L2 added to the gradient before momentum, as PyTorch SGD (every preset's default); "
         "decoupled: w -= lr * weight_decay * w after Keras SGD's momentum step.", OPTIMIZER)
     grad_clip: float | None = setting(
-        None, "Gradient clip threshold (default: the method's: bignas 1.0 by value, fofa 1.0 by norm); alone on a "
+        None, "Gradient clip threshold (default: the method's: bignas and fofa 1.0 by value); alone on a "
         "method that does not clip, clips by norm.", OPTIMIZER)
     grad_clip_mode: str | None = setting(
         None, "value: clip each gradient element to [-grad_clip, grad_clip]; norm: the global norm; none. Applied "

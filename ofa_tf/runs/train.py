@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, calibration_images, decoded_pixels,
-                         evaluation_batches, labelled_subset, load_dataset, make_pipeline, semi_supervised_pipeline,
+from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, ImageCount, calibration_images,
+                         decoded_pixels, evaluation_batches, labelled_subset, load_dataset, make_pipeline, semi_supervised_pipeline,
                          split_validation, unlabelled_images)
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
@@ -57,6 +57,7 @@ class PreparedRun:
         self.space: SearchSpace = get_space(c.space, c.width_mult, c.image_size)
         self.data: DataSource = load_dataset(c.dataset, c.data_dir, download, c.label_offset)
         self.decode_failures = DecodeFailures()  # images the pipelines skipped (metrics.csv's skipped_images)
+        self.images_read = ImageCount()  # this worker's training images read (the summary's training_images_read)
         self.encoding = self.data.encoding  # of the train split (TOFA's streams need pixels: decoded as read)
         train_split, self.validation_split = split_validation(self.data.train, c.validation_fraction, c.seed)
         self.train_split, rest = train_split, None
@@ -276,7 +277,8 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
 
     def supervised(rows=None):
         return make_pipeline(run.train_split, config.batch_size, resolutions, training=True, seed=config.seed,
-                             repeat=True, start_batch=initial_step, rows=rows, **images)
+                             repeat=True, start_batch=initial_step, rows=rows, images_read=run.images_read,
+                             **images)
 
     batches = replica_batches(
         strategy, supervised if run.unlabelled is None else lambda: semi_supervised_pipeline(
@@ -309,7 +311,8 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
     last = {k: float(v[-1]) for k, v in history.items() if v}
     return {"model_dir": directory.path, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
             "resumed_from_step": initial_step, "replicas": strategy.num_replicas_in_sync,
-            "worker": worker_name(strategy), "weights_sha256": weights_fingerprint(model), **last}
+            "worker": worker_name(strategy), "weights_sha256": weights_fingerprint(model),
+            "training_images_read": run.images_read.value, **last}
 
 
 def weights_fingerprint(model: OnceForAllModel) -> str:

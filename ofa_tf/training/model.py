@@ -218,29 +218,42 @@ class OnceForAllModel(Supernet):
         return list(grads), losses, first_logits, total
 
     def _skipped_block_masks(self, variables) -> dict[int, tf.Tensor]:
-        """{index in `variables`: 1.0 / 0.0} for the variables of every block that a stage's
-        depth can skip: 0.0 when no network of this step ran the block (the full model did not
-        train and every active slot's depth left it out).
+        """{index in `variables`: 1.0 / 0.0} for the variables that a step can leave untouched:
+        0.0 when no network of this step used the variable.
+
+        - Every variable of a block that a stage's depth can skip: untouched when the full
+          model did not train and every active slot's depth left the block out.
+        - A depthwise layer's kernel transform for size `k` (`kernel_mode="transform"`, OFA's
+          7 -> 5 -> 3 chain): untouched unless an active slot ran the block at kernel <= k (the
+          full model runs the max kernel, which no transform makes).
 
         PyTorch's SGD skips a parameter whose gradient is None, so in the reference code such a
-        block gets no momentum, weight-decay or update at all that step (a weight used in part,
-        a kernel's centre say, is still updated whole). `ReferenceSGD` reads these masks."""
+        variable gets no momentum, weight-decay or update at all that step (a weight used in
+        part, a kernel's centre say, is still updated whole). `ReferenceSGD` reads these masks."""
         index = {id(v): i for i, v in enumerate(variables)}
         archs, active = self.step_archs, self.step_active > 0
+        slots = active[:self.max_subnets]
         masks: dict[int, tf.Tensor] = {}
         for s, stage in enumerate(self.stages):
             depths = tf.stack([self.layout.depth(archs[j], s) for j in range(self.max_subnets)]) \
                 if self.max_subnets else None
+            kernels = tf.stack([self.layout.block_choices(archs[j], s)[:, 0] for j in range(self.max_subnets)]) \
+                if self.max_subnets else None  # (slots, max_depth)
             for b, block in enumerate(stage.blocks):
-                if b < stage.min_depth:
-                    continue
-                ran = self.train_full > 0
-                if depths is not None:
-                    ran = tf.logical_or(ran, tf.reduce_any(tf.logical_and(active[:self.max_subnets], depths > b)))
-                mask = tf.cast(ran, tf.float32)
-                for v in block.trainable_variables:
-                    if id(v) in index:
-                        masks[index[id(v)]] = mask
+                ran_in_slot = slots if b < stage.min_depth or depths is None else tf.logical_and(slots, depths > b)
+                if b >= stage.min_depth:
+                    ran = tf.logical_or(self.train_full > 0, tf.reduce_any(ran_in_slot)) if depths is not None \
+                        else self.train_full > 0
+                    mask = tf.cast(ran, tf.float32)
+                    for v in block.trainable_variables:
+                        if id(v) in index:
+                            masks[index[id(v)]] = mask
+                transforms = getattr(getattr(block, "depthwise", None), "transforms", None) or {}
+                for size, matrix in transforms.items():
+                    if id(matrix) in index:
+                        used = tf.reduce_any(tf.logical_and(ran_in_slot, kernels[:, b] <= size)) \
+                            if kernels is not None else tf.constant(False)
+                        masks[index[id(matrix)]] = tf.cast(used, tf.float32)
         return masks
 
     def train_step(self, data):

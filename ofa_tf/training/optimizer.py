@@ -27,8 +27,8 @@ fresh optimizer at each phase start, as OFA and CompOFA run each phase as its ow
 skip_masks: {variable index: scalar tensor}, set by the train step before each `apply`
 (`OnceForAllModel._skipped_block_masks`). A variable whose mask is 0 this step is left alone
 entirely (no decay, no momentum, no update), as PyTorch's SGD skips a parameter whose gradient
-is None: in the references a block that every network of the step skipped (elastic depth)
-does not move. With the coupled form only; "decoupled" is Keras's own update of every weight.
+is None: in the references a block that every network of the step skipped (elastic depth),
+or a kernel transform no network of the step used, does not move. With the coupled form only; "decoupled" is Keras's own update of every weight.
 """
 
 from __future__ import annotations
