@@ -240,6 +240,16 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def save(report: dict, report_path: str) -> None:
+    """Summarises `report` over seeds and writes it: its settings list the methods and seeds it
+    holds, whichever subset each invocation added."""
+    report["summary"] = {m: summarise(r) for m, r in report["results"].items() if r}
+    report["settings"].update(methods=list(report["summary"]),
+                              seeds=sorted({s for r in report["results"].values() for s in r}, key=int))
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
 def main(argv: list[str]) -> None:
     args = FLAGS
     methods = list(dict.fromkeys(m for m in args.methods if m))
@@ -265,15 +275,8 @@ def main(argv: list[str]) -> None:
             measure = measure or Measurer(args)
             report["macs_range"] = [measure.low, measure.high]
             done[str(seed)] = measure(method, seed, wall)
-            report["summary"] = {m: summarise(r) for m, r in report["results"].items() if r}
-            with open(report_path, "w") as f:
-                json.dump(report, f, indent=1)
-    report["summary"] = {m: summarise(r) for m, r in report["results"].items() if r}
-    # what compare.json holds, whichever subset this invocation added
-    report["settings"].update(methods=list(report["summary"]),
-                              seeds=sorted({s for r in report["results"].values() for s in r}, key=int))
-    with open(report_path, "w") as f:
-        json.dump(report, f, indent=1)
+            save(report, report_path)
+    save(report, report_path)
     print(table(report))
     print(json.dumps(report))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ofa_tf.spaces import SearchSpace, StageSpec
@@ -47,7 +49,6 @@ CLI_MODULES = {"export_tflite": "export"}
 def run_tool(name: str, *args: str, timeout: int = 900):
     """Runs the command `python -m ofa_tf.cli.NAME ARGS...` (what `ofa-NAME` runs) from the
     repository root, capturing output. `name` may be a `tools.NAME` alias (export_tflite)."""
-    import os
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +71,6 @@ def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset
     search, export) can be tested in seconds. `space` defaults to `tiny_space()`; the
     dataset defaults to the shipped Fashion-MNIST subset."""
     import json
-    import os
 
     from ofa_tf.data import MEAN, STD
     from ofa_tf.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, build_model
@@ -95,3 +95,33 @@ def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset
     with open(os.path.join(path, CHECKPOINT_DIR, "ckpt-00000001.json"), "w") as f:
         json.dump({"epoch": 1, "step": 1}, f)
     return str(path)
+
+
+SIZES = [(20, 30), (36, 18), (24, 24), (40, 28), (18, 44), (30, 22)]
+
+
+def random_image(rng, height, width, channels=3):
+    """A uint8 image of random pixels."""
+    return rng.integers(0, 255, (height, width, channels)).astype(np.uint8)
+
+
+def make_folder(root, per_class=6, classes=("cat", "dog"), corrupt=None, seed=0):
+    """Class folders of JPEGs and PNGs (a grayscale one too) of mixed sizes; `corrupt`:
+    (class, file name) written as a file that is not an image."""
+    import tensorflow as tf
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(per_class):
+            height, width = SIZES[(i + c) % len(SIZES)]
+            if i % 3 == 2:
+                data, ext = tf.io.encode_png(random_image(rng, height, width, 1)), "png"
+            elif i % 3 == 1:
+                data, ext = tf.io.encode_png(random_image(rng, height, width)), "png"
+            else:
+                data, ext = tf.io.encode_jpeg(random_image(rng, height, width)), "jpg"
+            tf.io.write_file(os.path.join(root, name, f"{i}.{ext}"), data)
+    if corrupt:
+        with open(os.path.join(root, *corrupt), "wb") as f:
+            f.write(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return root

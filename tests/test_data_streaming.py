@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import assert_one_line_error, run_tool, tiny_space
+from helpers import SIZES, assert_one_line_error, make_folder, random_image, run_tool, tiny_space
 
 from ofa_tf.cli import config_flags
 from ofa_tf.data import (BYTES, FILE, DecodeFailures, ImageCount, check_dataset_spec, default_augment, load_dataset,
@@ -19,32 +19,6 @@ from ofa_tf.data.check import find_undecodable
 from ofa_tf.errors import OfaError
 from ofa_tf.runs import RunConfig, RunDirectory
 
-SIZES = [(20, 30), (36, 18), (24, 24), (40, 28), (18, 44), (30, 22)]
-
-
-def _image(rng, height, width, channels=3):
-    return rng.integers(0, 255, (height, width, channels)).astype(np.uint8)
-
-
-def make_folder(root, per_class=6, classes=("cat", "dog"), corrupt=None, seed=0):
-    """Class folders of JPEGs and PNGs (a grayscale one too) of mixed sizes; `corrupt`:
-    (class, file name) written as a file that is not an image."""
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(classes):
-        os.makedirs(os.path.join(root, name), exist_ok=True)
-        for i in range(per_class):
-            height, width = SIZES[(i + c) % len(SIZES)]
-            if i % 3 == 2:
-                data, ext = tf.io.encode_png(_image(rng, height, width, 1)), "png"
-            elif i % 3 == 1:
-                data, ext = tf.io.encode_png(_image(rng, height, width)), "png"
-            else:
-                data, ext = tf.io.encode_jpeg(_image(rng, height, width)), "jpg"
-            tf.io.write_file(os.path.join(root, name, f"{i}.{ext}"), data)
-    if corrupt:
-        with open(os.path.join(root, *corrupt), "wb") as f:
-            f.write(b"\xff\xd8\xff\xe0 this is not a JPEG")
-    return root
 
 
 def make_tfrecords(path, count=10, label_base=1, seed=0, features=("image/encoded", "image/class/label"),
@@ -54,7 +28,7 @@ def make_tfrecords(path, count=10, label_base=1, seed=0, features=("image/encode
     with tf.io.TFRecordWriter(str(path)) as writer:
         for i in range(count):
             height, width = SIZES[i % len(SIZES)]
-            encoded = b"not an image" if i == corrupt_at else tf.io.encode_jpeg(_image(rng, height, width)).numpy()
+            encoded = b"not an image" if i == corrupt_at else tf.io.encode_jpeg(random_image(rng, height, width)).numpy()
             feature = {}
             if "image/encoded" in features:
                 feature["image/encoded"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))
@@ -294,7 +268,7 @@ def test_a_tfds_dataset_of_mixed_sizes_built_offline(tmp_path):
             rng = np.random.default_rng(seed)
             for i in range(count):
                 height, width = SIZES[i % len(SIZES)]
-                yield i, {"image": _image(rng, height, width), "label": i % 3}
+                yield i, {"image": random_image(rng, height, width), "label": i % 3}
 
     builder = MixedSizeShapes(data_dir=str(tmp_path))
     builder.download_and_prepare()

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_tool, tiny_space
+from helpers import assert_one_line_error, make_folder, run_tool, tiny_space
 
 from ofa_tf.distribute import parse_tf_config
 from ofa_tf.errors import OfaError
@@ -215,26 +215,13 @@ def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
     assert not list((run_dir / "checkpoints").glob(".tmp*"))
 
 
-def _jpeg_folder(root, per_class: int) -> str:
-    """Two class folders of random JPEGs of mixed sizes."""
-    import tensorflow as tf
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (root / c).mkdir(parents=True)
-        for i in range(per_class):
-            height, width = 20 + 7 * (i % 5), 24 + 5 * (i % 4)
-            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-            (root / c / f"{i}.jpg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
-    return str(root)
-
-
 @pytest.mark.integration
 def test_two_workers_each_read_only_their_rows_of_a_folder(tmp_path):
-    """A multi-worker run over a folder of JPEGs: each worker reads and decodes only its half
+    """A multi-worker run over a folder of images: each worker reads and decodes only its half
     of every batch (the run's own count, `training_images_read`, read-ahead included), and both
     workers end with the same weights."""
     steps, batch = 40, 8
-    images = _jpeg_folder(tmp_path / "images", per_class=40)  # 72 training images: 9 batches a pass
+    images = make_folder(tmp_path / "images", per_class=40)  # 72 training images: 9 batches a pass
     flags = [*_run_flags(tmp_path, epochs=1, steps=steps, dataset=f"folder:{images}", augment="imagenet",
                          batch_size=batch), "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}"]
     ports = _free_ports(2)

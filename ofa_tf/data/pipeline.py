@@ -28,8 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.data.decode import (ENCODINGS, PIXELS, DecodeFailures, ImageCount, centre_crop, decode_rgb,
-                                random_resized_crop, read,
-                                skip_undecodable)
+                                random_resized_crop, read, skip_undecodable)
 from ofa_tf.errors import OfaError
 
 MEAN = (0.485, 0.456, 0.406)

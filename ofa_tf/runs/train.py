@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, ImageCount, calibration_images,
-                         decoded_pixels, evaluation_batches, labelled_subset, load_dataset, make_pipeline, semi_supervised_pipeline,
-                         split_validation, unlabelled_images)
+                         decoded_pixels, evaluation_batches, labelled_subset, load_dataset, make_pipeline,
+                         semi_supervised_pipeline, split_validation, unlabelled_images)
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
 from ofa_tf.errors import OfaError

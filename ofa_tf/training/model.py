@@ -231,28 +231,24 @@ class OnceForAllModel(Supernet):
         variable gets no momentum, weight-decay or update at all that step (a weight used in
         part, a kernel's centre say, is still updated whole). `ReferenceSGD` reads these masks."""
         index = {id(v): i for i, v in enumerate(variables)}
-        archs, active = self.step_archs, self.step_active > 0
-        slots = active[:self.max_subnets]
+        n, archs = self.max_subnets, self.step_archs
+        slots = self.step_active[:n] > 0  # no slots for method "full": every reduce_any below is False
         masks: dict[int, tf.Tensor] = {}
         for s, stage in enumerate(self.stages):
-            depths = tf.stack([self.layout.depth(archs[j], s) for j in range(self.max_subnets)]) \
-                if self.max_subnets else None
-            kernels = tf.stack([self.layout.block_choices(archs[j], s)[:, 0] for j in range(self.max_subnets)]) \
-                if self.max_subnets else None  # (slots, max_depth)
+            depths = tf.stack([self.layout.depth(archs[j], s) for j in range(n)]) if n else tf.zeros((0,), tf.int32)
+            kernels = (tf.stack([self.layout.block_choices(archs[j], s)[:, 0] for j in range(n)]) if n
+                       else tf.zeros((0, len(stage.blocks)), tf.int32))  # (slots, blocks)
             for b, block in enumerate(stage.blocks):
-                ran_in_slot = slots if b < stage.min_depth or depths is None else tf.logical_and(slots, depths > b)
+                ran_in_slot = slots if b < stage.min_depth else tf.logical_and(slots, depths > b)
                 if b >= stage.min_depth:
-                    ran = tf.logical_or(self.train_full > 0, tf.reduce_any(ran_in_slot)) if depths is not None \
-                        else self.train_full > 0
-                    mask = tf.cast(ran, tf.float32)
+                    mask = tf.cast(tf.logical_or(self.train_full > 0, tf.reduce_any(ran_in_slot)), tf.float32)
                     for v in block.trainable_variables:
                         if id(v) in index:
                             masks[index[id(v)]] = mask
                 transforms = getattr(getattr(block, "depthwise", None), "transforms", None) or {}
                 for size, matrix in transforms.items():
                     if id(matrix) in index:
-                        used = tf.reduce_any(tf.logical_and(ran_in_slot, kernels[:, b] <= size)) \
-                            if kernels is not None else tf.constant(False)
+                        used = tf.reduce_any(tf.logical_and(ran_in_slot, kernels[:, b] <= size))
                         masks[index[id(matrix)]] = tf.cast(used, tf.float32)
         return masks
 

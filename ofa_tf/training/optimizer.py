@@ -28,7 +28,8 @@ skip_masks: {variable index: scalar tensor}, set by the train step before each `
 (`OnceForAllModel._skipped_block_masks`). A variable whose mask is 0 this step is left alone
 entirely (no decay, no momentum, no update), as PyTorch's SGD skips a parameter whose gradient
 is None: in the references a block that every network of the step skipped (elastic depth),
-or a kernel transform no network of the step used, does not move. With the coupled form only; "decoupled" is Keras's own update of every weight.
+or a kernel transform no network of the step used, does not move. With the coupled form only;
+"decoupled" is Keras's own update of every weight.
 """
 
 from __future__ import annotations
