@@ -100,7 +100,8 @@ def ofa_step(space, steps_per_run: int = 100):
     controller = PhaseController(method, steps_per_run, seed=0)
     controller.set_model(model)
     controller.prepare_step(steps_per_run - 1)  # the last step: shrinking, every slot active, ε = 1
-    step = tf.function(lambda x, y: tf.distribute.get_strategy().run(model.train_step, args=((x, y),)))
+    step = tf.function(lambda x, y: tf.distribute.get_strategy().run(model.train_step, args=((x, y),)),
+                       autograph=False)
     return model, step
 
 

@@ -5,8 +5,11 @@
 (or `python -m benchmarks.step_time ...`, from a checkout with ofa_tf installed.)
 
 Every step is SGD (plain by default; --momentum to add it) on one batch (batch 64,
-32x32, 2 threads by default), with the same
-`tf.function` train step for all models. Keys (median seconds per step):
+32x32, 2 threads by default), with the same `tf.function` train step for all models and the
+optimizer training uses, `ReferenceSGD` (PyTorch's SGD form). As in training and in PyTorch,
+the elastic step leaves the blocks its subnet's depth skipped untouched
+(`Supernet.unused_variable_masks`); a weight the subnet uses in part is updated whole. Keys
+(median seconds per step):
   max_step_s / min_step_s: the elastic supernet running its max / min subnet;
   random_step_s: the elastic supernet with a new random subnet every step;
   static_max_step_s / static_min_step_s: plain Keras models of the max / min arch
@@ -33,6 +36,7 @@ import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.models import Supernet  # noqa: E402
+from ofa_tf.training.optimizer import ReferenceSGD  # noqa: E402
 
 flags.DEFINE_string("space", "ofa_mbv3", "Search space.")
 flags.DEFINE_integer("steps", 20, "Timed steps per model.")
@@ -44,9 +48,10 @@ flags.DEFINE_float("momentum", 0.0, "SGD momentum (0: plain SGD).")
 FLAGS = flags.FLAGS
 
 
-def make_step(model, optimizer, traces: list | None = None):
+def make_step(model, momentum: float, traces: list | None = None):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     variables = model.trainable_variables
+    optimizer = ReferenceSGD(0.01, momentum=momentum, nesterov=False)
     optimizer.build(variables)  # slot variables made outside the trace: no second trace
 
     def step(x, y, *arch):
@@ -56,6 +61,8 @@ def make_step(model, optimizer, traces: list | None = None):
             logits = model(x, arch=arch[0], training=True) if arch else model(x, training=True)
             loss = loss_fn(y, logits)
         grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if arch:  # the blocks this subnet skipped: no update, as PyTorch's SGD gives a parameter without grad
+            optimizer.skip_masks = model.unused_variable_masks(variables, arch[0][None], tf.constant([True]), False)
         optimizer.apply(grads, variables)
         return loss
 
@@ -82,7 +89,7 @@ def main(argv: list[str]) -> None:
     x = tf.random.normal((args.batch, args.resolution, args.resolution, 3))
     y = tf.random.uniform((args.batch,), 0, args.num_classes, tf.int32)
     traces: list = []
-    step = make_step(model, keras.optimizers.SGD(0.01, momentum=args.momentum), traces)
+    step = make_step(model, args.momentum, traces)
     max_vec, min_vec = model.encode_arch("max"), model.encode_arch("min")
     rng = random.Random(0)
 
@@ -92,7 +99,7 @@ def main(argv: list[str]) -> None:
     static_steps = {}
     for kind in ("max", "min"):
         static = model.get_subnet(kind)
-        static_steps[kind] = make_step(static, keras.optimizers.SGD(0.01, momentum=args.momentum))
+        static_steps[kind] = make_step(static, args.momentum)
         first = timed(static_steps[kind], x, y)
         if kind == "max":
             result["static_first_call_s"] = first
@@ -118,7 +125,7 @@ def main(argv: list[str]) -> None:
     result["elastic_over_static_max"] = result["max_step_s"] / result["static_max_step_s"]
     result["elastic_over_static_min"] = result["min_step_s"] / result["static_min_step_s"]
     result["min_over_max"] = result["min_step_s"] / result["max_step_s"]
-    result["targets_met"] = (result["elastic_over_static_max"] <= 1.15 and result["elastic_over_static_min"] <= 1.25
+    result["targets_met"] = (result["elastic_over_static_max"] <= 1.05 and result["elastic_over_static_min"] <= 1.10
                              and result["min_over_max"] <= 0.4 and result["traces"] == 1)
     print(json.dumps(result, indent=1))
 

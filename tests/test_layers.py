@@ -8,6 +8,7 @@ from layer_harness import run_elastic_layer_test
 from ofa_tf import OfaError
 from ofa_tf.layers import (ElasticBatchNormalization, ElasticConv2D, ElasticDense, ElasticDepthwiseConv2D,
                            ElasticInvertedResidual, ElasticSqueezeExcite, ElasticStage)
+from ofa_tf.layers.base import leading
 
 
 @pytest.mark.unit
@@ -132,3 +133,21 @@ def test_skipped_blocks_pass_input_through_exactly():
 def test_bad_layer_arguments_raise_clear_errors(make, bad):
     with pytest.raises(OfaError, match=bad):
         make()
+
+
+@pytest.mark.unit
+def test_leading_slices_the_first_entries_and_leaves_a_whole_tensor_alone():
+    value = tf.reshape(tf.range(3 * 3 * 6 * 8, dtype=tf.float32), (3, 3, 6, 8))
+    assert leading(value, [6, 8]) is value  # the max net: no op at all
+    assert leading(value, [None, 8]) is value
+    np.testing.assert_array_equal(leading(value, [4, None]).numpy(), value.numpy()[..., :4, :])
+
+    @tf.function(input_signature=[tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
+    def sliced(inputs, outputs):
+        result = leading(value, [inputs, outputs])
+        assert result.shape.as_list() == [3, 3, None, None]  # the whole axes keep their static size
+        mixed = leading(value, [inputs, 5])
+        assert mixed.shape.as_list() == [3, 3, None, 5]
+        return result
+
+    np.testing.assert_array_equal(sliced(tf.constant(2), tf.constant(3)).numpy(), value.numpy()[..., :2, :3])

@@ -260,3 +260,29 @@ def test_frozen_teacher_distils_with_batch_statistics_and_stays_frozen():
     teacher_after = [v.numpy() for v in model.teacher.weights if "moving" not in v.path]
     for a, b in zip(teacher_before, teacher_after):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("subnet_dropout", [False, True])
+def test_the_classifier_dropout_of_the_subnets_follows_subnet_dropout(subnet_dropout):
+    """The full model and the subnets run in one loop body, so whether a network gets the
+    classifier's dropout is chosen in the graph: the full model always, the subnets only with
+    `subnet_dropout` (max-net-only dropout, as BigNAS / AttentiveNAS give it)."""
+    model = OnceForAllModel(tiny_space(), num_classes=4, max_subnets=1, dropout=0.5, subnet_dropout=subnet_dropout)
+    model.build()
+    randomize_weights(model, seed=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))  # the step moves no weight: losses only
+    model.optimizer.build(model.supernet_trainable_variables)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(8, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 4, size=(8,)).astype("int32")
+    arch = model.space.min_arch(16)
+    _state(model, [arch], [1], epsilon=1.0, kd_weight=0.0, label_weight=1.0)  # subnet loss: its label loss
+    no_dropout = {name: float(label_loss(y, model(x, arch=a, training=True, dropout=False), model.label_smoothing))
+                  for name, a in (("loss_full", "max"), ("loss_subnet0", arch))}
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert abs(logs["loss_full"] - no_dropout["loss_full"]) > 1e-4  # dropout at 0.5 changed the full model's logits
+    if subnet_dropout:
+        assert abs(logs["loss_subnet0"] - no_dropout["loss_subnet0"]) > 1e-4
+    else:
+        assert logs["loss_subnet0"] == pytest.approx(no_dropout["loss_subnet0"], rel=1e-5)

@@ -12,7 +12,7 @@ which is how `Supernet.get_subnet` builds an ordinary Keras model without custom
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -28,6 +28,26 @@ def channels_of(x: tf.Tensor) -> tf.Tensor | int:
     """Active channel count of `x`: a Python int when static, else a scalar tensor."""
     static = x.shape[-1]
     return int(static) if static is not None else tf.shape(x)[-1]
+
+
+def leading(value: tf.Tensor, counts: Sequence[int | tf.Tensor | None]) -> tf.Tensor:
+    """`value[..., :counts[0], :counts[1], ...]` over its last `len(counts)` axes (None: the
+    whole axis); counts are Python ints or scalar int32 tensors.
+
+    One `StridedSlice` op built directly, not through `tensor[...]` (whose generic indexing
+    is most of an elastic layer's tracing time), and no op at all when every count is the
+    whole axis: the max net's layers run on their variables as they are, like static
+    layers."""
+    shape = value.shape
+    lead = len(shape) - len(counts)
+    if all(c is None or (isinstance(c, int) and c == shape[lead + i]) for i, c in enumerate(counts)):
+        return value
+    end_mask = sum(1 << a for a in range(lead)) + sum(1 << (lead + i) for i, c in enumerate(counts) if c is None)
+    ends = [0] * lead + [0 if c is None else c for c in counts]
+    sliced = tf.strided_slice(value, [0] * len(shape), ends, [1] * len(shape), end_mask=end_mask)
+    sliced.set_shape(list(shape[:lead]) + [shape[lead + i] if c is None else c if isinstance(c, int) else None
+                                           for i, c in enumerate(counts)])  # what a tensor `end` hides
+    return sliced
 
 
 def activation_fn(name: str):
@@ -149,9 +169,9 @@ class ElasticKernelLayer(ElasticLayer):
         return [self.kernel] + ([self.bias] if self.use_bias else [])
 
     def _active_weights(self, in_channels, out_channels) -> list[tf.Tensor]:
-        weights = [self.kernel.value[..., :in_channels, :out_channels]]
+        weights = [leading(self.kernel.value, [in_channels, out_channels])]
         if self.use_bias:
-            weights.append(self.bias.value[:out_channels])
+            weights.append(leading(self.bias.value, [out_channels]))
         return weights
 
     def apply_kernel(self, inputs, out_channels, op: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:

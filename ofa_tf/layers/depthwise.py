@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
-from ofa_tf.layers.base import ElasticLayer, channels_of, padded_conv
+from ofa_tf.layers.base import ElasticLayer, channels_of, leading, padded_conv
 
 KERNEL_MODES = ("center_crop", "transform")
 
@@ -73,11 +73,16 @@ class ElasticDepthwiseConv2D(ElasticLayer):
         A tensor `k` selects with one dynamic slice, so no branch per kernel size enters
         the graph (branches made tracing the backward pass several times slower).
         """
-        kernel = self.depthwise_kernel.value[:, :, :channels, :]
         if self.transforms:
-            kernel = self._transformed_kernel(kernel, kernel_size, channels)
-        start = (self.max_kernel_size - kernel_size) // 2
-        return kernel[start:start + kernel_size, start:start + kernel_size]
+            kernel = self._transformed_kernel(leading(self.depthwise_kernel.value, [channels, None]),
+                                              kernel_size, channels)
+        else:
+            kernel = self.depthwise_kernel.value
+        if isinstance(kernel_size, int) and kernel_size == self.max_kernel_size:
+            return leading(kernel, [channels, None])
+        start = (self.max_kernel_size - kernel_size) // 2  # one slice: the centre, the first channels
+        return tf.strided_slice(kernel, [start, start, 0, 0], [start + kernel_size, start + kernel_size, channels, 1],
+                                [1, 1, 1, 1])
 
     def _transformed_kernel(self, kernel: tf.Tensor, kernel_size, channels) -> tf.Tensor:
         """OFA's chain (7 -> 5 -> 3): each smaller kernel is the learned transform of the

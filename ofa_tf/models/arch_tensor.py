@@ -8,6 +8,8 @@ SE channels (all from `spaces.walk.plan`). Because it is a tensor of fixed lengt
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -51,7 +53,7 @@ class ArchTensorLayout:
                 vec[start:start + 3] = (block.kernel_size, block.mid_channels, block.se_channels)
         return vec
 
-    # Graph-side accessors: `vec` is the int32 tensor made by `encode`.
+    # Graph-side accessors: `vec` is the int32 tensor made by `encode`, or its `unpack`ed list.
     def stem_width(self, vec: tf.Tensor) -> tf.Tensor:
         return vec[0]
 
@@ -67,8 +69,17 @@ class ArchTensorLayout:
     def width(self, vec: tf.Tensor, stage: int) -> tf.Tensor:
         return vec[self._stage_base + 2 * stage + 1]
 
-    def block_choices(self, vec: tf.Tensor, stage: int) -> tf.Tensor:
-        """`(max_depth, 3)` matrix of (kernel, mid, se) for the stage's block slots."""
+    def block_choices(self, vec: tf.Tensor | Sequence[tf.Tensor], stage: int) -> tf.Tensor | list[tuple]:
+        """(kernel, mid, se) of the stage's block slots: a `(max_depth, 3)` matrix of a vector
+        `vec`, or a list of `max_depth` 3-tuples of an `unpack`ed one."""
         start = self._slot_offsets[stage]
-        rows = self.space.stages[stage].max_depth
-        return tf.reshape(vec[start:start + rows * len(BLOCK_CHOICE_FIELDS)], (rows, len(BLOCK_CHOICE_FIELDS)))
+        rows, fields = self.space.stages[stage].max_depth, len(BLOCK_CHOICE_FIELDS)
+        if isinstance(vec, (list, tuple)):
+            return [tuple(vec[start + fields * b:start + fields * (b + 1)]) for b in range(rows)]
+        return tf.reshape(vec[start:start + rows * fields], (rows, fields))
+
+    def unpack(self, vec: tf.Tensor) -> list[tf.Tensor]:
+        """The vector's fields as scalar tensors, made by one op: every accessor here takes the
+        list as it takes the vector, and reading a field is then free (indexing the tensor is
+        one slice op per field, a hundred per forward pass)."""
+        return tf.unstack(vec, num=self.size)

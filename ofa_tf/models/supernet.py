@@ -129,14 +129,14 @@ class Supernet(keras.Model):
     # ------------------------------------------------------------------ elastic forward
     def call(self, inputs, arch=None, training=None, dropout=True):
         """Runs the subnet `arch` (default: the max net) on `inputs`; `dropout=False` skips
-        the classifier's dropout in training mode too (a Python bool: subnets of methods that
-        give dropout to the max net only).
+        the classifier's dropout in training mode too (subnets of methods that give dropout to
+        the max net only; a Python bool, or a scalar bool tensor).
 
         `arch=None` runs the max net on the whole weights, with no slicing and no per-block
         `tf.cond`: the same numbers as the max arch's tensor, in a graph that traces and
         runs like the static max model's (the full model of every train step takes it)."""
         lay, sp = self.layout, self.space
-        vec = None if arch is None else self._arch_tensor(arch, inputs)
+        vec = None if arch is None else lay.unpack(self._arch_tensor(arch, inputs))
         choose = (lambda part, *args: None) if vec is None else (lambda part, *args: part(vec, *args))  # noqa: E731
         stem_act = activation_fn(sp.stem_activation)
         x = stem_act(self.stem_bn(self.stem_conv(inputs, out_channels=choose(lay.stem_width)), training=training))
@@ -151,9 +151,54 @@ class Supernet(keras.Model):
         if self.head_conv is not None:
             x = head_act(self.head_conv(x, out_channels=choose(lay.head_width)))
         x = tf.reshape(x, (-1, tf.shape(x)[-1]))
-        if dropout:
+        if isinstance(dropout, tf.Tensor):  # chosen in the graph (a train step's loop over networks)
+            x = tf.cond(dropout, lambda: self.dropout(x, training=training), lambda: x)
+        elif dropout:
             x = self.dropout(x, training=training)
         return tf.cast(self.classifier(x), tf.float32)  # float32 logits (and losses) under mixed precision
+
+    # ------------------------------------------------------------------ untouched weights
+    def unused_variable_masks(self, variables: Sequence[tf.Variable], archs: tf.Tensor, ran: tf.Tensor,
+                              full_model: tf.Tensor | bool) -> dict[int, tf.Tensor]:
+        """{index in `variables`: scalar bool tensor} for the variables a training step can leave
+        untouched: False when no network of the step used the variable.
+
+        Args:
+          archs: `(n, layout.size)` int32, the step's subnets (`encode_arch` rows).
+          ran: `(n,)` bool, which of those rows the step ran.
+          full_model: whether the step also ran the full model (which uses every weight but
+            the kernel transforms).
+
+        - Every variable of a block that a stage's depth can skip: untouched when the full
+          model did not run and every subnet that ran left the block out.
+        - A depthwise layer's kernel transform for size `k` (`kernel_mode="transform"`, OFA's
+          7 -> 5 -> 3 chain): untouched unless a subnet ran the block at kernel <= k.
+
+        PyTorch's SGD skips a parameter whose gradient is None, so in the reference code such a
+        variable gets no momentum, weight-decay or update that step (a weight used in part, a
+        kernel's centre say, is still updated whole); `ReferenceSGD.skip_masks` takes these
+        masks and then does no work at all for them. All variables of one block share one mask
+        tensor, so the optimizer can skip them together."""
+        index = {id(v): i for i, v in enumerate(variables)}
+        n = archs.shape[0]
+        full_model = tf.convert_to_tensor(full_model, tf.bool)
+        masks: dict[int, tf.Tensor] = {}
+        for s, stage in enumerate(self.stages):
+            depths = tf.stack([self.layout.depth(archs[j], s) for j in range(n)]) if n else tf.zeros((0,), tf.int32)
+            kernels = (tf.stack([self.layout.block_choices(archs[j], s)[:, 0] for j in range(n)]) if n
+                       else tf.zeros((0, len(stage.blocks)), tf.int32))  # (subnets, blocks)
+            for b, block in enumerate(stage.blocks):
+                ran_block = ran if b < stage.min_depth else tf.logical_and(ran, depths > b)
+                if b >= stage.min_depth:
+                    mask = tf.logical_or(full_model, tf.reduce_any(ran_block))
+                    for v in block.trainable_variables:
+                        if id(v) in index:
+                            masks[index[id(v)]] = mask
+                transforms = getattr(getattr(block, "depthwise", None), "transforms", None) or {}
+                for size, matrix in transforms.items():
+                    if id(matrix) in index:
+                        masks[index[id(matrix)]] = tf.reduce_any(tf.logical_and(ran_block, kernels[:, b] <= size))
+        return masks
 
     # ------------------------------------------------------------------ static extraction
     def get_subnet(self, arch: Any, name: str | None = None) -> keras.Model:

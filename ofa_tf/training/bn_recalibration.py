@@ -77,7 +77,7 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000)
                 break
             if num_images >= GRAPH_MIN_IMAGES or large_batch(batch):
                 if graph_call is None:  # one trace for every batch size (the last batch may be partial)
-                    graph_call = tf.function(lambda x: model(x, training=True), input_signature=[
+                    graph_call = tf.function(lambda x: model(x, training=True), autograph=False, input_signature=[
                         tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)])
                 graph_call(batch)
             else:

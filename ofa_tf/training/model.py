@@ -4,7 +4,8 @@ One step (DεpS, arXiv:2407.06167, eq. 4):
 
     gradient = train_full * G_full  +  ε * Σ_j active_j * G_subnet_j
 
-where G_full is the gradient of the full model's label loss (label smoothing), and each
+where train_full is 1 or 0 (whether the phase trains the full model), G_full is the
+gradient of the full model's label loss (label smoothing), and each
 subnet's loss is `kd_weight * KD(subnet, teacher) + subnet_label_weight * CE(subnet)`.
 The teacher is the full model's detached output (in-place KD), a frozen snapshot of the
 full model (OFA / CompOFA; run in training mode, batch statistics, as OFA's code does), or
@@ -43,7 +44,7 @@ from ofa_tf.errors import OfaError
 from ofa_tf.models.supernet import Supernet
 from ofa_tf.training import semi_supervised
 from ofa_tf.training.distillation import distillation_loss, label_loss
-from ofa_tf.training.gradients import gradients, zero_gradients
+from ofa_tf.training.gradients import zero_gradients
 from ofa_tf.training.methods import TEACHER_CODES
 
 
@@ -164,93 +165,74 @@ class OnceForAllModel(Supernet):
         return [v for v in self.trainable_variables if id(v) not in teacher_ids]
 
     # ------------------------------------------------------------------ training
-    def _full_model_step(self, x, y, variables):
-        """The full model's label loss, logits and gradients. It runs as `self(x)` with no
-        arch, the max net on the whole weights: no slicing, so it traces and runs like the
-        static max model."""
-        with tf.GradientTape() as tape:
-            logits = self(x, training=True)
-            loss = label_loss(y, logits, self.label_smoothing)
-            scaled = self.optimizer.scale_loss(loss)  # float16 loss scaling (else the loss itself)
-        return loss, logits, gradients(tape, scaled, variables)
+    def _train_networks(self, x, y, teacher_logits, grads, variables, full_model: bool):
+        """Trains the step's networks in one `tf.while_loop`, adding each one's weighted
+        gradients to `grads`: the full model first (when `full_model` and the phase trains it),
+        then the active subnet slots.
 
-    def _train_subnets(self, x, y, teacher_logits, grads, variables):
-        """Trains the step's active subnet slots in one `tf.while_loop`, adding each one's
-        ε-weighted gradients to `grads`.
+        The loop body (forward, loss, backward of one network) is traced once and appears once
+        in the graph however many networks a phase trains, so tracing and graph optimisation
+        cost about one elastic step's, and a network that does not run costs nothing. The full
+        model runs in it as the max arch's tensor: the whole of every weight, so each slice is
+        the whole tensor (the same numbers as `self(x)`, and as fast as the static max model:
+        docs/results.md).
 
-        The loop body (forward, loss, backward of one subnet) is traced once and appears
-        once in the graph however many slots a phase trains, so tracing and graph
-        optimisation cost about one elastic step's, and a slot that is not active costs
-        nothing (the loop runs over the active ones only).
+        The full model's loss is its label loss; its detached logits become the in-place
+        teacher of the subnets after it (unless the phase has a frozen teacher). A subnet's loss
+        is `kd_weight * KD(subnet, teacher) + subnet_label_weight * CE(subnet)`, weighted ε.
 
-        Returns (gradients, per-slot losses (0 for inactive slots), logits of the first
-        active slot (zeros if none), total weighted loss).
+        Returns (gradients, full model's loss and logits (zeros when it did not run), per-slot
+        losses (0 for inactive slots), logits of the first active slot (zeros if none), total
+        weighted subnet loss).
         """
         slots = self.max_subnets
-        if slots == 0:  # a model built for the full model only (method "full")
-            return grads, tf.zeros((0,)), tf.zeros_like(teacher_logits), tf.constant(0.0)
         active = self.step_active[:slots]
-        archs = self.step_archs[:slots]
-        weights = self.epsilon * active
+        full = slots  # the full model's index: its arch and weight come after the slots'
+        archs = tf.concat([self.step_archs[:slots], self.encode_arch("max")[None]], axis=0)
+        weights = tf.concat([self.epsilon * active, [1.0]], axis=0)  # (train_full is 1 when it runs)
+        full_runs = tf.logical_and(self.train_full > 0, full_model)
+        order = tf.boolean_mask(tf.constant([full, *range(slots)], tf.int32),  # the full model first
+                                tf.concat([full_runs[None], active > 0], axis=0))
+        first_subnet = tf.cast(full_runs, tf.int32)  # the first subnet's place in `order`
         kd_weight = tf.where(tf.equal(self.teacher_code, TEACHER_CODES["none"]), 0.0, self.kd_weight)
         label_weight = tf.convert_to_tensor(self.subnet_label_weight)
-        order = tf.cast(tf.reshape(tf.where(active > 0), [-1]), tf.int32)
+        inplace_teacher = tf.not_equal(self.teacher_code, TEACHER_CODES["frozen"])
         logits_shape = teacher_logits.shape
+        zero_logits = tf.zeros_like(teacher_logits)
+        # the classifier's dropout: every network, or (a tensor) the full model's only
+        dropout_of = (lambda is_full: True) if self.subnet_dropout else (lambda is_full: is_full)  # noqa: E731
 
-        def body(k, grads, losses, first_logits, total):
+        def body(k, grads, full_loss, full_logits, losses, first_logits, teacher, total):
             j = order[k]
+            is_full = tf.equal(j, full)
+            weight = weights[j]
             with tf.GradientTape() as tape:
-                logits = self(x, arch=archs[j], training=True, dropout=self.subnet_dropout)
+                logits = self(x, arch=archs[j], training=True, dropout=dropout_of(is_full))
                 logits.set_shape(logits_shape)
-                loss = kd_weight * distillation_loss(logits, teacher_logits, self.kd_temperature)
-                loss += label_weight * label_loss(y, logits, self.label_smoothing)
-                scaled = self.optimizer.scale_loss(loss)
-            subnet_grads = tape.gradient(scaled, variables)
-            grads = tuple(g if gj is None else g + weights[j] * gj for g, gj in zip(grads, subnet_grads))
-            losses = tf.tensor_scatter_nd_update(losses, [[j]], loss[None])
-            first_logits = tf.where(k == 0, logits, first_logits)
-            return k + 1, grads, losses, first_logits, total + weights[j] * loss
+                loss = tf.where(is_full, 0.0, kd_weight) * distillation_loss(logits, teacher, self.kd_temperature)
+                loss += tf.where(is_full, 1.0, label_weight) * label_loss(y, logits, self.label_smoothing)
+                # the weight x the loss: its gradients come out weighted (one multiply, not one per variable)
+                scaled = self.optimizer.scale_loss(weight * loss)  # (float16 loss scaling, else the loss)
+            network_grads = tape.gradient(scaled, variables)
+            grads = tuple(g if gj is None else g + gj for g, gj in zip(grads, network_grads))
+            return (k + 1, grads, tf.where(is_full, loss, full_loss), tf.where(is_full, logits, full_logits),
+                    tf.tensor_scatter_nd_update(losses, [[j]], loss[None]),
+                    tf.where(tf.equal(k, first_subnet), logits, first_logits),
+                    tf.where(tf.logical_and(is_full, inplace_teacher), tf.stop_gradient(logits), teacher),
+                    total + tf.where(is_full, 0.0, weight * loss))
 
-        loop_vars = (tf.constant(0), tuple(grads), tf.zeros_like(active), tf.zeros_like(teacher_logits),
-                     tf.constant(0.0))
-        _, grads, losses, first_logits, total = tf.while_loop(
+        loop_vars = (tf.constant(0), tuple(grads), tf.constant(0.0), zero_logits, tf.zeros((slots + 1,)), zero_logits,
+                     teacher_logits, tf.constant(0.0))
+        _, grads, full_loss, full_logits, losses, first_logits, _, total = tf.while_loop(
             lambda k, *_: k < tf.shape(order)[0], body, loop_vars, parallel_iterations=1)
-        return list(grads), losses, first_logits, total
+        return list(grads), full_loss, full_logits, losses[:slots], first_logits, total
 
     def _skipped_block_masks(self, variables) -> dict[int, tf.Tensor]:
-        """{index in `variables`: 1.0 / 0.0} for the variables that a step can leave untouched:
-        0.0 when no network of this step used the variable.
-
-        - Every variable of a block that a stage's depth can skip: untouched when the full
-          model did not train and every active slot's depth left the block out.
-        - A depthwise layer's kernel transform for size `k` (`kernel_mode="transform"`, OFA's
-          7 -> 5 -> 3 chain): untouched unless an active slot ran the block at kernel <= k (the
-          full model runs the max kernel, which no transform makes).
-
-        PyTorch's SGD skips a parameter whose gradient is None, so in the reference code such a
-        variable gets no momentum, weight-decay or update at all that step (a weight used in
-        part, a kernel's centre say, is still updated whole). `ReferenceSGD` reads these masks."""
-        index = {id(v): i for i, v in enumerate(variables)}
-        n, archs = self.max_subnets, self.step_archs
-        slots = self.step_active[:n] > 0  # no slots for method "full": every reduce_any below is False
-        masks: dict[int, tf.Tensor] = {}
-        for s, stage in enumerate(self.stages):
-            depths = tf.stack([self.layout.depth(archs[j], s) for j in range(n)]) if n else tf.zeros((0,), tf.int32)
-            kernels = (tf.stack([self.layout.block_choices(archs[j], s)[:, 0] for j in range(n)]) if n
-                       else tf.zeros((0, len(stage.blocks)), tf.int32))  # (slots, blocks)
-            for b, block in enumerate(stage.blocks):
-                ran_in_slot = slots if b < stage.min_depth else tf.logical_and(slots, depths > b)
-                if b >= stage.min_depth:
-                    mask = tf.cast(tf.logical_or(self.train_full > 0, tf.reduce_any(ran_in_slot)), tf.float32)
-                    for v in block.trainable_variables:
-                        if id(v) in index:
-                            masks[index[id(v)]] = mask
-                transforms = getattr(getattr(block, "depthwise", None), "transforms", None) or {}
-                for size, matrix in transforms.items():
-                    if id(matrix) in index:
-                        used = tf.reduce_any(tf.logical_and(ran_in_slot, kernels[:, b] <= size))
-                        masks[index[id(matrix)]] = tf.cast(used, tf.float32)
-        return masks
+        """`Supernet.unused_variable_masks` of this step's networks: its active subnet slots,
+        and the full model if the phase trains it. `ReferenceSGD` reads them."""
+        n = self.max_subnets
+        return self.unused_variable_masks(variables, self.step_archs[:n], self.step_active[:n] > 0,
+                                          self.train_full > 0)
 
     def train_step(self, data):
         self.train_step_traces += 1
@@ -264,30 +246,23 @@ class OnceForAllModel(Supernet):
             # subnets distil from it on labelled and weakly augmented unlabelled images.
             full_loss, full_logits, grads, x, y, teacher_source, logs = semi_supervised.full_model_part(
                 self, x, y, variables)
-        else:
-            # The full model: its label loss only (in-place KD needs it, so phases with an
-            # in-place teacher always train it; see Phase).
-            full_loss, full_logits, grads = tf.cond(
-                self.train_full > 0,
-                lambda: self._full_model_step(x, y, variables),
-                lambda: (tf.constant(0.0), tf.zeros((tf.shape(x)[0], self.num_classes)), zero_gradients(variables)))
-            teacher_source, logs = full_logits, {}
-        grads = [g * self.train_full for g in grads]
-
-        if self.teacher is not None:
-            teacher_logits = tf.cond(
-                tf.equal(self.teacher_code, TEACHER_CODES["frozen"]),
-                # Training mode, as OFA's scripts run it (`teacher_model.train()` under no_grad):
-                # batch statistics. A teacher snapshotted early in a short run has moving BN
-                # averages that lag its weights; in inference mode its targets were noise.
-                lambda: tf.stop_gradient(self.teacher(x, training=True)),
-                lambda: tf.stop_gradient(teacher_source))
-        else:
             teacher_logits = tf.stop_gradient(teacher_source)
+        else:  # the full model is the first network of the loop below
+            grads, logs = zero_gradients(variables), {}
+            teacher_logits = tf.zeros((tf.shape(x)[0], self.num_classes))
+        if self.teacher is not None:
+            # Training mode, as OFA's scripts run it (`teacher_model.train()` under no_grad):
+            # batch statistics. A teacher snapshotted early in a short run has moving BN
+            # averages that lag its weights; in inference mode its targets were noise.
+            teacher_logits = tf.cond(tf.equal(self.teacher_code, TEACHER_CODES["frozen"]),
+                                     lambda: tf.stop_gradient(self.teacher(x, training=True)),
+                                     lambda: teacher_logits)
         teacher_logits.set_shape((x.shape[0], self.num_classes))
 
-        grads, subnet_losses, first_subnet_logits, subnet_total = self._train_subnets(
-            x, y, teacher_logits, grads, variables)
+        grads, loop_full_loss, loop_full_logits, subnet_losses, first_subnet_logits, subnet_total = \
+            self._train_networks(x, y, teacher_logits, grads, variables, full_model=not semi_supervised_batch)
+        if not semi_supervised_batch:
+            full_loss, full_logits = loop_full_loss, loop_full_logits
         total = full_loss * self.train_full + subnet_total
         logs["loss_full"] = full_loss
         for j in range(self.max_subnets):

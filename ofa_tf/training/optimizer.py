@@ -24,12 +24,13 @@ coupled decay term is added after clipping, as `optimizer.step()` adds it after 
 restart_steps: global steps at which the momentum buffers are zeroed before the update (a
 fresh optimizer at each phase start, as OFA and CompOFA run each phase as its own job).
 
-skip_masks: {variable index: scalar tensor}, set by the train step before each `apply`
-(`OnceForAllModel._skipped_block_masks`). A variable whose mask is 0 this step is left alone
-entirely (no decay, no momentum, no update), as PyTorch's SGD skips a parameter whose gradient
-is None: in the references a block that every network of the step skipped (elastic depth),
-or a kernel transform no network of the step used, does not move. With the coupled form only;
-"decoupled" is Keras's own update of every weight.
+skip_masks: {variable index: scalar bool (or 0 / 1) tensor}, set by the train step before each
+`apply` (`Supernet.unused_variable_masks`). A variable whose mask is false this step is left
+alone entirely (no decay, no momentum, no update), as PyTorch's SGD skips a parameter whose
+gradient is None: in the references a block that every network of the step skipped (elastic
+depth), or a kernel transform no network of the step used, does not move. The updates of the
+variables sharing one mask tensor (a block's) sit in one `tf.cond`, so a skipped block costs
+no optimizer work. With the coupled form only; "decoupled" is Keras's own update of every weight.
 """
 
 from __future__ import annotations
@@ -99,6 +100,30 @@ class ReferenceSGD(keras.optimizers.SGD):
             self._distributed_tf_update_step, self._distribution_strategy,
             list(zip(grads, trainable_variables)), learning_rate)
 
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        """Keras's per-variable update, with the variables of each skip mask updated under one
+        `tf.cond` on it (at a momentum restart a skipped variable's buffer is still zeroed: a
+        fresh optimizer has no momentum for it either)."""
+        def update(pairs, step):
+            for grad, var in pairs:
+                distribution.extended.update(var, step, args=(grad, learning_rate), group=False)
+
+        apply_update = lambda var, grad, lr: self.update_step(grad, var, lr)  # noqa: E731
+        restart_only = lambda var, grad, lr: self._restart_momentum(var)  # noqa: E731
+        always, masked = [], {}
+        coupled = self.weight_decay_form == "coupled"
+        for grad, var in grads_and_vars:
+            mask = self.skip_masks.get(self._get_variable_index(var)) if coupled else None
+            if mask is None:
+                always.append((grad, var))
+            else:
+                masked.setdefault(id(mask), (mask, []))[1].append((grad, var))
+        update(always, apply_update)
+        restarts = bool(self.restart_steps) and self.momentum != 0
+        for mask, pairs in masked.values():
+            tf.cond(tf.cast(mask, tf.bool), lambda pairs=pairs: update(pairs, apply_update),
+                    lambda pairs=pairs: update(pairs, restart_only) if restarts else None)
+
     def _clip_reduced(self, grads):
         if self.clip_mode == "value":
             return [None if g is None else tf.clip_by_value(g, -self.clip, self.clip) for g in grads]
@@ -119,10 +144,6 @@ class ReferenceSGD(keras.optimizers.SGD):
         gradient = tf.cast(gradient, variable.dtype)
         if self.reference_weight_decay and self._decay_mask[index]:
             gradient = gradient + tf.cast(self.reference_weight_decay, variable.dtype) * variable
-        ran = self.skip_masks.get(index)  # None: always updated
-        if ran is not None:
-            ran = tf.cast(ran, variable.dtype)
-            learning_rate = learning_rate * ran
         if self.momentum == 0:
             self.assign_sub(variable, learning_rate * gradient)
             return
@@ -130,8 +151,6 @@ class ReferenceSGD(keras.optimizers.SGD):
         previous = self._restarted(buf) if self.restart_steps else buf
         momentum = tf.cast(self.momentum, variable.dtype)
         new_buf = momentum * previous + gradient
-        if ran is not None:  # a skipped variable keeps its buffer (zeroed at a restart, as a fresh one is empty)
-            new_buf = ran * new_buf + (1 - ran) * previous
         self.assign(buf, new_buf)
         step = gradient + momentum * new_buf if self.nesterov else new_buf
         self.assign_sub(variable, learning_rate * step)
