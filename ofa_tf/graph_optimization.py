@@ -1,12 +1,12 @@
 """Whether TensorFlow's graph optimiser (Grappler) rewrites the traced functions.
 
-Grappler rewrites every traced function before its first run. On the once-for-all train step
-(ofa_mbv3 at 32x32, 2 CPU cores) that rewrite is about a quarter of the first call, and it buys
-back 5-7% of each elastic step: it pays for itself after a few hundred steps, while most CPU
-work here (evaluation, search, export, small runs) is shorter. `python benchmarks/startup.py
---graph_optimization=on` and `=off` report both. On a GPU its layout and fusion passes (NCHW
+Grappler rewrites every traced function before its first run. On the train steps (ofa_mbv3 at
+32x32, 2 CPU cores) that rewrite makes the first call 39-46% longer and buys 0-2% of each
+step's time, so on a CPU it is off: most CPU work here (evaluation, search, export, small runs)
+is short, and a long run gains little. `python benchmarks/startup.py --graph_optimization=on`
+and `=off` report both. On a GPU its layout and fusion passes (NCHW
 convolutions, fused convolution + bias + activation) are what make the steps fast, so it stays
-on there. For a long training run on a CPU, set OFA_TF_GRAPH_OPTIMIZATION=on.
+on there.
 
 Every command applies `configure_graph_optimization()` as TensorFlow starts; the
 environment variable OFA_TF_GRAPH_OPTIMIZATION (`auto`, `on` or `off`) chooses:

@@ -1,11 +1,10 @@
 """Gradient lists of a train step, one tensor per variable and never None.
 
-A step sums the full model's and every subnet's gradients variable by variable. The
-full model runs under `tf.cond` (phases without it skip it), whose two branches must
-return the same structure: its gradients hold zeros where the loss does not reach a
-variable, and the skipped branch returns zeros for every variable.
-`OnceForAllModel.train_step` and the semi-supervised max-net step
-(`semi_supervised.full_model_part`) both build the full model's gradients here.
+A step sums the full model's and every subnet's gradients variable by variable. Its loop
+over networks starts from zeros (`OnceForAllModel.train_step`), and the semi-supervised max
+net runs under `tf.cond` (phases without it skip it), whose two branches must return the same
+structure: its gradients hold zeros where the loss does not reach a variable, and the skipped
+branch returns zeros for every variable (`semi_supervised.full_model_part`).
 """
 
 from __future__ import annotations

@@ -14,11 +14,12 @@ none.
 Which subnets, ε and the weights are *state*, held in non-trainable variables that the
 `PhaseController` callback sets before each batch from the method's phases and a sampler
 seeded by the step. The train step reads them as tensors, so one trace serves every
-subnet and every phase. The full model runs on the whole weights (no arch, no slicing:
-it traces and runs like the static max model); the subnet slots run in one
-`tf.while_loop` over the active ones, whose body is traced once and appears once in the
-graph, so tracing and graph optimisation do not grow with the number of slots and an
-inactive slot costs nothing.
+subnet and every phase. The full model and the active subnet slots run in one
+`tf.while_loop`, the full model first (its logits are the subnets' in-place teacher), as
+the max arch's tensor: its every slice is a whole weight, which costs what the static max
+model costs. The loop body is traced once and appears once in the graph, so tracing and
+graph optimisation cost about one elastic step's whatever the number of networks, and a
+network that does not run costs nothing.
 
 A semi-supervised batch (`({labelled, unlabelled_weak, unlabelled_strong}, labels)`, TOFA,
 arXiv:2303.15485) changes two things only: the full model's loss adds λ_u x FixMatch on the
