@@ -22,12 +22,21 @@ from ofa_tf.spaces import Arch
 from ofa_tf.training.bn_recalibration import EAGER_PIXELS, large_batch, recalibrate_bn
 
 
-def accuracy(model: keras.Model, batches: Iterable) -> float:
-    """Top-1 accuracy of `model` (logits) over (images, labels) batches."""
+def accuracy(model: keras.Model, batches: Iterable, traced_calls: dict | None = None) -> float:
+    """Top-1 accuracy of `model` (logits) over (images, labels) batches; eager, or with
+    `traced_calls` a traced inference call kept there (per image shape) for the next time."""
     correct = total = 0
     for images, labels in batches:
         raise_if_interrupted()
-        logits = inference_logits(model, tf.convert_to_tensor(images))
+        images = tf.convert_to_tensor(images)
+        if traced_calls is None:
+            logits = inference_logits(model, images)
+        else:
+            key = ("inference", tuple(images.shape[1:]), images.dtype.name)
+            if key not in traced_calls:  # a graph frees each tensor after its last use: any batch size fits
+                traced_calls[key] = tf.function(lambda x: model(x, training=False), autograph=False,
+                                                input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
+            logits = traced_calls[key](images)
         correct += int(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                                       tf.cast(labels, tf.int32)), tf.int32)))
         total += int(labels.shape[0])
@@ -51,11 +60,43 @@ def evaluate_arch(supernet: Supernet, arch: Arch, calibration: Iterable, evaluat
     than asked for when the training split is smaller; 0: none asked for, the subnet keeps the
     supernet's BN statistics)."""
     raise_if_interrupted()  # before building the subnet's layers, never in the middle
-    subnet = supernet.get_subnet(arch)
-    used = recalibrate_bn(subnet, calibration, num_calibration_images) if num_calibration_images else 0
+    return _measure(supernet, arch, supernet.get_subnet(arch), calibration, evaluation, num_calibration_images)
+
+
+def _measure(supernet: Supernet, arch: Arch, subnet: keras.Model, calibration: Iterable, evaluation: Iterable,
+             num_calibration_images: int, traced_calls: dict | None = None) -> dict[str, Any]:
+    used = recalibrate_bn(subnet, calibration, num_calibration_images, traced_calls) if num_calibration_images else 0
     cost = profile(supernet.space, arch, supernet.num_classes)
-    return {"accuracy": accuracy(subnet, evaluation), "macs": cost["macs"], "params": cost["params"],
+    return {"accuracy": accuracy(subnet, evaluation, traced_calls), "macs": cost["macs"], "params": cost["params"],
             "arch": arch.to_dict(), "bn_calibration_images": used}
+
+
+class ArchEvaluator:
+    """`evaluate_arch` of one arch, again and again as its supernet trains (a run's per-epoch
+    evaluation of its max and min subnets).
+
+    The subnet is extracted once and brought up to date at each call (`Supernet.refresh_subnet`),
+    and its BN recalibration and inference run as traced calls kept from one call to the next:
+    every call after the first builds no layer and traces nothing. (A supernet with an elastic
+    layer that cannot refresh its twin is extracted afresh each time.)"""
+
+    def __init__(self, supernet: Supernet, arch: Arch):
+        self.supernet, self.arch = supernet, arch
+        self.subnet: keras.Model | None = None
+        self.traced_calls: dict = {}
+
+    def __call__(self, calibration: Iterable, evaluation: Iterable, num_calibration_images: int = 2000
+                 ) -> dict[str, Any]:
+        raise_if_interrupted()  # before touching the subnet's layers, never in the middle
+        if self.subnet is not None:
+            try:
+                self.supernet.refresh_subnet(self.subnet)
+            except NotImplementedError:
+                self.subnet = None
+        if self.subnet is None:
+            self.subnet, self.traced_calls = self.supernet.get_subnet(self.arch), {}
+        return _measure(self.supernet, self.arch, self.subnet, calibration, evaluation, num_calibration_images,
+                        self.traced_calls)
 
 
 def evaluate_archs(supernet: Supernet, archs: Sequence[Arch], calibration: Iterable, evaluation: Iterable,

@@ -12,8 +12,10 @@ import tensorflow as tf
 
 from helpers import randomize_weights, tiny_space
 from ofa_tf import OfaError
+from ofa_tf.evaluation import ArchEvaluator, evaluate_arch
 from ofa_tf.layers import prefix_slice
 from ofa_tf.models import Supernet
+from ofa_tf.training import recalibrate_bn
 
 # Every arch is compared elastic vs extracted; every RELOAD_EVERY-th one also goes through a
 # .keras file (save + load costs ~2.5 s per subnet on 2 cores). OFA_TF_EXHAUSTIVE=1: 50 archs
@@ -209,3 +211,50 @@ def test_bad_archs_and_resolutions_are_named():
         model(tf.zeros((1, 16, 16, 3)), arch={"resolution": 16, "depths": [1, 1, 1],
                                                "kernels": [[3], [9], [3]], "expands": [[1], [2], [2]],
                                                "widths": [8, 16, 16]})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("space, kernel_mode", [("tiny", "transform"), ("ofa_mbv3", "center_crop")])
+def test_a_refreshed_subnet_holds_what_a_fresh_extraction_would(space, kernel_mode):
+    model = Supernet(tiny_space() if space == "tiny" else space, num_classes=10, resolutions=[32],
+                     kernel_mode=kernel_mode)
+    model.build()
+    arch = model.space.sample(random.Random(5))
+    subnet = model.get_subnet(arch)
+    randomize_weights(model, seed=8)  # the supernet trains on: every weight, statistic and transform moves
+    for v in model.trainable_variables:
+        v.assign(v + 0.01)
+    stale = [w.copy() for w in subnet.get_weights()]
+    model.refresh_subnet(subnet)
+    fresh = model.get_subnet(arch).get_weights()
+    assert len(subnet.get_weights()) == len(fresh)
+    for refreshed, expected, old in zip(subnet.get_weights(), fresh, stale):
+        np.testing.assert_array_equal(refreshed, expected)
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh, stale))  # there was something to refresh
+
+
+@pytest.mark.integration
+def test_an_arch_evaluator_measures_what_evaluate_arch_does_and_traces_once():
+    model = Supernet(tiny_space(), num_classes=4)
+    model.build()
+    arch = model.space.sample(random.Random(3), resolution=16)
+    rng = np.random.default_rng(0)
+    calibration = [rng.normal(size=(200, 16, 16, 3)).astype("float32") for _ in range(6)]  # 1,200: traced
+    evaluation = [(rng.normal(size=(50, 16, 16, 3)).astype("float32"), rng.integers(0, 4, 50)) for _ in range(2)]
+    evaluator = ArchEvaluator(model, arch)
+    for seed in (1, 2):  # two "epochs", the supernet's weights changed in between
+        randomize_weights(model, seed=seed)
+        measured = evaluator(calibration, evaluation, 1200)
+        expected = evaluate_arch(model, arch, calibration, evaluation, 1200)
+        assert measured["bn_calibration_images"] == expected["bn_calibration_images"] == 1200
+        assert measured["accuracy"] == pytest.approx(expected["accuracy"])
+        np.testing.assert_allclose(evaluator.subnet(evaluation[0][0], training=False),
+                                   expected_subnet_logits(model, arch, calibration, evaluation[0][0]), atol=1e-5)
+    assert sorted(kind for kind, *_ in evaluator.traced_calls) == ["inference", "recalibration"]
+    assert all(call.experimental_get_tracing_count() == 1 for call in evaluator.traced_calls.values())
+
+
+def expected_subnet_logits(model, arch, calibration, images):
+    subnet = model.get_subnet(arch)
+    recalibrate_bn(subnet, calibration, 1200)
+    return subnet(images, training=False)

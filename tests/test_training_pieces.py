@@ -220,3 +220,4 @@ def test_ofa_preset_shrinks_at_the_reference_learning_rate_ratios():
     assert scales["depth_1"] == scales["expand_1"] == pytest.approx(2.5e-3 * 32 / 2.6)
     assert scales["depth_2"] == scales["expand_2"] == pytest.approx(7.5e-3 * 32 / 2.6)
     assert all(phase.lr_scale == 1.0 for phase in build_method("deps", get_space("ofa_mbv3")).phases)
+

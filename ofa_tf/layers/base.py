@@ -132,6 +132,12 @@ class ElasticLayer(ElasticBase):
     def static_weights(self, in_channels: int, **choice: Any) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def weights_for(self, static: keras.layers.Layer) -> list[np.ndarray]:
+        """This layer's current weights for `static`, a built static twin of it (the sizes are
+        read from the twin's own weights): how `Supernet.refresh_subnet` brings an extracted
+        subnet up to date without building it again."""
+        raise NotImplementedError(f"{type(self).__name__} does not refresh a static twin in place")
+
     def to_static(self, input_shape: tuple[int | None, ...], **choice: Any) -> Callable:
         """The static twin, built for `input_shape` and holding the active weights.
 
@@ -181,6 +187,10 @@ class ElasticKernelLayer(ElasticLayer):
         kernel, *bias = self._active_weights(channels_of(inputs), out)
         y = op(inputs, kernel)
         return tf.nn.bias_add(y, bias[0]) if bias else y
+
+    def weights_for(self, static: keras.layers.Layer) -> list[np.ndarray]:
+        kernel = static.weights[0]  # (..., in, out)
+        return self.kernel_weights(int(kernel.shape[-2]), int(kernel.shape[-1]))
 
     def kernel_weights(self, in_channels: int, out_channels: int | None) -> list[np.ndarray]:
         """The static twin's weights: the first `in_channels` x `out_channels` (None: all)."""

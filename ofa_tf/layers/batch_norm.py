@@ -103,6 +103,9 @@ class ElasticBatchNormalization(ElasticLayer):
     def sliced_variables(self):
         return [self.gamma, self.beta, self.moving_mean, self.moving_variance]
 
+    def weights_for(self, static: keras.layers.Layer) -> list[np.ndarray]:
+        return self.static_weights(int(static.weights[0].shape[0]))  # gamma: (channels,)
+
     def static_weights(self, in_channels: int, **_: Any) -> list[np.ndarray]:
         return [v.numpy()[:in_channels] for v in self.sliced_variables]
 

@@ -121,6 +121,10 @@ class ElasticDepthwiseConv2D(ElasticLayer):
     def sliced_variables(self):
         return [self.depthwise_kernel]
 
+    def weights_for(self, static: keras.layers.Layer) -> list[np.ndarray]:
+        kernel = static.weights[0]  # (k, k, channels, 1)
+        return self.static_weights(int(kernel.shape[2]), kernel_size=int(kernel.shape[0]))
+
     def static_weights(self, in_channels: int, kernel_size: int | None = None, **_: Any) -> list[np.ndarray]:
         return [self.active_kernel(kernel_size or self.max_kernel_size, in_channels).numpy()]
 

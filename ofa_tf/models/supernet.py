@@ -234,6 +234,19 @@ class Supernet(keras.Model):
         outputs = self.classifier.to_static(x.shape)(x)
         return keras.Model(inputs, outputs, name=name or f"{sp.name}_subnet")
 
+    def refresh_subnet(self, subnet: keras.Model) -> None:
+        """Copies this supernet's current weights into `subnet`, a model `get_subnet` made from
+        it: afterwards it holds what a fresh `get_subnet` of the same arch would, without
+        building its layers again (a run's per-epoch evaluation refreshes the same two subnets).
+
+        Raises NotImplementedError when a layer of the subnet comes from an elastic layer that
+        cannot refresh its twin (`ElasticLayer.weights_for`)."""
+        elastic = self.elastic_layers()
+        for layer in subnet._flatten_layers(include_self=False):
+            source = elastic.get(layer.name)  # static twins carry their elastic layer's name
+            if source is not None and layer.weights:
+                layer.set_weights(source.weights_for(layer))
+
     def get_config(self):
         config = super().get_config()
         config.update(space=self.space.to_config(), num_classes=self.num_classes, dropout=self.dropout_rate,

@@ -43,7 +43,8 @@ def large_batch(images: tf.Tensor) -> bool:
     return n is not None and h is not None and w is not None and n * h * w > EAGER_PIXELS
 
 
-def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000) -> int:
+def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000,
+                   traced_calls: dict | None = None) -> int:
     """Sets every BN of `model` to cumulative batch statistics over `num_images` images.
 
     Each batch runs in training mode with BN momentum 0, so after it a BN's moving
@@ -54,6 +55,8 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000)
       model: a Keras model with `BatchNormalization` layers (e.g. `Supernet.get_subnet`).
       images: batches of images (arrays / tensors, or `(images, labels, ...)` tuples).
       num_images: how many images to use (the last batch is cut to fit).
+      traced_calls: where to keep the traced training-mode call of `model` (per image shape)
+        for the next recalibration of the same model, which then traces nothing.
     Returns:
       the number of images used.
     Raises:
@@ -63,7 +66,7 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000)
     momenta = [layer.momentum for layer in layers]
     sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
             for layer in layers]
-    graph_call = None
+    traced_calls = {} if traced_calls is None else traced_calls
     seen = batches = 0
     try:
         for layer in layers:
@@ -76,10 +79,12 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000)
             if batch.shape[0] == 0:
                 break
             if num_images >= GRAPH_MIN_IMAGES or large_batch(batch):
-                if graph_call is None:  # one trace for every batch size (the last batch may be partial)
-                    graph_call = tf.function(lambda x: model(x, training=True), autograph=False, input_signature=[
-                        tf.TensorSpec((None, *batch.shape[1:]), batch.dtype)])
-                graph_call(batch)
+                key = ("recalibration", tuple(batch.shape[1:]), batch.dtype.name)
+                if key not in traced_calls:  # one trace for every batch size (the last batch may be partial)
+                    traced_calls[key] = tf.function(lambda x: model(x, training=True), autograph=False,
+                                                    input_signature=[tf.TensorSpec((None, *batch.shape[1:]),
+                                                                                   batch.dtype)])
+                traced_calls[key](batch)
             else:
                 model(batch, training=True)
             batches += 1
