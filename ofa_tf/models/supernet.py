@@ -134,7 +134,8 @@ class Supernet(keras.Model):
 
         `arch=None` runs the max net on the whole weights, with no slicing and no per-block
         `tf.cond`: the same numbers as the max arch's tensor, in a graph that traces and
-        runs like the static max model's (the full model of every train step takes it)."""
+        runs like the static max model's (inference and the semi-supervised max-net step take
+        it; a train step's full model runs in its loop as the max arch's tensor)."""
         lay, sp = self.layout, self.space
         vec = None if arch is None else lay.unpack(self._arch_tensor(arch, inputs))
         choose = (lambda part, *args: None) if vec is None else (lambda part, *args: part(vec, *args))  # noqa: E731
