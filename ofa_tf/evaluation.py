@@ -19,7 +19,7 @@ from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.models import Supernet
 from ofa_tf.profile import profile
 from ofa_tf.spaces import Arch
-from ofa_tf.training.bn_recalibration import EAGER_PIXELS, large_batch, recalibrate_bn
+from ofa_tf.training.bn_recalibration import EAGER_PIXELS, large_batch, recalibrate_bn, traced_call
 
 
 def accuracy(model: keras.Model, batches: Iterable, traced_calls: dict | None = None) -> float:
@@ -29,14 +29,8 @@ def accuracy(model: keras.Model, batches: Iterable, traced_calls: dict | None = 
     for images, labels in batches:
         raise_if_interrupted()
         images = tf.convert_to_tensor(images)
-        if traced_calls is None:
-            logits = inference_logits(model, images)
-        else:
-            key = ("inference", tuple(images.shape[1:]), images.dtype.name)
-            if key not in traced_calls:  # a graph frees each tensor after its last use: any batch size fits
-                traced_calls[key] = tf.function(lambda x: model(x, training=False), autograph=False,
-                                                input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
-            logits = traced_calls[key](images)
+        logits = (inference_logits(model, images) if traced_calls is None
+                  else traced_call(traced_calls, model, images, training=False))
         correct += int(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                                       tf.cast(labels, tf.int32)), tf.int32)))
         total += int(labels.shape[0])

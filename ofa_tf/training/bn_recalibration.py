@@ -43,6 +43,17 @@ def large_batch(images: tf.Tensor) -> bool:
     return n is not None and h is not None and w is not None and n * h * w > EAGER_PIXELS
 
 
+def traced_call(traced_calls: dict, model: keras.Model, images: tf.Tensor, training: bool) -> tf.Tensor:
+    """`model(images, training=training)` as a traced call kept in `traced_calls`, one per image
+    shape and mode, whatever the batch size (a graph frees each tensor after its last use, so
+    any batch fits in memory); the next call on the same model and shape traces nothing."""
+    key = ("recalibration" if training else "inference", tuple(images.shape[1:]), images.dtype.name)
+    if key not in traced_calls:
+        traced_calls[key] = tf.function(lambda x: model(x, training=training), autograph=False,
+                                        input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
+    return traced_calls[key](images)
+
+
 def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000,
                    traced_calls: dict | None = None) -> int:
     """Sets every BN of `model` to cumulative batch statistics over `num_images` images.
@@ -79,12 +90,7 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000,
             if batch.shape[0] == 0:
                 break
             if num_images >= GRAPH_MIN_IMAGES or large_batch(batch):
-                key = ("recalibration", tuple(batch.shape[1:]), batch.dtype.name)
-                if key not in traced_calls:  # one trace for every batch size (the last batch may be partial)
-                    traced_calls[key] = tf.function(lambda x: model(x, training=True), autograph=False,
-                                                    input_signature=[tf.TensorSpec((None, *batch.shape[1:]),
-                                                                                   batch.dtype)])
-                traced_calls[key](batch)
+                traced_call(traced_calls, model, batch, training=True)  # (the last batch may be partial)
             else:
                 model(batch, training=True)
             batches += 1
