@@ -19,6 +19,7 @@ file (Keras `.weights.h5`, `np.load`) go through `local_copy`.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import os
@@ -92,13 +93,17 @@ def listdir(path: str) -> list[str]:
         return [name.rstrip("/") for name in _gfile().listdir(path)]
 
 
-def glob(pattern: str) -> list[str]:
-    """Paths matching `pattern` (sorted), local or URL."""
-    if not is_url(pattern):
-        import glob as _glob
-        return sorted(_glob.glob(pattern))
-    with _as_os_errors(pattern):
-        return sorted(_gfile().glob(pattern))
+def matching_files(directory: str, name_pattern: str) -> list[str]:
+    """Paths of the entries of `directory` whose *name* matches the shell pattern
+    `name_pattern` (`ckpt-*.json`), sorted; none when the directory does not exist.
+
+    Only the name is matched: `directory` is taken literally, so a run directory named
+    `runs/lr[0.1]` or `runs/q?` lists its own files, never a neighbour's (a glob of
+    `directory/pattern` would read its `[`, `*` and `?` as wildcards)."""
+    if not isdir(directory):
+        return []
+    return sorted(os.path.join(directory, name) for name in listdir(directory)
+                  if fnmatch.fnmatchcase(name, name_pattern))
 
 
 def remove(path: str) -> None:

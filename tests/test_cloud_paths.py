@@ -45,7 +45,7 @@ def test_io_helpers_on_ram_and_local_paths(tmp_path):
         io.write_json(os.path.join(base, "b.json"), {"x": 1})
         assert io.read_bytes(path) == b"abc" and io.read_json(os.path.join(base, "b.json")) == {"x": 1}
         assert io.isfile(path) and io.isdir(os.path.join(base, "sub")) and not io.isfile(os.path.join(base, "sub"))
-        assert io.glob(os.path.join(base, "sub", "*.h5")) == [path]
+        assert io.matching_files(os.path.join(base, "sub"), "*.h5") == [path]
         assert io.file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         with io.local_copy(path) as local:
             assert os.path.isfile(local) and local.endswith(".weights.h5") and open(local, "rb").read() == b"abc"
@@ -145,7 +145,7 @@ def test_train_resume_evaluate_search_and_export_on_a_ram_model_dir(tmp_path, mo
     assert not io.exists(os.path.join(run_dir, ".lock"))  # released
     assert not [n for n in io.listdir(directory.checkpoint_dir) if n.startswith(io.TEMP_PREFIX)]
 
-    for path in io.glob(os.path.join(directory.checkpoint_dir, "ckpt-00000004.*")):  # as if killed in epoch 2
+    for path in io.matching_files(directory.checkpoint_dir, "ckpt-00000004.*"):  # as if killed in epoch 2
         io.remove(path)
     resumed = train(config, run_dir, verbose=0)
     assert resumed["resumed_from"] == 1 and resumed["resumed_from_step"] == 2

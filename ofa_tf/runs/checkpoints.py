@@ -88,8 +88,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.record.save(os.path.dirname(self.directory))
         manifest = {suffix: file_sha256(base + suffix) for suffix in CHECKPOINT_FILES}
         write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step, "sha256": manifest})
-        for old in io.glob(os.path.join(self.directory, "ckpt-*.json"))[:-self.keep]:
-            for path in io.glob(old[:-len(".json")] + ".*"):
+        for old in io.matching_files(self.directory, "ckpt-*.json")[:-self.keep]:
+            stem = os.path.basename(old)[:-len(".json")]  # ckpt-NNNNNNNN: no wildcard characters
+            for path in io.matching_files(self.directory, stem + ".*"):
                 io.remove(path)
 
 
@@ -97,7 +98,7 @@ def remove_incomplete_checkpoints(directory: str) -> list[str]:
     """Removes checkpoint files whose manifest was never written (their process was killed
     while saving); returns their names. Call it only while holding the run's lock."""
     removed = []
-    for path in io.glob(os.path.join(directory, "ckpt-*.*")):
+    for path in io.matching_files(directory, "ckpt-*.*"):
         name = os.path.basename(path)
         base = os.path.join(directory, name.split(".", 1)[0])
         if not path.endswith(".json") and not io.exists(base + ".json"):

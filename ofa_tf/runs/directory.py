@@ -97,7 +97,7 @@ class RunDirectory:
     def checkpoints(self) -> list[str]:
         """Checkpoints with a manifest (written last), oldest first, as base paths
         (`.../ckpt-NNNNNNNN`); `latest_checkpoint` verifies them."""
-        return [p[:-len(".json")] for p in io.glob(os.path.join(self.checkpoint_dir, "ckpt-*.json"))]
+        return [p[:-len(".json")] for p in io.matching_files(self.checkpoint_dir, "ckpt-*.json")]
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint that verifies (`verify_checkpoint`), or None when there is none.
