@@ -45,6 +45,11 @@ from absl import flags  # noqa: E402
 from ofa_tf.data import load_dataset, make_pipeline  # noqa: E402
 from ofa_tf.models import Supernet  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `python benchmarks/input_throughput.py` puts benchmarks/, not the root, on the path
+    sys.path.insert(0, ROOT)
+from benchmarks import common  # noqa: E402
+
 flags.DEFINE_string("space", "ofa_mbv3", "Search space of the supernet whose step is timed.")
 flags.DEFINE_string("dataset", None, "folder:PATH or tfrecord:GLOB to read (default: generated JPEGs).")
 flags.DEFINE_integer("images", 512, "Generated JPEGs (without --dataset).")
@@ -74,22 +79,6 @@ def generate_jpegs(root: str, count: int, seed: int = 0) -> str:
     return root
 
 
-def make_step(model, optimizer):
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-    optimizer.build(variables)
-    arch = model.encode_arch("max")
-
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, arch=arch, training=True))
-        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        optimizer.apply(grads, variables)
-        return loss
-
-    return tf.function(step, autograph=False, jit_compile=False)
-
-
 def rate(batches, batch: int, steps: int, work) -> float:
     """Images per second over `steps` batches of `batches` (after 2 warm-up batches)."""
     iterator = iter(batches)
@@ -99,13 +88,6 @@ def rate(batches, batch: int, steps: int, work) -> float:
     for _ in range(steps):
         work(*next(iterator))
     return steps * batch / (time.perf_counter() - start)
-
-
-def set_threads() -> None:
-    """Before TensorFlow's first op: thread counts cannot change once it runs."""
-    if FLAGS.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
 
 
 def probe_memory(spec: str) -> dict:
@@ -123,9 +105,8 @@ def training_peak_rss_mb(folder: str, model_dir: str) -> float:
     command = [sys.executable, "-m", "tools.train", f"--dataset=folder:{folder}", f"--model_dir={model_dir}",
                "--method=deps", "--image_size=128:224:32", "--augment=imagenet", f"--batch_size={FLAGS.batch}",
                "--epochs=1", f"--steps_per_epoch={FLAGS.steps}", "--bn_calibration_images=200"]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, cwd=root, stdout=log, stderr=log, text=True)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log, text=True)
         _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the max over all children
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
@@ -180,12 +161,10 @@ def main(argv: list[str]) -> None:
 
         model = Supernet(args.space, num_classes=args.num_classes, resolutions=[args.resolution])
         model.build()
-        step = make_step(model, keras.optimizers.SGD(0.01))
+        step = common.make_step(model, keras.optimizers.SGD(0.01), arch=model.encode_arch("max"))
         x, y = next(iter(pipeline))
         y = y % args.num_classes
-        started = time.perf_counter()
-        step(x, y).numpy()
-        result["step_trace_s"] = round(time.perf_counter() - started, 2)
+        result["step_trace_s"] = round(common.timed(step, x, y), 2)
         result["step_images_per_s"] = rate(iter(lambda: (x, y), None), args.batch, args.steps,
                                            lambda a, b: step(a, b).numpy())
         result["end_to_end_images_per_s"] = rate(pipeline, args.batch, args.steps,
@@ -195,4 +174,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    startup.run(main, program="benchmarks/input_throughput.py", doc=__doc__, before_first_op=set_threads)
+    startup.run(main, program="benchmarks/input_throughput.py", doc=__doc__,
+                before_first_op=lambda: common.set_threads(FLAGS.threads))

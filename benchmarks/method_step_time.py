@@ -22,8 +22,9 @@ from ofa_tf.cli import startup
 startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
 
 import json  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
-import time  # noqa: E402
+import sys  # noqa: E402
 
 from absl import flags  # noqa: E402
 import keras  # noqa: E402
@@ -31,6 +32,11 @@ import numpy as np  # noqa: E402
 
 from ofa_tf.spaces import get_space  # noqa: E402
 from ofa_tf.training import OnceForAllModel, PhaseController, build_method  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `python benchmarks/method_step_time.py` puts benchmarks/, not the root, on the path
+    sys.path.insert(0, ROOT)
+from benchmarks import common  # noqa: E402
 
 flags.DEFINE_string("methods", "deps,bignas,fofa,ofa,full", "Methods, comma-separated.")
 flags.DEFINE_string("space", "ofa_mbv3", "Search space.")
@@ -64,23 +70,19 @@ def main(argv: list[str]) -> None:
             if end > start:
                 cells[(name, index)] = (controller, start, end - start)
 
-    def timed(cell, offset: int) -> float:
+    def time_cell(cell, offset: int) -> float:
         controller, start, length = cells[cell]
         controller.phase_index = None  # re-apply the phase's settings (another method ran in between)
         controller.prepare_step(start + offset % length)
-        began = time.perf_counter()
-        model.train_on_batch(x, y)
-        return time.perf_counter() - began
+        return common.timed(model.train_on_batch, x, y)
 
-    began = time.perf_counter()
-    timed(next(iter(cells)), 0)
-    trace_s = time.perf_counter() - began
+    trace_s = common.timed(time_cell, next(iter(cells)), 0)  # the first call: tracing, the phase's set-up included
     for cell in cells:  # warm-up: every phase once
-        timed(cell, 0)
+        time_cell(cell, 0)
     samples = {cell: [] for cell in cells}
     for r in range(args.rounds):
         for cell in cells:
-            samples[cell].append(timed(cell, r + 1))
+            samples[cell].append(time_cell(cell, r + 1))
 
     result = {"space": args.space, "batch": args.batch, "resolution": args.resolution, "steps": args.steps,
               "rounds": args.rounds, "trace_s": round(trace_s, 1), "methods": {}}

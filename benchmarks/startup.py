@@ -50,6 +50,11 @@ from ofa_tf.graph_optimization import (ENVIRONMENT_VARIABLE, MODES, configure_gr
 from ofa_tf.spaces import get_space  # noqa: E402
 from ofa_tf.training import OnceForAllModel, PhaseController, build_method  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `python benchmarks/startup.py` puts benchmarks/, not the root, on the path
+    sys.path.insert(0, ROOT)
+from benchmarks import common  # noqa: E402
+
 flags.DEFINE_string("space", "ofa_mbv3", "Search space.")
 flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("resolution", 32, "Input resolution.")
@@ -60,32 +65,12 @@ flags.DEFINE_enum("graph_optimization", None, list(MODES), "Grappler on the trac
 flags.DEFINE_bool("tools", False, "Also time the commands (train, evaluate, search, export) on a small run.")
 FLAGS = flags.FLAGS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED_DATA = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
 
 
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, fn(*args))
-    return time.perf_counter() - start
-
-
 def plain_step(model: keras.Model, arch=None):
-    """A plain SGD step (momentum 0.9) of `model`, compiled as benchmarks/step_time.py does."""
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    variables = model.trainable_variables
-    optimizer.build(variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True) if arch is None else model(x, arch=arch, training=True)
-            loss = loss_fn(y, logits)
-        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        optimizer.apply(grads, variables)
-        return loss
-
-    return tf.function(step, autograph=False, jit_compile=False)
+    """A plain SGD step (Keras SGD, momentum 0.9) of `model`, compiled as benchmarks/step_time.py does."""
+    return common.make_step(model, keras.optimizers.SGD(0.01, momentum=0.9), arch=arch)
 
 
 def ofa_step(space, steps_per_run: int = 100):
@@ -100,9 +85,7 @@ def ofa_step(space, steps_per_run: int = 100):
     controller = PhaseController(method, steps_per_run, seed=0)
     controller.set_model(model)
     controller.prepare_step(steps_per_run - 1)  # the last step: shrinking, every slot active, ε = 1
-    step = tf.function(lambda x, y: tf.distribute.get_strategy().run(model.train_step, args=((x, y),)),
-                       autograph=False)
-    return model, step
+    return model, common.train_step_function(model)
 
 
 def tool_seconds(work: str) -> dict[str, float]:
@@ -133,8 +116,7 @@ def tool_seconds(work: str) -> dict[str, float]:
 
 def set_threads() -> None:
     """Before TensorFlow's first op: thread counts cannot change once it runs."""
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    common.set_threads(FLAGS.threads)
     if FLAGS.graph_optimization is not None:
         configure_graph_optimization(FLAGS.graph_optimization)
 
@@ -152,13 +134,11 @@ def main(argv: list[str]) -> None:
     static = plain_step(ofa_model.get_subnet("max"))
     elastic = plain_step(ofa_model, arch=ofa_model.encode_arch("max"))
     # the static model first: it also pays the process's one-off first-trace costs
-    result["static_step_trace_s"] = timed(static, x, y)
-    result["elastic_step_trace_s"] = timed(elastic, x, y)
-    result["ofa_step_trace_s"] = timed(ofa, x, y)
-    samples: dict[str, list[float]] = {"ofa_step_s": [], "elastic_step_s": []}
-    for _ in range(args.steps):  # interleaved: machine noise hits both alike
-        samples["ofa_step_s"].append(timed(ofa, x, y))
-        samples["elastic_step_s"].append(timed(elastic, x, y))
+    result["static_step_trace_s"] = common.timed(static, x, y)
+    result["elastic_step_trace_s"] = common.timed(elastic, x, y)
+    result["ofa_step_trace_s"] = common.timed(ofa, x, y)
+    samples = common.interleaved({"ofa_step_s": lambda: common.timed(ofa, x, y),
+                                  "elastic_step_s": lambda: common.timed(elastic, x, y)}, args.steps)
     for key, values in samples.items():
         result[key] = statistics.median(values)
     # the step with 0..3 of its subnet slots active (what each extra subnet costs)
@@ -167,7 +147,7 @@ def main(argv: list[str]) -> None:
     for _ in range(args.steps):
         for n in by_slots:
             ofa_model.step_active.assign(np.where(np.arange(len(active)) < n, active, 0.0))
-            by_slots[n].append(timed(ofa, x, y))
+            by_slots[n].append(common.timed(ofa, x, y))
     ofa_model.step_active.assign(active)
     result["ofa_step_by_active_slots_s"] = [statistics.median(v) for v in by_slots.values()]
     result["ofa_trace_over_elastic"] = result["ofa_step_trace_s"] / result["elastic_step_trace_s"]

@@ -28,15 +28,20 @@ from ofa_tf.cli import startup
 tf = startup.load_tensorflow()  # first: TensorFlow loads silently; its runtime starts after the thread settings
 
 import json  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
-import time  # noqa: E402
+import sys  # noqa: E402
 
-import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.models import Supernet  # noqa: E402
 from ofa_tf.training.optimizer import ReferenceSGD  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `python benchmarks/step_time.py` puts benchmarks/, not the root, on the path
+    sys.path.insert(0, ROOT)
+from benchmarks import common  # noqa: E402
 
 flags.DEFINE_string("space", "ofa_mbv3", "Search space.")
 flags.DEFINE_integer("steps", 20, "Timed steps per model.")
@@ -49,36 +54,8 @@ FLAGS = flags.FLAGS
 
 
 def make_step(model, momentum: float, traces: list | None = None):
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-    optimizer = ReferenceSGD(0.01, momentum=momentum, nesterov=False)
-    optimizer.build(variables)  # slot variables made outside the trace: no second trace
-
-    def step(x, y, *arch):
-        if traces is not None:
-            traces.append(1)
-        with tf.GradientTape() as tape:
-            logits = model(x, arch=arch[0], training=True) if arch else model(x, training=True)
-            loss = loss_fn(y, logits)
-        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        if arch:  # the blocks this subnet skipped: no update, as PyTorch's SGD gives a parameter without grad
-            optimizer.skip_masks = model.unused_variable_masks(variables, arch[0][None], tf.constant([True]), False)
-        optimizer.apply(grads, variables)
-        return loss
-
-    return tf.function(step, autograph=False, jit_compile=False)
-
-
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args).numpy()
-    return time.perf_counter() - start
-
-
-def set_threads() -> None:
-    """Before TensorFlow's first op: thread counts cannot change once it runs."""
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    """The step for every model: SGD in training's form (`ReferenceSGD`, PyTorch's), without Nesterov."""
+    return common.make_step(model, ReferenceSGD(0.01, momentum=momentum, nesterov=False), traces=traces)
 
 
 def main(argv: list[str]) -> None:
@@ -95,29 +72,23 @@ def main(argv: list[str]) -> None:
 
     result = {"space": args.space, "batch": args.batch, "resolution": args.resolution, "threads": args.threads,
               "momentum": args.momentum, "steps": args.steps}
-    result["elastic_trace_s"] = timed(step, x, y, max_vec)
+    result["elastic_trace_s"] = common.timed(step, x, y, max_vec)
     static_steps = {}
     for kind in ("max", "min"):
         static = model.get_subnet(kind)
         static_steps[kind] = make_step(static, args.momentum)
-        first = timed(static_steps[kind], x, y)
+        first = common.timed(static_steps[kind], x, y)
         if kind == "max":
             result["static_first_call_s"] = first
 
     runs = {
-        "max_step_s": lambda: timed(step, x, y, max_vec),
-        "min_step_s": lambda: timed(step, x, y, min_vec),
-        "random_step_s": lambda: timed(step, x, y, model.encode_arch(model.space.sample(rng))),
-        "static_max_step_s": lambda: timed(static_steps["max"], x, y),
-        "static_min_step_s": lambda: timed(static_steps["min"], x, y),
+        "max_step_s": lambda: common.timed(step, x, y, max_vec),
+        "min_step_s": lambda: common.timed(step, x, y, min_vec),
+        "random_step_s": lambda: common.timed(step, x, y, model.encode_arch(model.space.sample(rng))),
+        "static_max_step_s": lambda: common.timed(static_steps["max"], x, y),
+        "static_min_step_s": lambda: common.timed(static_steps["min"], x, y),
     }
-    for _ in range(2):  # warm-up: every kernel shape seen once
-        for run in runs.values():
-            run()
-    samples: dict[str, list[float]] = {key: [] for key in runs}
-    for _ in range(args.steps):  # interleaved, so machine noise hits every kind alike
-        for key, run in runs.items():
-            samples[key].append(run())
+    samples = common.interleaved(runs, args.steps, warmup=2)  # warm-up: every kernel shape seen once
 
     for key, values in samples.items():
         result[key] = statistics.median(values)
@@ -131,4 +102,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    startup.run(main, program="benchmarks/step_time.py", doc=__doc__, before_first_op=set_threads)
+    startup.run(main, program="benchmarks/step_time.py", doc=__doc__,
+                before_first_op=lambda: common.set_threads(FLAGS.threads))
