@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from ofa_tf.errors import OfaError
+from ofa_tf.errors import OfaError, error_text
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -149,7 +149,7 @@ def _tpu_strategy() -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise OfaError(f"strategy=tpu: no TPU found ({str(e).splitlines()[0][:120]})") from None
+        raise OfaError(f"strategy=tpu: no TPU found ({error_text(e, 120)})") from None
     return tf.distribute.TPUStrategy(resolver)
 
 

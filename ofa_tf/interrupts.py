@@ -4,7 +4,9 @@ A run, a search or an export that the user stops must leave nothing half-written
 with one line. Within `stop_on_signals()` SIGINT and SIGTERM become `Interrupted` (a
 `KeyboardInterrupt`, so generic `except Exception` handlers inside libraries let it
 through), and the caller says what was kept. The command line exits with 128 + the signal
-number (130 for Ctrl-C, 143 for SIGTERM).
+number (130 for Ctrl-C, 143 for SIGTERM). Every command runs its work within
+`stop_on_signals()` (`ofa_tf.cli.startup.run`), and before and after its work takes the
+signals as `ofa_tf.cli.startup` describes, from the moment it starts.
 
 Where the exception may be raised matters. Python runs a signal handler at the next
 bytecode of the main thread, which can be the middle of Keras creating a variable or of a
@@ -47,6 +49,7 @@ class Interrupted(KeyboardInterrupt):
 class _State:
     pending: int | None = None  # the first signal received and not raised yet
     interruptible = 0  # depth of `interruptible()` blocks: raise at once
+    depth = 0  # depth of `stop_on_signals()` blocks (a command's, around a library call with its own)
 
 
 def _record_or_raise(signum, frame) -> None:
@@ -86,12 +89,22 @@ def stop_on_signals() -> Iterator[None]:
     """Within the block SIGINT / SIGTERM end the work with `Interrupted` at the next
     `raise_if_interrupted()` or inside `interruptible()` (main thread only; elsewhere a
     no-op, since Python delivers signals to the main thread). A signal still pending when
-    the block ends is raised then."""
+    the block ends is raised then. Blocks nest: every command's work runs in one
+    (`ofa_tf.cli.startup.run`), and a library call with its own (`ofa_tf.runs.train`) keeps a
+    signal that arrived before it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if _State.depth:  # the handlers are in place, and a pending signal stays pending
+        _State.depth += 1
+        try:
+            yield
+            raise_if_interrupted()
+        finally:
+            _State.depth -= 1
+        return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    _State.pending, _State.interruptible = None, 0
+    _State.pending, _State.interruptible, _State.depth = None, 0, 1
     for s in SIGNALS:
         signal.signal(s, _record_or_raise)
     try:
@@ -100,4 +113,4 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        _State.pending = None
+        _State.pending, _State.depth = None, 0

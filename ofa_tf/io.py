@@ -14,21 +14,37 @@ writes to a local temporary file, copies it to `<dest dir>/.tmp-*` and renames t
 place (`gfile.rename(overwrite=True)`: atomic where the filesystem has renames; on object
 stores a copy, still never a torn object under the final name). Readers that need a local
 file (Keras `.weights.h5`, `np.load`) go through `local_copy`.
+
+Files and folders are created with the usual permissions (0666 / 0777 less the process's
+umask, as any other tool makes them), never `tempfile`'s private 0600 / 0700, so a teammate
+or a serving job can read a run. A write that runs out of room (`SPACE_ERRNOS`: no space
+left, over the quota, over the file-size limit) raises OSError naming the file it was
+writing, with its temporary file removed; `space_problem` recognises one (also from
+TensorFlow's own writers) so commands say it in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from typing import IO, Any, Callable, Iterator
 
 TEMP_PREFIX = ".tmp-"
+TEMP_RANDOM = 8  # random characters of a temporary name, as tempfile's
+# Out of room: no space left, over the disk quota, over the file-size limit (`ulimit -f`:
+# Python ignores SIGXFSZ, so the write fails with EFBIG).
+SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_SPACE_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EFBIG: "file too large (over the file-size limit, ulimit -f, or the filesystem's)"}
+_TF_SPACE_ERROR = re.compile(r"(\S+); (No space left on device|Disk quota exceeded|File too large)")
 
 
 # ----------------------------------------------------------------------------- filesystem
@@ -115,6 +131,72 @@ def remove(path: str) -> None:
         _gfile().remove(path)
 
 
+def _suffix(name: str) -> str:
+    """The file name `name`'s ending from its first dot (`.weights.h5`: Keras checks it), kept by
+    its temporary names and local copies."""
+    return name[name.index("."):] if "." in name else ""
+
+
+def temp_name(suffix: str = "", prefix: str = TEMP_PREFIX) -> str:
+    """A fresh temporary name (`.tmp-XXXXXXXX<suffix>`: random characters, as tempfile's);
+    every temporary file or folder ofa_tf makes is named by it, so `remove_stale_temp_files`
+    finds what a killed process left."""
+    return f"{prefix}{uuid.uuid4().hex[:TEMP_RANDOM]}{suffix}"
+
+
+def _create_unique(directory: str, create: Callable[[str], None], suffix: str = "",
+                   prefix: str = TEMP_PREFIX) -> str:
+    """`create(path)` at a fresh `temp_name` in `directory` (another name while one exists); the path."""
+    while True:
+        path = os.path.join(directory, temp_name(suffix, prefix))
+        try:
+            create(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _new_temp_file(directory: str, suffix: str) -> str:
+    """Creates an empty `.tmp-*` file in `directory` with the usual permissions (0666 less
+    the umask; `tempfile.mkstemp` would make it 0600, and the renamed file would keep that)."""
+    return _create_unique(directory, lambda path: os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)),
+                          suffix)
+
+
+def make_temp_dir(prefix: str = TEMP_PREFIX, dir: str | None = None) -> str:  # noqa: A002 - tempfile's name
+    """`tempfile.mkdtemp` with the usual permissions (0777 less the umask, not 0700), for a
+    folder that is renamed into place as a run or an export: it stays readable by others."""
+    return _create_unique(dir if dir is not None else tempfile.gettempdir(), lambda path: os.mkdir(path, 0o777),
+                          prefix=prefix)
+
+
+def topmost_missing_folder(path: str) -> str | None:
+    """The topmost folder of `path` that does not exist yet (the first one `makedirs`
+    creates), so a tool that stops early can remove what it made (`remove_empty_folders`);
+    None when `path` is a directory already. A URL is its own (a store has no parents to walk)."""
+    if isdir(path):
+        return None
+    if is_url(path):
+        return path
+    first = os.path.abspath(path)
+    while not os.path.exists(os.path.dirname(first)):
+        first = os.path.dirname(first)
+    return first
+
+
+def remove_empty_folders(path: str, created: str) -> None:
+    """Removes the local folder `path` and its parents up to `created` (the topmost one a tool
+    made: `topmost_missing_folder`), each only while it is empty, so a folder something else
+    has written to meanwhile is kept. Best effort: never raises."""
+    folder = os.path.abspath(path)
+    try:
+        while len(folder) >= len(created):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+    except OSError:
+        pass
+
+
 def rmtree(path: str) -> None:
     """Removes the directory `path` and everything in it; nothing when it is not there."""
     if not is_url(path):
@@ -169,9 +251,7 @@ def local_copy(path: str) -> Iterator[str]:
     if not is_url(path):
         yield path
         return
-    name = os.path.basename(path)
-    suffix = name[name.index("."):] if "." in name else ""
-    fd, tmp = tempfile.mkstemp(prefix="ofa_tf-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(prefix="ofa_tf-", suffix=_suffix(os.path.basename(path)))
     os.close(fd)
     try:
         with _as_os_errors(path):
@@ -185,9 +265,7 @@ def local_copy(path: str) -> Iterator[str]:
 def _publish(local: str, path: str) -> None:
     """Copies the local file `local` to `<dirname(path)>/.tmp-*` and renames it to the URL `path`."""
     gfile = _gfile()
-    name = os.path.basename(path)
-    suffix = name[name.index("."):] if "." in name else ""
-    staged = os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}{suffix}")
+    staged = os.path.join(os.path.dirname(path), temp_name(_suffix(os.path.basename(path))))
     try:
         with _as_os_errors(path):
             gfile.copy(local, staged, overwrite=True)
@@ -228,31 +306,73 @@ def atomic_write(path: str, write: Callable[[str], Any]) -> None:
     temporary file, which is then staged beside `path` and renamed (`_publish`).
     """
     if is_url(path):
-        name = os.path.basename(path)
-        fd, tmp = tempfile.mkstemp(prefix="ofa_tf-", suffix=name[name.index("."):] if "." in name else "")
+        fd, tmp = tempfile.mkstemp(prefix="ofa_tf-", suffix=_suffix(os.path.basename(path)))
         os.close(fd)
         try:
             write(tmp)
             _publish(tmp, path)
+        except OSError as e:
+            if e.errno in SPACE_ERRNOS:  # (the local temporary file ran out of room)
+                raise OSError(e.errno, os.strerror(e.errno), path) from None
+            raise
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
         return
-    directory = os.path.dirname(path) or "."
-    name = os.path.basename(path)
-    suffix = name[name.index("."):] if "." in name else ""
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=directory)
-    os.close(fd)
+    tmp = _new_temp_file(os.path.dirname(path) or ".", _suffix(os.path.basename(path)))
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno in SPACE_ERRNOS:  # named by the file it was writing, not its temp
+            raise OSError(e.errno, os.strerror(e.errno), path) from None
         raise
 
 
-def unwritable_reason(path: str, directory: bool = False) -> str | None:
+def _limits(path: str) -> tuple[int, int]:
+    """(longest name, longest path) in bytes on the filesystem of `path`'s nearest existing
+    ancestor (PATH_MAX counts the final NUL, so a path may be one byte shorter)."""
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX") - 1
+    except (OSError, ValueError):  # no pathconf here: the usual Linux limits
+        return 255, 4095
+
+
+def _too_long(path: str, directory: bool, room_inside: int) -> str | None:
+    """Why the absolute local `path` is longer than its filesystem allows, or None: one of
+    its names over NAME_MAX (a file's temporary name `.tmp-XXXXXXXX<suffix>` included), or
+    the path, with the `room_inside` bytes a directory's contents add, over PATH_MAX."""
+    name_max, path_max = _limits(path)
+    names = [name for name in path.split(os.sep) if name]
+    if not directory and names:
+        name = names[-1]
+        names.append(temp_name(_suffix(name)))
+    for index, name in enumerate(names):
+        size = len(os.fsencode(name))
+        if size > name_max:
+            temporary = not directory and index == len(names) - 1
+            name = names[-2] if temporary else name
+            shown = repr(name if len(name) <= 40 else name[:20] + "..." + name[-12:])
+            if temporary:
+                shown += f" written as {TEMP_PREFIX}{'X' * TEMP_RANDOM}.* first"
+            return f"too long: the name {shown} is {size} bytes, the filesystem allows {name_max}"
+    size = len(os.fsencode(path))
+    if directory:
+        inside = room_inside + 1 if room_inside else 0  # (+ the separator)
+    else:  # the temporary name beside it, when longer
+        inside = max(0, len(os.fsencode(names[-1])) - len(os.fsencode(names[-2]))) if names else 0
+    if size + inside > path_max:
+        what = f" and the files written inside it need {inside} more" if directory and inside else ""
+        return f"too long: the path is {size} bytes{what}, the filesystem allows {path_max}"
+    return None
+
+
+def unwritable_reason(path: str, directory: bool = False, room_inside: int = 0) -> str | None:
     """Why `path` cannot be written (as a file, or with `directory` as a directory that
     may not exist yet), or None when it can: checked before any work, so a bad output path
     fails in a second, not after the work it would hold. A URL is checked for what
@@ -261,7 +381,11 @@ def unwritable_reason(path: str, directory: bool = False) -> str | None:
 
     A file needs an existing, writable parent directory and must not be a directory; a
     directory may be created, so its nearest existing ancestor must be a writable
-    directory (not a file) and the path itself, when it exists, a directory.
+    directory (not a file) and the path itself, when it exists, a directory. A local path
+    must also fit the filesystem's limits on names and paths (`_too_long`): with the
+    temporary name of a file, and for a directory with `room_inside`, the bytes of the
+    longest path the caller writes inside it (a run's: `ofa_tf.runs.directory`), so a run
+    fails here, not after building its model.
     """
     if is_url(path):
         try:
@@ -273,6 +397,9 @@ def unwritable_reason(path: str, directory: bool = False) -> str | None:
             return f"cannot be reached ({str(e.strerror).splitlines()[0][:160]})"
         return None
     path = os.path.abspath(path)
+    too_long = _too_long(path, directory, room_inside)
+    if too_long:
+        return too_long
     if os.path.isdir(path):
         if not directory:
             return "is a directory"
@@ -299,8 +426,30 @@ def write_bytes(path: str, data: bytes) -> None:
             with _gfile().GFile(path, "wb") as f:
                 f.write(data)
         return
-    with open(path, "wb") as f:
-        f.write(data)
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        if e.filename is None:  # a failed write() names no file: say which
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
+
+
+def space_problem(error: BaseException) -> tuple[str, str | None] | None:
+    """(why, path) when `error` is a write that ran out of room (`SPACE_ERRNOS`), from
+    Python (an OSError) or from TensorFlow's own writers (TensorBoard events: an OpError
+    whose message ends `PATH; No space left on device`); None for any other error."""
+    if isinstance(error, OSError):
+        if error.errno not in SPACE_ERRNOS:
+            return None
+        return _SPACE_REASONS[error.errno], error.filename if isinstance(error.filename, str) else None
+    if type(error).__module__.startswith("tensorflow"):
+        found = _TF_SPACE_ERROR.search(str(getattr(error, "message", error)))
+        if found:
+            number = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                      "File too large": errno.EFBIG}[found.group(2)]
+            return _SPACE_REASONS[number], found.group(1)
+    return None
 
 
 def write_text(path: str, text: str) -> None:

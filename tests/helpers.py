@@ -46,15 +46,16 @@ def randomize_weights(model, seed: int = 0) -> None:
 CLI_MODULES = {"export_tflite": "export"}
 
 
-def run_tool(name: str, *args: str, timeout: int = 900):
+def run_tool(name: str, *args: str, timeout: int = 900, env: dict | None = None):
     """Runs the command `python -m ofa_tf.cli.NAME ARGS...` (what `ofa-NAME` runs) from the
-    repository root, capturing output. `name` may be a `tools.NAME` alias (export_tflite)."""
+    repository root, capturing output. `name` may be a `tools.NAME` alias (export_tflite);
+    `env` adds to (or overrides) this process's environment."""
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     module = f"ofa_tf.cli.{CLI_MODULES.get(name, name)}"
     return subprocess.run([sys.executable, "-m", module, *args], cwd=root, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def assert_one_line_error(done, message: str) -> None:

@@ -107,6 +107,29 @@ def test_qat_fine_tuning_weighs_distillation_against_labels(subnet_and_images):
         assert history["loss"] == pytest.approx(weight * soft + (1 - weight) * hard, rel=1e-4)
 
 
+@pytest.mark.integration
+def test_a_qat_model_int8_kernels_cannot_run_is_one_line_worded_for_qat(subnet_and_images):
+    """QAT's int8 model is checked as post-training int8's is (`check_int8_model`): a conv whose
+    input x weight / output scale int8 cannot rescale (here its kernel and the range its
+    weight quantizer keeps, `kernel_min` / `kernel_max`, blown up a million times, its output
+    range left as it was) is one OfaError worded for quantize=qat, not a model that fails to
+    load later. (The undamaged QAT model converting and loading:
+    test_export_tool_qat_fine_tunes_and_writes_a_full_integer_model.)"""
+    from ofa_tf.export.qat import qat_to_tflite, quantize_model
+
+    subnet, _ = subnet_and_images
+    qat_model = quantize_model(subnet)  # a tf_keras rebuild: the shared subnet is not changed
+    conv = [layer for layer in qat_model.layers if type(getattr(layer, "layer", None)).__name__ == "Conv2D"][1]
+    blown = [weight for weight in conv.weights if weight.name.split("/")[-1].split(":")[0] in
+             ("kernel", "kernel_min", "kernel_max")]
+    assert len(blown) == 3, [weight.name for weight in conv.weights]
+    for weight in blown:
+        weight.assign(weight * 1e6)
+    with pytest.raises(OfaError, match=r"^quantize=qat: activations reach .* int8 kernels need < 256\)") as raised:
+        qat_to_tflite(qat_model)
+    assert conv.name in str(raised.value) and "\n" not in str(raised.value)
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("producer", [keras.layers.Conv2D(6, 3, use_bias=False),
                                       keras.layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import make_run_dir, run_tool, tiny_space
+from helpers import assert_one_line_error, make_run_dir, run_tool, tiny_space
 
 from ofa_tf.errors import OfaError
 from ofa_tf.interrupts import Interrupted, interruptible, raise_if_interrupted, stop_on_signals
@@ -189,3 +189,110 @@ def test_a_signal_is_raised_where_stopping_is_safe():
     assert reached == ["after the signal"] and raised.value.exit_code == 143
     with stop_on_signals():
         raise_if_interrupted()  # nothing pending: a no-op
+
+
+def _tiny_run_flags(tmp_path, **extra) -> list[str]:
+    space = tmp_path / "tiny.json"
+    write_json(str(space), tiny_space(resolutions=(16,)).to_config())
+    flags = {"method": "deps", "space": space, "dataset": f"npz:{DEMO}", "image_size": 16, "epochs": 1,
+             "steps_per_epoch": 3, "batch_size": 16, "bn_calibration_images": 16, "num_subnets": 1,
+             "epsilon_ramp_epochs": 0.5, **extra}
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
+@pytest.mark.integration
+def test_an_epoch_resumed_in_its_middle_reports_the_metrics_of_all_its_steps(tmp_path):
+    """metrics.csv's loss and accuracy of an epoch resumed after its step 2 average its 3
+    steps, as the uninterrupted run's do (the metrics' running sums are saved with each
+    checkpoint), not only the one step after the resume."""
+    import csv
+
+    run_dir = tmp_path / "run"
+    args = [*_tiny_run_flags(tmp_path, checkpoint_every_steps=2), f"--model_dir={run_dir}"]
+    done = run_tool("train", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    for path in (run_dir / "checkpoints").glob("ckpt-00000003.*"):  # as if killed after step 2's checkpoint
+        path.unlink()
+    resumed = run_tool("train", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["resumed_from_step"] == 2
+    again = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert len(whole) == len(again) == 1
+    for key in ("loss", "loss_full", "accuracy"):
+        assert float(again[0][key]) == pytest.approx(float(whole[0][key]), rel=1e-5, abs=1e-6), key
+
+
+METRIC_STATES_SCRIPT = """
+import json, types
+import tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 3)
+from ofa_tf.runs.checkpoints import metric_states, restore_metric_states
+
+def mean_metric(replicas):
+    strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)]) if replicas > 1
+                else tf.distribute.get_strategy())
+    with strategy.scope():
+        metric = keras.metrics.Mean()
+    update = tf.function(lambda x: strategy.run(lambda: metric.update_state(
+        x + tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.float32))))
+    return metric, update, types.SimpleNamespace(metrics=[metric])
+
+saved_metric, update, model = mean_metric(2)
+update(tf.constant(1.0))  # replica 0 adds 1, replica 1 adds 2: mean 1.5 over 2 values
+states = [value for _, value in sorted(metric_states(model).items())]
+results = {}
+for replicas in (1, 2, 3):
+    metric, update, model = mean_metric(replicas)
+    restore_metric_states(model, states)
+    results[replicas] = [float(metric.result())]
+    update(tf.constant(4.0))  # one more value per replica: 4, 5, 6
+    results[replicas].append(float(metric.result()))
+metric, update, model = mean_metric(3)
+restore_metric_states(model, states, first_worker=False)  # another worker: adds nothing to the totals
+results["other_worker"] = float(metric.total.numpy()), float(metric.count.numpy())
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.integration
+def test_metric_sums_resume_right_with_another_replica_count():
+    """A checkpoint saves each metric's total over the replicas; restored under 1, 2 or 3
+    replicas (strategy is a resumable change) the metric reads the same, and goes on adding."""
+    done = subprocess.run([sys.executable, "-c", METRIC_STATES_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = {"1": [1.5, (3 + 4) / 3], "2": [1.5, (3 + 4 + 5) / 4], "3": [1.5, (3 + 4 + 5 + 6) / 5],
+                "other_worker": [0.0, 0.0]}
+    assert sorted(results) == sorted(expected)
+    for key, values in expected.items():
+        assert results[key] == pytest.approx(values), key
+
+
+@pytest.mark.integration
+def test_a_run_failing_before_its_first_checkpoint_leaves_nothing(tmp_path):
+    """Any failure, not only Ctrl-C: here the loss turns non-finite after step 0's huge update,
+    before the first checkpoint (step 3); the run's config.json, logs and the folders it
+    created go."""
+    run_dir = tmp_path / "new" / "run"
+    done = run_tool("train", *_tiny_run_flags(tmp_path, learning_rate=1e30), f"--model_dir={run_dir}")
+    assert done.returncode == 2 and "; training stopped, nothing was kept (no checkpoint yet)" in done.stderr
+    assert "last checkpoint" not in done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["tiny.json"]
+
+
+@pytest.mark.integration
+def test_int8_export_with_degenerate_bn_statistics_is_one_clear_line(tmp_path):
+    """One BN-calibration image at 8 px leaves 1x1 feature maps with zero variance, so BN
+    divides by sqrt(epsilon) and the activations grow past what int8 kernels can rescale;
+    XNNPACK then failed to load the model with a traceback. Now: one line, nothing written."""
+    run_dir = make_run_dir(tmp_path / "run", space=tiny_space(resolutions=(8,)), image_size=(8,))
+    out = tmp_path / "out"
+    out.mkdir()
+    done = run_tool("export", f"--model_dir={run_dir}", "--arch=max", "--quantize=int8", "--bn_calibration_images=1",
+                    "--representative_images=50", "--max_eval_images=50", f"--output={out / 'max.tflite'}")
+    assert_one_line_error(done, "--quantize=int8: activations reach")
+    assert "int8 kernels need < 256): the subnet's BN statistics are degenerate" in done.stderr
+    assert os.listdir(out) == []

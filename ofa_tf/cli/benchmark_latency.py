@@ -25,6 +25,7 @@ from ofa_tf.cli.config_flags import define  # noqa: E402
 from ofa_tf.cli.latency_flags import check_latency_flags, define_latency_flags  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.export.interpreter import check_tflite_file  # noqa: E402
+from ofa_tf.interrupts import raise_if_interrupted  # noqa: E402
 from ofa_tf.io import getsize  # noqa: E402
 from ofa_tf.latency import AndroidBenchmark, benchmark_host  # noqa: E402
 
@@ -64,6 +65,7 @@ def _main(argv: list[str]) -> None:
     bar = keras.utils.Progbar(len(FLAGS.models), unit_name="model")
     results = []
     for path in FLAGS.models:
+        raise_if_interrupted()  # between models (the host benchmark also checks between runs)
         if android is None:
             result = benchmark_host(path, FLAGS.threads, FLAGS.warmup, FLAGS.runs, FLAGS.op_resolver)
         else:

@@ -20,6 +20,7 @@ from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.data import load_dataset  # noqa: E402
 from ofa_tf.data.check import find_undecodable  # noqa: E402
+from ofa_tf.interrupts import interruptible  # noqa: E402
 from ofa_tf.runs import RunConfig  # noqa: E402
 
 PROGRAM = "ofa-check-data"
@@ -44,8 +45,12 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
 
 def _main(argv: list[str]) -> int:
     config = check_flags()
-    source = load_dataset(config.dataset, config.data_dir, label_offset=config.label_offset)
-    result = find_undecodable(source, progress=True)
+    source = load_dataset(config.dataset, config.data_dir, label_offset=config.label_offset,
+                          check_decoding=False)  # every image is decoded below, the bad ones listed
+    # Ctrl-C stops the check at once: images decode in tf.data's threads, the main thread only
+    # counts batches, and nothing is written before the result
+    with interruptible():
+        result = find_undecodable(source, progress=True)
     startup.print_json(result, FLAGS.output)
     return 1 if result["undecodable"] else 0
 

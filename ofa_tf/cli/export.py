@@ -35,6 +35,7 @@ from absl import flags  # noqa: E402
 from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
 from ofa_tf.export import ExportOptions, export_subnet  # noqa: E402
 from ofa_tf.export.exporter import OUTPUT, SUBNET, check_data, check_request  # noqa: E402
+from ofa_tf.interrupts import Interrupted  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 
 PROGRAM = "ofa-export"
@@ -79,7 +80,10 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> ExportOptions:
 
 def _main(argv: list[str]) -> None:
     options = check_flags()
-    metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)
+    try:
+        metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)
+    except Interrupted as stop:  # raised before any file is put in place (export_subnet)
+        raise Interrupted(stop.signum, "interrupted; no file of the export was written") from None
     print(json.dumps(metadata))
 
 

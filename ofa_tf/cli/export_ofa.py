@@ -20,6 +20,7 @@ from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.interop import export_run, net_of_space  # noqa: E402
 from ofa_tf.interop.torch_files import require_torch, write_state_dict  # noqa: E402
+from ofa_tf.interrupts import raise_if_interrupted  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 
 PROGRAM = "ofa-export-ofa"
@@ -43,6 +44,7 @@ def check_flags() -> None:
 def _main(argv: list[str]) -> None:
     check_flags()
     state, net = export_run(FLAGS.model_dir)
+    raise_if_interrupted()  # before the file is written (atomically), not after
     write_state_dict(FLAGS.output, state)
     startup.print_json({"output": FLAGS.output, "net_id": net.net_id, "tensors": len(state)})
 

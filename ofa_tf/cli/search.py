@@ -12,7 +12,11 @@ Searchers: evolution (OFA's defaults), random, exhaustive (finite spaces such as
 zero_cost (TOFA: the most recently trained subnet within budget, from the run's record).
 Fitness: the run's accuracy predictor (ofa-train-predictor) or measured accuracy.
 Each result is measured after BN recalibration (--measure) and written to
---output_dir/<target>.json; `ofa-export --arch=FILE` accepts it as it is. --arch_format=ofa
+--output_dir/<target>.json; `ofa-export --arch=FILE` accepts it as it is. The result set
+(every target's file and summary.json) is staged and put in place only once complete, so a
+search stopped before its end (Ctrl-C, SIGTERM, an error) leaves --output_dir's previous
+results as they were, never some targets' new results beside others' old ones (and an
+--output_dir it had to create is removed again). --arch_format=ofa
 writes the arch as OFA's subnet dict {"ks", "e", "d", "r"} (OFA's PyTorch code reads it; so
 does every --arch of ofa_tf).
 
@@ -33,10 +37,14 @@ from ofa_tf.cli import startup  # noqa: E402
 
 startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
 
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
 import time  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
 
 from absl import flags  # noqa: E402
 
@@ -45,7 +53,8 @@ from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.data import check_dataset_spec  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf import io  # noqa: E402
-from ofa_tf.io import atomic_write  # noqa: E402
+from ofa_tf.interrupts import Interrupted, raise_if_interrupted  # noqa: E402
+from ofa_tf.io import TEMP_PREFIX, publish_tree  # noqa: E402
 from ofa_tf.latency.lut import LatencyTable  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.runs.data_free import check_dataset, require_dataset  # noqa: E402
@@ -56,6 +65,8 @@ from ofa_tf.search.measure import SubnetMeter  # noqa: E402
 from ofa_tf.training.record import load_sampled_record  # noqa: E402
 
 PROGRAM = "ofa-search"
+SUMMARY_FILE = "summary.json"
+STAGING_PREFIX = TEMP_PREFIX + "search-"  # + HOST-PID-XXXXXXXX (`_result_set`)
 FITNESS = ("predictor", "measured")
 RUN, BUDGETS, SEARCHER, MEASURING = "run", "budgets", "searcher", "measuring"
 
@@ -228,34 +239,115 @@ def _main(argv: list[str]) -> None:
     if searcher is not None:
         fitness = predictor.predict if FLAGS.fitness == "predictor" else meter.accuracy
 
-    io.makedirs(FLAGS.output_dir)
     summary = []
-    for target, target_constraints in zip(targets, constraints):
-        started = time.time()
-        if searcher is None:
-            result = zero_cost_select(record, target_constraints, space)
-        else:
-            result = searcher.search(fitness, target_constraints)
-        seconds = time.time() - started
-        arch = result.arch
-        out = {"target": target, "budgets": {c.name: c.budget for c in target_constraints},
-               "arch": space.to_ofa_arch(arch) if FLAGS.arch_format == "ofa" else arch.to_dict(),
-               "space": space.name, "model_dir": FLAGS.model_dir,
-               "searcher": result.searcher, "fitness": None if searcher is None else FLAGS.fitness,
-               "seed": FLAGS.seed, "evaluations": result.evaluations, "search_seconds": round(seconds, 3),
-               "predicted_accuracy": float(predictor.predict([arch])[0]) if predictor else None,
-               "measured_accuracy": meter.measure([arch])[0]["accuracy"] if meter else None,
-               "measured_on": meter.settings if meter else None, **costs.costs(arch), **result.extra}
-        path = os.path.join(FLAGS.output_dir, _file_name(target))
-        _write_json(path, out)
-        summary.append({"file": path, **{k: out[k] for k in ("target", "predicted_accuracy", "measured_accuracy",
-                                                              "macs", "params", "latency_ms", "evaluations")}})
-        print(f"{_file_name(target)}: macs {format_cost('macs', out['macs'])}, params "
-              f"{format_cost('params', out['params'])}, predicted {out['predicted_accuracy']}, measured "
-              f"{out['measured_accuracy']} ({seconds:.1f} s)", flush=True)
-    _write_json(os.path.join(FLAGS.output_dir, "summary.json"),
-                {"model_dir": FLAGS.model_dir, "searcher": FLAGS.searcher, "settings": _settings(), "results": summary})
+    try:
+        with _result_set(FLAGS.output_dir) as stage:
+            for target, target_constraints in zip(targets, constraints):
+                started = time.time()
+                if searcher is None:
+                    result = zero_cost_select(record, target_constraints, space)
+                else:
+                    result = searcher.search(fitness, target_constraints)
+                seconds = time.time() - started
+                arch = result.arch
+                out = {"target": target, "budgets": {c.name: c.budget for c in target_constraints},
+                       "arch": space.to_ofa_arch(arch) if FLAGS.arch_format == "ofa" else arch.to_dict(),
+                       "space": space.name, "model_dir": FLAGS.model_dir,
+                       "searcher": result.searcher, "fitness": None if searcher is None else FLAGS.fitness,
+                       "seed": FLAGS.seed, "evaluations": result.evaluations, "search_seconds": round(seconds, 3),
+                       "predicted_accuracy": float(predictor.predict([arch])[0]) if predictor else None,
+                       "measured_accuracy": meter.measure([arch])[0]["accuracy"] if meter else None,
+                       "measured_on": meter.settings if meter else None, **costs.costs(arch), **result.extra}
+                name = _file_name(target)
+                _write_json(stage(name), os.path.join(FLAGS.output_dir, name), out)
+                summary.append({"file": os.path.join(FLAGS.output_dir, name),
+                                **{k: out[k] for k in ("target", "predicted_accuracy", "measured_accuracy", "macs",
+                                                       "params", "latency_ms", "evaluations")}})
+                print(f"{name}: macs {format_cost('macs', out['macs'])}, params "
+                      f"{format_cost('params', out['params'])}, predicted {out['predicted_accuracy']}, measured "
+                      f"{out['measured_accuracy']} ({seconds:.1f} s)", flush=True)
+            _write_json(stage(SUMMARY_FILE), os.path.join(FLAGS.output_dir, SUMMARY_FILE),
+                        {"model_dir": FLAGS.model_dir, "searcher": FLAGS.searcher, "settings": _settings(),
+                         "results": summary})
+    except Interrupted as stop:
+        raise Interrupted(stop.signum, f"interrupted after {len(summary)} of {len(targets)} targets; "
+                                       f"--output_dir={FLAGS.output_dir} is unchanged") from None
     print(json.dumps(summary))
+
+
+@contextlib.contextmanager
+def _result_set(output_dir: str) -> Iterator[Callable[[str], str]]:
+    """Yields `stage(name)`: where to write the result file `name`. The files are staged in a
+    temporary folder (in `output_dir` itself when it is local, so that putting each in place
+    is an atomic rename; under $TMPDIR for a URL) and put in place, summary.json last, only
+    when the block ends without an exception or a pending signal; the folder is removed
+    however it ends.
+
+    A local `output_dir` that does not exist yet is created to hold the staging folder; when
+    nothing is put in place it is removed again, with the parents this search created, so a
+    stopped search leaves no empty folder behind (a URL's folder is made only to publish).
+    The staging folder is named `.tmp-search-HOST-PID-XXXXXXXX`: a search killed outright
+    (SIGKILL, a power cut) cannot remove its own, so each search first removes those of
+    processes that no longer run on this host (`_remove_abandoned_staging`)."""
+    local = not io.is_url(output_dir)
+    created = io.topmost_missing_folder(output_dir) if local else None
+    names: dict[str, None] = {}  # in order, once each (two equal targets write one file)
+    staging = None
+    published = False
+    try:
+        if local:
+            io.makedirs(output_dir)
+            _remove_abandoned_staging(output_dir)
+        try:
+            staging = io.make_temp_dir(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-",
+                                       dir=output_dir if local else None)
+        except OSError as e:  # out of room: the folder the user named, not the staging one
+            if io.space_problem(e) is None:
+                raise
+            raise OSError(e.errno, e.strerror, output_dir) from None
+
+        def stage(name: str) -> str:
+            names[name] = None
+            return os.path.join(staging, name)
+
+        yield stage
+        raise_if_interrupted()  # a signal during the last writes: nothing is put in place
+        if not local:
+            io.makedirs(output_dir)
+        for name in sorted(names, key=lambda n: n == SUMMARY_FILE):  # no check from here: all or none
+            publish_tree(os.path.join(staging, name), os.path.join(output_dir, name))
+        published = True
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not published and created is not None:
+            io.remove_empty_folders(output_dir, created)
+
+
+def _host() -> str:
+    """This host's name as it goes in a staging folder's name (no separators)."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _remove_abandoned_staging(output_dir: str) -> list[str]:
+    """Removes the staging folders in the local `output_dir` of searches that no longer run:
+    named for this host and a pid with no process (`os.kill(pid, 0)`); returns their names.
+    A folder of another host (a shared disk) or of a running process is left alone; a pid
+    reused by an unrelated process only keeps a folder until that process ends."""
+    pattern = re.compile(rf"{re.escape(STAGING_PREFIX)}{re.escape(_host())}-(\d+)-[0-9a-f]+")
+    removed = []
+    for name in sorted(io.listdir(output_dir)):
+        found = pattern.fullmatch(name)
+        if found is None or int(found.group(1)) <= 0:  # (pid 0 would signal our process group)
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:  # no such process: its search was killed
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+            removed.append(name)
+        except (PermissionError, OverflowError):  # another user's process, or not a pid at all
+            pass
+    return removed
 
 
 def _settings() -> dict:
@@ -264,11 +356,16 @@ def _settings() -> dict:
     return {n: getattr(FLAGS, n) for n in names}
 
 
-def _write_json(path: str, data) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, default=lambda o: dataclasses.asdict(o))
-    atomic_write(path, write)
+def _write_json(staged: str, final: str, data) -> None:
+    """Writes `data` as JSON to the staged file `staged` (`_result_set`). Running out of room
+    names `final`, the result file the user asked for, not the staging folder they never see."""
+    text = json.dumps(data, indent=1, default=lambda o: dataclasses.asdict(o))
+    try:
+        io.write_bytes(staged, text.encode())
+    except OSError as e:
+        if io.space_problem(e) is None:
+            raise
+        raise OSError(e.errno, e.strerror, final) from None
 
 
 def main() -> None:

@@ -19,10 +19,28 @@ one-line error, so:
 - A user mistake ends the program with one line `error: ...` on stderr and exit status 2:
   an `OfaError`, a missing / unreadable file, a flag that does not parse, an unknown flag, a
   positional argument (every option is a --flag).
-- Ctrl-C / SIGTERM during work that stops cleanly (`ofa_tf.interrupts.Interrupted`) ends it
-  with that one line (what was kept) and exit status 128 + the signal (130 for Ctrl-C).
+- Ctrl-C / SIGTERM end it with one line on stderr (what was kept) and exit status 128 +
+  the signal (130 for Ctrl-C, 143 for SIGTERM), from the command's first moment: see
+  "Signals" below.
 - Library errors name arguments (`epochs=0: ...`); `word_as_flags` words them as the
   command's flags (`--epochs=0: ...`).
+
+Signals. A command (a program whose start imports this module: `python -m ofa_tf.cli.NAME`,
+a console script, a benchmark) takes SIGINT and SIGTERM from the moment this module is
+imported, before TensorFlow starts loading. Until `run` starts the work nothing has been
+written, so a signal ends the process at once (one line, exit 128 + the signal) instead of a
+KeyboardInterrupt traceback from the middle of an import, or a silent death by SIGTERM.
+The work itself (`main`, and TensorFlow's runtime start) runs within
+`ofa_tf.interrupts.stop_on_signals()`: a signal becomes `Interrupted` at the next safe point,
+the work's `finally`s remove what it staged, and the command says what was kept. The work's
+temporary files go to a private folder under $TMPDIR (TensorFlow's autograph sources and
+the SavedModels a conversion stages included), removed when the work ends however it ends.
+An error raised while a signal is pending (a child process the same Ctrl-C stopped) is
+reported as the interruption. A signal after the work, while the process exits, ends it once
+Python's exit clean-up (which removes autograph's files) has run; in the interpreter's final
+teardown, after that clean-up, signals are ignored (the process is ending, its result
+complete). A program that imports a command module as a library (a test run, a notebook)
+keeps Python's own handling outside `run`.
 
 OFA_TF_TF_LOGS=1 keeps TensorFlow's native start-up output. The runtime starts with
 `ofa_tf.graph_optimization.configure_graph_optimization()` applied (Grappler off on a host
@@ -35,19 +53,90 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
 
-import json  # noqa: E402
-import re  # noqa: E402
+import atexit  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+
+from ofa_tf.interrupts import SIGNALS, Interrupted, raise_if_interrupted, stop_on_signals  # noqa: E402 (stdlib only)
+
+
+# ------------------------------------------------------------------- signals outside the work
+class _Outside:
+    """How a command takes a signal outside `run`'s work (module docstring, "Signals")."""
+
+    stderr: int | None = None  # a copy of fd 2: TensorFlow's import points fd 2 at /dev/null
+    began = False  # `run` started the work: from then on a signal never ends the process at once
+    late: int | None = None  # a signal that came after the work, reported once the exit's clean-up ran
+    reported = False  # the command's last line (an error, or what an interruption kept) is written
+
+
+def _started_as_a_command() -> bool:
+    """Whether this import is part of the program's own start: every frame above it is a
+    module body or the import machinery (`python -m`, a console script, `python FILE`), not
+    a function of a program that imports ofa_tf as a library (pytest, a notebook)."""
+    frame = sys._getframe()
+    while frame is not None:
+        code = frame.f_code
+        if frame.f_globals is not globals() and code.co_name != "<module>" \
+                and not code.co_filename.startswith("<frozen ") and os.path.basename(code.co_filename) != "runpy.py":
+            return False
+        frame = frame.f_back
+    return True
+
+
+def _exit_now(signum: int) -> None:
+    """One line and exit status 128 + `signum`, at once: called only where no clean-up is
+    left to run (before the work, or after Python's exit clean-up)."""
+    try:
+        sys.stdout.flush()  # a result already printed stays printed
+    except Exception:  # noqa: BLE001 - the signal may have come in the middle of a write
+        pass
+    os.write(_Outside.stderr, f"{Interrupted(signum)}\n".encode())
+    os._exit(128 + signum)
+
+
+def _on_signal_outside_work(signum, frame) -> None:
+    if not _Outside.began or _Outside.late is not None:  # nothing written yet, or a second signal
+        _exit_now(signum)
+    _Outside.late = signum
+
+
+def _report_late_signal() -> None:
+    """Registered before anything else registers with atexit, so it runs last. Then only the
+    interpreter's teardown is left, where Python puts default handlers back (a signal would
+    kill the process with no line): the signals are ignored there, the process is ending
+    with its own exit status."""
+    if _Outside.late is not None and not _Outside.reported:
+        _exit_now(_Outside.late)
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+def _take_signals_from_the_start() -> None:
+    """For a command: the handlers until `run` starts the work, and the report of a late signal."""
+    if not _started_as_a_command():
+        return
+    _Outside.stderr = os.dup(2)
+    atexit.register(_report_late_signal)
+    for s in SIGNALS:
+        signal.signal(s, _on_signal_outside_work)
+
+
+_take_signals_from_the_start()  # before absl, TensorFlow and the rest load
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
 from ofa_tf.cli import config_flags  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.graph_optimization import configure_graph_optimization  # noqa: E402
-from ofa_tf.io import write_text  # noqa: E402
-from ofa_tf.interrupts import Interrupted  # noqa: E402
+from ofa_tf.io import space_problem, write_text  # noqa: E402
 from ofa_tf.native_logs import quiet_native_logs  # noqa: E402
 
 USER_ERROR_EXIT = 2
@@ -107,13 +196,14 @@ def run(main: Callable[[list[str]], int | None], *, program: str, doc: str | Non
 
     def guarded(argv: list[str]) -> int | None:
         try:
-            if len(argv) > 1:
-                raise OfaError(f"unexpected positional arguments {argv[1:]}; every option is a --flag")
-            if tensorflow:
-                start_runtime(before_first_op)
-            elif before_first_op is not None:
-                before_first_op()
-            return main(argv)
+            with _work():
+                if len(argv) > 1:
+                    raise OfaError(f"unexpected positional arguments {argv[1:]}; every option is a --flag")
+                if tensorflow:
+                    start_runtime(before_first_op)
+                elif before_first_op is not None:
+                    before_first_op()
+                return main(argv)
         except OfaError as e:
             _fail(error_line(str(e), flag_values))
         except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
@@ -122,9 +212,46 @@ def run(main: Callable[[list[str]], int | None], *, program: str, doc: str | Non
             _stop(str(e), e.exit_code)
         except KeyboardInterrupt:  # Ctrl-C anywhere else
             _stop("interrupted", INTERRUPTED_EXIT)
+        except Exception as e:  # out of room while writing (no space, quota, ulimit -f): one line, exit status 2
+            problem = space_problem(e)
+            if problem is None:
+                raise
+            why, path = problem
+            _fail(error_line(f"{path}: {why}" if path else why, flag_values))
         return None
 
     app.run(guarded, flags_parser=parse)
+
+
+@contextlib.contextmanager
+def _work() -> Iterator[None]:
+    """A command's work: signals become `Interrupted` at safe points (`stop_on_signals`), and
+    temporary files go to a private folder, removed at the end. An error raised while a
+    signal is pending (a child process that the same Ctrl-C stopped) is the interruption."""
+    with stop_on_signals():
+        _Outside.began = True  # a signal is now this block's: after it, one waits for the exit's clean-up
+        with private_tempdir():
+            try:
+                yield
+            except Exception:
+                raise_if_interrupted()
+                raise
+
+
+@contextlib.contextmanager
+def private_tempdir() -> Iterator[str]:
+    """Within the block Python's temporary files (`tempfile`: TensorFlow's autograph sources,
+    the SavedModels conversions stage, tf_keras's) go to a new folder under $TMPDIR, removed
+    with whatever is left in it when the block ends, however it ends: an interrupted or
+    failed command leaves nothing in $TMPDIR."""
+    saved = tempfile.tempdir
+    directory = tempfile.mkdtemp(prefix="ofa_tf-")
+    tempfile.tempdir = directory
+    try:
+        yield directory
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def print_json(result: Any, output: str | None = None) -> None:
@@ -145,11 +272,13 @@ def help_text(program: str, doc: str | None, flag_values: flags.FlagValues = FLA
 
 
 def _fail(message: str) -> None:
+    _Outside.reported = True
     print(f"error: {message}", file=sys.stderr)
     sys.exit(USER_ERROR_EXIT)
 
 
 def _stop(message: str, exit_code: int) -> None:
+    _Outside.reported = True
     print(message, file=sys.stderr, flush=True)
     sys.exit(exit_code)
 

@@ -15,7 +15,9 @@ ones (ofa_tf/search/predictor.py says why the linear one often wins on a few hun
 
 Writes MODEL_DIR/predictor/: predictor.npz (what ofa-search loads), predictor.json (the
 report) and measurements.json (every measured subnet: reused by a re-run with the same
-measuring settings, so an interrupted run continues, and by ofa-plot-pareto).
+measuring settings, so an interrupted run continues, and by ofa-plot-pareto). Ctrl-C or
+SIGTERM while measuring keeps every subnet measured up to the last save (measurements.json
+is saved every few subnets) and says how many; while fitting, nothing is written.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from absl import flags  # noqa: E402
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
+from ofa_tf.interrupts import Interrupted, interruptible  # noqa: E402
 from ofa_tf import io  # noqa: E402
 from ofa_tf.io import atomic_write  # noqa: E402
 from ofa_tf.data import check_dataset_spec  # noqa: E402
@@ -49,6 +52,9 @@ from ofa_tf.spaces import Arch, SearchSpace  # noqa: E402
 
 PROGRAM = "ofa-train-predictor"
 MEASUREMENTS_FILE = "measurements.json"
+# Subnets measured between saves of measurements.json: measuring one takes seconds, so a
+# stopped run loses at most this many, and saving stays a small share of the time.
+SAVE_EVERY = 10
 RUN, MEASURING, PREDICTOR = "run", "measuring", "predictor"
 
 
@@ -146,12 +152,18 @@ def _main(argv: list[str]) -> None:
         meter = SubnetMeter(FLAGS.model_dir, FLAGS.eval_images, FLAGS.bn_calibration_images, FLAGS.split,
                             dataset=FLAGS.dataset)
     bar = keras.utils.Progbar(len(todo), unit_name="subnet")
-    for start in range(0, len(todo), 10):  # save as we go: measuring takes seconds per subnet
-        chunk = todo[start:start + 10]
-        results = meter.measure(chunk)
-        done.update((arch.to_json(), result) for arch, result in zip(chunk, results))
-        save()
-        bar.add(len(chunk), values=[("accuracy", sum(r["accuracy"] for r in results) / len(results))])
+    try:
+        for start in range(0, len(todo), SAVE_EVERY):  # save as we go
+            chunk = todo[start:start + SAVE_EVERY]
+            results = meter.measure(chunk)
+            done.update((arch.to_json(), result) for arch, result in zip(chunk, results))
+            save()
+            bar.add(len(chunk), values=[("accuracy", sum(r["accuracy"] for r in results) / len(results))])
+    except Interrupted as stop:
+        kept = sum(a.to_json() in done for a in archs)
+        where = f" (kept in {path})" if kept else ""
+        raise Interrupted(stop.signum, f"interrupted with {kept} of {len(archs)} subnets measured{where}; re-run the "
+                                       "same command to measure the rest") from None
 
     measured = [done[a.to_json()] for a in archs]
     order = list(range(len(archs)))
@@ -159,18 +171,20 @@ def _main(argv: list[str]) -> None:
     held = max(2, int(round(FLAGS.holdout_fraction * len(archs))))
     test, train = order[:held], order[held:]
     mlp_options = {"epochs": FLAGS.epochs, "hidden": hidden, "weight_decay": FLAGS.weight_decay}
-    predictor = fit_predictor(space, [archs[i] for i in train], [measured[i]["accuracy"] for i in train],
-                              FLAGS.predictor, seed=FLAGS.seed, **mlp_options)
-    predicted = predictor.predict([archs[i] for i in test])
-    truth = [measured[i]["accuracy"] for i in test]
-    accuracies = [r["accuracy"] for r in measured]
-    predictor.info.update({
-        "num_heldout": len(test), "spearman": spearman(predicted, truth), "kendall_tau": kendall_tau(predicted, truth),
-        "measured": settings, "accuracy_range": [min(accuracies), max(accuracies)],
-        "heldout_mae": float(sum(abs(p - t) for p, t in zip(predicted, truth)) / len(test))})
-    if FLAGS.cv_folds:
-        predictor.info["cross_validation"] = cross_validated_spearman(  # for auto: the choice is redone per fold
-            space, archs, accuracies, FLAGS.cv_folds, seed=FLAGS.seed, kind=FLAGS.predictor, **mlp_options)
+    with interruptible():  # NumPy only, and nothing is written until `save`: safe to stop at any point
+        predictor = fit_predictor(space, [archs[i] for i in train], [measured[i]["accuracy"] for i in train],
+                                  FLAGS.predictor, seed=FLAGS.seed, **mlp_options)
+        predicted = predictor.predict([archs[i] for i in test])
+        truth = [measured[i]["accuracy"] for i in test]
+        accuracies = [r["accuracy"] for r in measured]
+        predictor.info.update({
+            "num_heldout": len(test), "spearman": spearman(predicted, truth),
+            "kendall_tau": kendall_tau(predicted, truth), "measured": settings,
+            "accuracy_range": [min(accuracies), max(accuracies)],
+            "heldout_mae": float(sum(abs(p - t) for p, t in zip(predicted, truth)) / len(test))})
+        if FLAGS.cv_folds:
+            predictor.info["cross_validation"] = cross_validated_spearman(  # for auto: the choice is redone per fold
+                space, archs, accuracies, FLAGS.cv_folds, seed=FLAGS.seed, kind=FLAGS.predictor, **mlp_options)
     predictor.save(output_dir)
     print(json.dumps({"output_dir": output_dir, **predictor.info}))
 

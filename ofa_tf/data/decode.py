@@ -16,23 +16,39 @@ The ImageNet crops follow the Inception / OFA recipe:
 
 `skip_undecodable` runs a loading function per element and turns a decode error into a
 flagged placeholder instead of a failed run; `DecodeFailures` counts and logs the files
-that failed (each once).
+that failed (each once). Skipping is for the odd bad file: a source none of whose images
+decode would train on placeholders only, so `check_some_decode` refuses it when it is
+loaded, after trying a sample of its images.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
-from typing import Callable
+from typing import Callable, Iterable
 
 from absl import logging
 import tensorflow as tf
+
+from ofa_tf.errors import OfaError
+from ofa_tf.native_logs import quiet_native_logs
 
 PIXELS, FILE, BYTES = "pixels", "file", "bytes"
 ENCODINGS = (PIXELS, FILE, BYTES)
 CROP_AREA = (0.08, 1.0)
 CROP_ASPECT = (3 / 4, 4 / 3)
 EVAL_CROP = 0.875  # evaluation: resize to size / 0.875, keep the centre size x size
+PROBE_IMAGES = 32  # how many images `check_some_decode` tries before calling a source undecodable
+_TF_NOISE = re.compile(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\s*\[Op:[^\]]*\]( name: ?\S*)?")
+
+
+def tf_error_text(error: Exception, limit: int = 160) -> str:
+    """A TensorFlow error as one short line, without the `{{function_node ...}}` and
+    `[Op:...]` parts that name TF's internals rather than the problem."""
+    text = getattr(error, "message", None) or str(error)
+    text = " ".join(_TF_NOISE.sub(" ", text).replace("' failed with ", ": ").split())
+    return text[:limit] or type(error).__name__
 
 
 class DecodeFailures:
@@ -83,6 +99,32 @@ def failure_name(data: bytes, encoding: str) -> str:
     if encoding == FILE:
         return data.decode("utf-8", "replace")
     return f"an encoded image of {len(data)} bytes (sha1 {hashlib.sha1(data).hexdigest()[:12]})"
+
+
+def check_some_decode(elements: Iterable, encoding: str, name: str, total: int) -> None:
+    """Decodes the images of `elements` ((data, label) pairs of a `file` or `bytes` source,
+    at most `PROBE_IMAGES`) until one decodes; none decoding is an `OfaError` saying how many
+    were tried (of `total`) and why the first failed. One good image ends the check, so a
+    healthy source costs one decode; a source with a few bad files passes (training skips
+    them, `ofa-check-data` lists them). libjpeg's own complaints about a broken JPEG, written
+    straight to stderr, are silenced here: the error says what failed."""
+    tried, first = 0, None
+    for data, _ in elements:
+        if tried == PROBE_IMAGES:
+            break
+        tried += 1
+        try:
+            with quiet_native_logs():
+                decode_rgb(read(data, encoding))
+            return
+        except tf.errors.OpError as e:
+            if first is None:
+                first = f"{failure_name(data.numpy(), encoding)}: {tf_error_text(e, 100)}"
+    if not tried:
+        return
+    which = (f"its {tried} images decodes (all tried; " if tried >= total
+             else f"{tried} images tried (of {total}) decodes (")
+    raise OfaError(f"{name}: none of {which}the first, {first}); ofa-check-data lists the bad files")
 
 
 def read(data: tf.Tensor, encoding: str) -> tf.Tensor:

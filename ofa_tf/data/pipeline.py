@@ -37,6 +37,7 @@ CALIBRATION_BATCH = 200
 IMAGENET, CIFAR, NONE = "imagenet", "cifar", "none"
 AUGMENTATIONS = (IMAGENET, CIFAR, NONE)
 IMAGENET_MIN_SIZE = 96  # the default augmentation is imagenet when the largest image size is at least this
+PAD = 4  # cifar augmentation: pixels of (reflect) padding before the random crop back to size
 
 
 def check_augment(augment: str | None) -> None:
@@ -102,11 +103,14 @@ def normalize(images: tf.Tensor) -> tf.Tensor:
 
 def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Standard light augmentation: random horizontal flip and pad-4-then-crop (per image,
-    stateless, so a given seed always gives the same pipeline)."""
+    stateless, so a given seed always gives the same pipeline). The padding reflects the
+    image, which needs more rows and columns than it pads: an image of 4 px or fewer is
+    padded by one less than its side (a 1 px image not at all), so tiny images augment too."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
     image = tf.image.stateless_random_flip_left_right(image, seeds[0])
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
+    pad_h, pad_w = tf.minimum(PAD, height - 1), tf.minimum(PAD, width - 1)
+    padded = tf.pad(image, tf.stack([[pad_h, pad_h], [pad_w, pad_w], [0, 0]]), mode="REFLECT")
     return tf.image.stateless_random_crop(padded, tf.stack([height, width, 3]), seeds[1])
 
 

@@ -66,7 +66,7 @@ def unlabelled_images(spec: str, rest: tf.data.Dataset | None, data_dir: str | N
         images = rest
     else:
         try:
-            source = load_dataset(spec, data_dir, download)
+            source = load_dataset(spec, data_dir, download, labelled=False)
             images = decoded_pixels(source.train, source.encoding, image_size or 224)
         except OfaError as e:
             message = str(e)

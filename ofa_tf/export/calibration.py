@@ -22,6 +22,14 @@ top-1 agreement with the float model from 93.2% / 96.9% to 96.25% / 97.5%, with 
 drops of 0.8 / 0.25 points (docs/deployment.md).
 
 `"minmax"` is the converter's result, unchanged.
+
+Either way the result is checked before it is used (`check_int8_model`): an int8 conv
+multiplies by input scale × weight scale / output scale, which int8 kernels (XNNPACK's
+among them) hold below `MAX_RESCALE`. Activations that reach millions break that: BN
+statistics recalibrated on one or two images are the usual cause (a 1×1 feature map of one
+image has zero variance, so its BN divides by sqrt(epsilon) and the next layers multiply
+that), and the model would fail to load with "failed to create XNNPACK runtime". That is
+an OfaError naming the layer and the likely cause instead.
 """
 
 from __future__ import annotations
@@ -34,12 +42,17 @@ import tensorflow as tf
 
 from ofa_tf.errors import OfaError
 from ofa_tf.export.interpreter import make_interpreter
+from ofa_tf.native_logs import quiet_native_logs
 
 INT8_CALIBRATIONS = ("mse", "minmax")
 HISTOGRAM_BINS = 2048
 # Candidate range ends, as fractions of the calibrated min (low end) and max (high end).
 RANGE_FRACTIONS = np.linspace(0.05, 1.0, 39)
 _LEVELS = 255.0  # int8: 256 levels, 255 steps
+# The largest input scale × weight scale / output scale an int8 conv / dense can requantize
+# with (XNNPACK refuses a node at or over it).
+MAX_RESCALE = 256.0
+_RESCALING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
 def check_int8_calibration(name: str) -> str:
@@ -131,20 +144,82 @@ def fit_ranges(calibrated: bytes, representative: Callable[[], Iterator[list[np.
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def _oversized_rescale(tflite_bytes: bytes) -> tuple[str, float, float] | None:
+    """(layer, rescale, input range) of the first int8 conv / dense whose input scale ×
+    weight scale / output scale reaches `MAX_RESCALE`, or None when every one is below it."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    codes = {getattr(schema.BuiltinOperator, name): name for name in _RESCALING_OPS}
+    graph = model.subgraphs[0]
+
+    def scales(index: int) -> np.ndarray | None:
+        q = graph.tensors[index].quantization if index >= 0 else None
+        return None if q is None or q.scale is None or not len(q.scale) else np.asarray(q.scale, np.float64)
+
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) not in codes or len(op.inputs) < 2:
+            continue
+        image, weights, output = scales(op.inputs[0]), scales(op.inputs[1]), scales(op.outputs[0])
+        if image is None or weights is None or output is None:
+            continue
+        rescale = float((image[0] * weights / output[0]).max())
+        if not rescale < MAX_RESCALE:
+            return _layer_name(graph.tensors[op.outputs[0]].name), rescale, float(image[0] * _LEVELS)
+    return None
+
+
+def _layer_name(tensor_name: bytes | str) -> str:
+    """The Keras layer of a converted tensor: its name lists the fused ops
+    (`model/layer/Relu6;model/layer/BiasAdd;...`); the conv's (or else the first) layer."""
+    name = tensor_name.decode() if isinstance(tensor_name, bytes) else str(tensor_name)
+    parts = [part.split("/") for part in name.split(";") if "/" in part]
+    for path in parts:
+        if any(op in path[-1].lower() for op in ("conv", "depthwise", "matmul")):
+            return path[-2]
+    return parts[0][-2] if parts else name
+
+
+def check_int8_model(tflite_bytes: bytes, mode: str = "int8") -> None:
+    """The int8 model can run: every conv / dense requantizes within `MAX_RESCALE` and the
+    interpreter prepares it. Otherwise an OfaError (one line, worded for the quantize `mode`
+    that made it: int8 or qat) with the layer and the cause."""
+    oversized = _oversized_rescale(tflite_bytes)
+    if oversized is not None:
+        layer, rescale, span = oversized
+        raise OfaError(f"quantize={mode}: activations reach {span:.3g} before layer {layer} (its int8 rescale, input x "
+                       f"weight / output scale, is {rescale:.3g}; int8 kernels need < {MAX_RESCALE:g}): the subnet's "
+                       "BN statistics are degenerate, usually from too few BN-calibration images "
+                       "(bn_calibration_images: use more, or 0 to keep the checkpoint's)")
+    interpreter = make_interpreter(tflite_bytes)
+    try:
+        with quiet_native_logs():  # (XNNPACK announces its delegate)
+            interpreter.allocate_tensors()
+    except RuntimeError as e:
+        raise OfaError(f"quantize={mode}: the converted model does not load in TFLite's interpreter "
+                       f"({' '.join(str(e).split())[:160]})") from None
+
+
 def convert_int8(converter: "tf.lite.TFLiteConverter", representative: Callable[[], Iterator[list[np.ndarray]]],
                  calibration: str = "mse") -> bytes:
     """Full-int8 `.tflite` bytes from a converter set up for int8 with `representative`
-    (`configure_converter`), its activation ranges chosen by `calibration` (module docstring)."""
+    (`configure_converter`), its activation ranges chosen by `calibration` (module docstring),
+    checked to run (`check_int8_model`)."""
     if check_int8_calibration(calibration) == "minmax":
-        return converter.convert()
-    from tensorflow.lite.python.convert import mlir_quantize
+        result = converter.convert()
+    else:
+        from tensorflow.lite.python.convert import mlir_quantize
 
-    # lite.py's own switch: stop after calibration and return the float model with ranges
-    converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
-    return mlir_quantize(fit_ranges(calibrated, representative), input_data_type=tf.float32,
-                         output_data_type=tf.float32)
+        # lite.py's own switch: stop after calibration and return the float model with ranges
+        converter._experimental_calibrate_only = True
+        calibrated = converter.convert()
+        result = mlir_quantize(fit_ranges(calibrated, representative), input_data_type=tf.float32,
+                               output_data_type=tf.float32)
+    check_int8_model(result)
+    return result
 
 
-__all__ = ["HISTOGRAM_BINS", "INT8_CALIBRATIONS", "RANGE_FRACTIONS", "check_int8_calibration", "convert_int8",
-           "fit_ranges", "mse_range", "quantization_error"]
+__all__ = ["HISTOGRAM_BINS", "INT8_CALIBRATIONS", "MAX_RESCALE", "RANGE_FRACTIONS", "check_int8_calibration",
+           "check_int8_model", "convert_int8", "fit_ranges", "mse_range", "quantization_error"]

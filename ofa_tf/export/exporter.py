@@ -4,7 +4,10 @@
 anything heavy starts (output path writable, quantisation mode and data), and every file
 is written to a temporary name and renamed only once all conversions and measurements
 have succeeded, so a failure never leaves a half-written `.tflite` (or `.keras`,
-SavedModel, metadata) behind.
+SavedModel, metadata) behind. Ctrl-C / SIGTERM (`ofa_tf.interrupts`) stop it between steps,
+after a conversion returns, or just before the files are put in place, never half-way
+through putting them there: an interrupted export leaves the output folder as it was, and
+its staging folder is removed.
 
 Outputs, for `--output=DIR/NAME.tflite`:
   NAME.tflite          the converted model (float32 input and output in every mode)
@@ -19,20 +22,22 @@ Outputs, for `--output=DIR/NAME.tflite`:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import tempfile
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import keras
 from absl import logging
 
 from ofa_tf.data import PIXELS, check_dataset_spec, make_pipeline
 from ofa_tf.errors import OfaError
-from ofa_tf.io import absolute, is_url, publish_tree, unwritable_reason, write_bytes
+from ofa_tf.interrupts import raise_if_interrupted
+from ofa_tf.io import SPACE_ERRNOS, absolute, is_url, publish_tree, space_problem, unwritable_reason, write_bytes
 from ofa_tf.export.calibration import INT8_CALIBRATIONS, check_int8_calibration
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
 from ofa_tf.export import qat
@@ -178,7 +183,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
     if spec is not None:
         data = directory.evaluation_data(saved, res, split=options.split, max_images=options.max_eval_images,
                                          bn_calibration_images=n_calibration,
-                                         dataset=None if spec == saved.config.dataset else spec)
+                                         dataset=options.dataset)  # given: checked for its classes
         if n_calibration:
             recalibrate_bn(subnet, data.calibration, n_calibration)
         evaluation, train_split = data.evaluation, data.train_split
@@ -261,14 +266,21 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
 def _write_all(paths: dict[str, str], tflite_bytes: bytes, subnet: keras.Model, metadata: dict[str, Any],
                started: float) -> None:
     """Writes every file to a temporary name first, then renames them all (for a URL output,
-    the files are made in a local scratch folder, then staged and renamed there one by one)."""
+    the files are made in a local scratch folder, then staged and renamed there one by one).
+
+    Running out of room while writing one (`ofa_tf.io.space_problem`: from Python, from
+    Keras's zip writer, which names no file, or from TensorFlow's SavedModel writer) is an
+    OSError naming the file the user asked for, `paths[key]`, not the scratch folder's copy
+    they never see."""
     staged: list[tuple[str, str]] = []
     directory = None if is_url(paths["tflite"]) else os.path.dirname(os.path.abspath(paths["tflite"]))
-    scratch = tempfile.mkdtemp(prefix=".tmp-export-", dir=directory)
+    with _named_by(paths["tflite"]):
+        scratch = tempfile.mkdtemp(prefix=".tmp-export-", dir=directory)
     try:
         def stage(key: str, write) -> None:
             tmp = os.path.join(scratch, os.path.basename(paths[key]))
-            write(tmp)
+            with _named_by(paths[key]):
+                write(tmp)
             staged.append((tmp, paths[key]))
 
         stage("tflite", lambda p: write_bytes(p, tflite_bytes))
@@ -278,10 +290,26 @@ def _write_all(paths: dict[str, str], tflite_bytes: bytes, subnet: keras.Model, 
             stage("saved_model", lambda p: export_saved_model(subnet, p))
         metadata["export_seconds"] = round(time.time() - started, 1)
         stage("metadata", lambda p: write_bytes(p, json.dumps(metadata, indent=1).encode()))
+        raise_if_interrupted()  # the last point to stop: from here every file is put in place
         for tmp, final in staged:
             publish_tree(tmp, final)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _named_by(path: str) -> Iterator[None]:
+    """Within the block, a write that runs out of room is re-raised as the OSError of
+    writing `path`; any other error passes through."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - only the out-of-room ones are re-worded
+        problem = space_problem(error)
+        if problem is None:
+            raise
+        number = error.errno if isinstance(error, OSError) else next(  # (TensorFlow's: by its reason)
+            n for n in SPACE_ERRNOS if space_problem(OSError(n, "", None))[0] == problem[0])
+        raise OSError(number, os.strerror(number), path) from None
 
 
 __all__ = ["ExportOptions", "FORMATS", "check_request", "export_subnet", "output_paths"]

@@ -45,6 +45,7 @@ import numpy as np
 from ofa_tf.errors import OfaError
 from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.export.tflite import TFLiteClassifier, saved_model_to_tflite, scratch_saved_model
+from ofa_tf.interrupts import raise_if_interrupted
 
 FLOAT16_MAX_DIFF = 1e-2  # the default bound on max |logit difference| from float32
 FLOAT16_CHECK_IMAGES = 5000  # training images the bound is checked on (module docstring: why so many)
@@ -177,6 +178,7 @@ def _max_diff(model: bytes, batches: ImageBatches, reference: np.ndarray, stop_a
     classifier = TFLiteClassifier(model)
     worst, seen = 0.0, 0
     for batch in batches():
+        raise_if_interrupted()
         outputs = classifier(batch)
         worst = max(worst, float(np.abs(outputs - reference[seen:seen + len(outputs)]).max()))
         seen += len(outputs)
@@ -193,6 +195,7 @@ def _first_pass(float16_model: bytes, float32_model: bytes, batches: ImageBatche
     references, errors = [], []
     worst_images = worst_reference = worst_errors = None
     for batch in batches():
+        raise_if_interrupted()
         batch = np.asarray(batch, np.float32)
         reference = float32_net(batch)
         error = np.abs(float16_net(batch) - reference).max(axis=1)

@@ -24,8 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.export.calibration import check_int8_model
 from ofa_tf.export.graph import batch_norm_producers, folded_batch_norm_weights, inbound_layer_names
 from ofa_tf.export.tflite import quiet_conversion
+from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.training.distillation import distillation_loss, label_loss
 
 _SIMPLE = ("Conv2D", "DepthwiseConv2D", "BatchNormalization", "GlobalAveragePooling2D", "Add", "Multiply",
@@ -250,16 +252,23 @@ def fine_tune(qat_model, batches: tf.data.Dataset, epochs: int, steps_per_epoch:
         frozen.trainable = False
         trainer = _distiller(qat_model, frozen, distillation)
         trainer.compile(optimizer=optimizer)
-    history = trainer.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
+    stop_between_steps = tfk.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: raise_if_interrupted())
+    history = trainer.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
+                          callbacks=[stop_between_steps])  # a Ctrl-C stops fine-tuning after the current step
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 
 def qat_to_tflite(qat_model) -> bytes:
-    """int8 `.tflite` bytes of a fine-tuned QAT model (float32 input and output)."""
+    """int8 `.tflite` bytes of a fine-tuned QAT model (float32 input and output), checked to
+    run as post-training int8 is (`check_int8_model`): the ranges QAT learned come from the
+    same recalibrated BN statistics, so they can be as degenerate."""
     converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     with quiet_conversion():
-        return converter.convert()
+        converted = converter.convert()
+    raise_if_interrupted()  # a signal during conversion (not unwound from inside it)
+    check_int8_model(converted, mode="qat")
+    return converted
 
 
 def max_rebuild_error(model: keras.Model, images: Iterable[np.ndarray]) -> float:

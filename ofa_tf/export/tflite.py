@@ -12,6 +12,11 @@ graph as it is (folding changed neither float32 nor int8 results).
 the logits most in float32, as few as meet a bound on images.
 
 Inference runs on the LiteRT interpreter (`ofa_tf.export.interpreter`).
+
+Writing a SavedModel and converting it are long calls into TensorFlow's runtime that a
+Ctrl-C / SIGTERM must not unwind from the middle of; each is followed by
+`raise_if_interrupted()`, so a stopped export ends as soon as the call returns (and the
+scratch SavedModel is removed on the way out). Accuracy comparisons check between batches.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ofa_tf.evaluation import inference_logits
 from ofa_tf.export.calibration import convert_int8
 from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.export.interpreter import make_interpreter
+from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.native_logs import quiet_native_logs
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
@@ -83,14 +89,18 @@ def saved_model_to_tflite(saved_model_dir: str, mode: str = "none",
     configure_converter(converter, mode, representative)
     with quiet_conversion():
         if mode == "int8":
-            return convert_int8(converter, representative, int8_calibration)
-        return converter.convert()
+            converted = convert_int8(converter, representative, int8_calibration)
+        else:
+            converted = converter.convert()
+    raise_if_interrupted()
+    return converted
 
 
 def export_saved_model(model: keras.Model, directory: str) -> None:
     """Keras 3 inference SavedModel (signature `serving_default`), quietly."""
     with quiet_conversion():
         model.export(directory, format="tf_saved_model", verbose=False)
+    raise_if_interrupted()
 
 
 @contextlib.contextmanager
@@ -163,6 +173,7 @@ def compare_on(keras_model: keras.Model, tflite_model: TFLiteClassifier, batches
     right_keras = right_tflite = agree = total = 0
     max_diff = 0.0
     for images, labels in batches:
+        raise_if_interrupted()
         images, labels = np.asarray(images), np.asarray(labels)
         a = inference_logits(keras_model, tf.convert_to_tensor(images)).numpy()
         b = tflite_model(images)

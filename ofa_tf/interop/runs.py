@@ -11,9 +11,9 @@ recorded dataset is never read: tools that need images take `--dataset` (`ofa_tf
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
@@ -63,15 +63,16 @@ def import_run(state: dict[str, np.ndarray], net: OfaNet, model_dir: str, source
     """Writes `state` (OFA's tensors of `net`) as a run directory at `model_dir`.
 
     Every tensor is mapped and checked before anything is written; the run is written in
-    a temporary directory beside `model_dir` and renamed into place, so an error leaves
-    nothing behind. Returns the checkpoint's base path."""
+    a temporary directory beside `model_dir` and renamed into place (`publish_run`), so an
+    error, or another import that took `model_dir` first, leaves nothing behind. Returns
+    the checkpoint's base path."""
     check_new_run_dir(model_dir)
     model, raw = build_imported_model(net)
     import_state_dict(model, state, net, source)
     parent = None if io.is_url(model_dir) else os.path.dirname(os.path.abspath(model_dir))
     if parent is not None:
         os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-import-", dir=parent)  # a URL: made locally, then copied there
+    tmp = io.make_temp_dir(".tmp-import-", parent)  # a URL: made locally, then copied there
     try:
         base = write_weights_checkpoint(os.path.join(tmp, CHECKPOINT_DIR), model)
         write_json(os.path.join(tmp, CONFIG_FILE), raw)
@@ -79,13 +80,26 @@ def import_run(state: dict[str, np.ndarray], net: OfaNet, model_dir: str, source
             io.publish_tree(tmp, model_dir)
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            if os.path.isdir(model_dir):
-                os.rmdir(model_dir)  # empty (checked above)
-            os.replace(tmp, model_dir)
+            publish_run(tmp, model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return os.path.join(model_dir, CHECKPOINT_DIR, os.path.basename(base))
+
+
+def publish_run(tmp: str, model_dir: str) -> None:
+    """Renames the finished run `tmp` to the local `model_dir`, which must be absent or an
+    empty directory; one rename does it (POSIX replaces an empty directory atomically and
+    refuses a non-empty one), so of two imports into one new directory at the same time
+    exactly one wins and the other stops with one line, its own copy removed by the caller."""
+    try:
+        os.rename(tmp, model_dir)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+        what = "a file" if os.path.isfile(model_dir) else "not empty"
+        raise OfaError(f"model_dir={model_dir}: {what} now (another process wrote it while this import ran; an "
+                       "imported run needs a new directory)") from None
 
 
 def export_run(model_dir: str) -> tuple[dict[str, np.ndarray], OfaNet]:

@@ -20,6 +20,7 @@ import subprocess
 from typing import Any, Sequence
 
 from ofa_tf.errors import OfaError
+from ofa_tf.interrupts import raise_if_interrupted
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
 DEVICE_DIR = "/data/local/tmp/ofa_tf"
@@ -116,10 +117,12 @@ class AndroidBenchmark:
     def _adb(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         command = [self.adb, *(["-s", self.serial] if self.serial else []), *args]
         try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=timeout or self.timeout_s,
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout or self.timeout_s,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise OfaError(f"adb {' '.join(args[:2])}: no answer within {timeout or self.timeout_s:.0f} s") from None
+        raise_if_interrupted()  # a Ctrl-C also stops adb: its failed output is not the device's answer
+        return done
 
     def check_device(self) -> str:
         """The serial of the device to use; OfaError when none (or several, unchosen) is attached."""

@@ -6,6 +6,7 @@ directly: median / p90 / min / mean / std of steady-state runs in ms, model load
 the process's resident-set high-water mark while the model loads and runs (Linux
 `/proc/self/status` VmHWM, reset first through `/proc/self/clear_refs`), the analogue of
 benchmark_model's "memory footprint delta"; `None` where the kernel does not offer it.
+Ctrl-C / SIGTERM (`ofa_tf.interrupts`) are checked between runs, outside the timed calls.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.export.interpreter import make_interpreter
+from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.native_logs import quiet_native_logs
 
 
@@ -81,9 +83,11 @@ def benchmark_host(model: str | bytes, num_threads: int = 1, warmup: int = 10, r
     interpreter.invoke()
     first_ms = (time.perf_counter() - started) * 1e3
     for _ in range(warmup):
+        raise_if_interrupted()
         interpreter.invoke()
     times = np.empty(runs)
     for i in range(runs):
+        raise_if_interrupted()
         started = time.perf_counter()
         interpreter.invoke()
         times[i] = time.perf_counter() - started
@@ -105,6 +109,7 @@ def time_interleaved(models: Sequence[str | bytes], num_threads: int = 1, op_res
     rng = np.random.default_rng(0)
     interpreters = []
     for model in models:
+        raise_if_interrupted()
         interpreter = make_interpreter(model, num_threads, op_resolver)
         with quiet_native_logs():
             interpreter.allocate_tensors()
@@ -115,6 +120,7 @@ def time_interleaved(models: Sequence[str | bytes], num_threads: int = 1, op_res
         interpreters.append(interpreter)
     times = [np.empty(rounds * runs_per_round) for _ in models]
     for r in range(rounds):
+        raise_if_interrupted()
         for m, interpreter in enumerate(interpreters):
             for i in range(runs_per_round):
                 started = time.perf_counter()

@@ -3,7 +3,9 @@
 The op models are cut from a `Supernet` of the space with its own static twins (the
 same layers `Supernet.get_subnet` emits), so an op model runs exactly the TFLite ops the
 op contributes to an exported subnet. Weights do not matter for float latency; they are
-the supernet's initial ones.
+the supernet's initial ones. Ctrl-C / SIGTERM (`ofa_tf.interrupts`) stop a build between
+models (conversions check as they return; timing checks between rounds); the table is
+written only by the caller, once complete.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import keras
 import numpy as np
 
 from ofa_tf.export.tflite import keras_to_tflite
+from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.latency.android import AndroidBenchmark
 from ofa_tf.latency.host import time_interleaved
 from ofa_tf.latency.lut import LatencyTable, OpSpec, distinct_op_specs
@@ -67,6 +70,7 @@ def convert_ops(supernet: Supernet, ops: Sequence[OpSpec], quantize: str = "none
     Full-int8 tables would need a representative set per op; they are not built here."""
     models = []
     for op in ops:
+        raise_if_interrupted()  # before building the op's layers
         models.append(keras_to_tflite(op_model(supernet, op), quantize))
         if progress:
             progress(1)
@@ -119,6 +123,7 @@ def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int]
             bar.add(1)
         whole = []
         for arch in calibration:
+            raise_if_interrupted()  # before extracting the subnet's layers
             whole.append(keras_to_tflite(supernet.get_subnet(arch)))
             if bar:
                 bar.add(1)
@@ -165,6 +170,7 @@ def _time_on_android(android: AndroidBenchmark, models: Sequence[bytes], num_thr
     entries = []
     with tempfile.TemporaryDirectory() as directory:
         for i, model in enumerate(models):
+            raise_if_interrupted()
             path = os.path.join(directory, f"op{i:04d}.tflite")
             with open(path, "wb") as f:
                 f.write(model)

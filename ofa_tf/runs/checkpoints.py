@@ -8,20 +8,33 @@ complete, and one damaged later (a truncated copy, a torn disk write) fails its 
 
 The folder may be a URL (`ofa_tf.io`): Keras and NumPy write local temporary files that are
 then staged and renamed there, and read local copies of them.
+
+The weights file is made in memory and written with a plain file write (`weights_file_bytes`):
+HDF5 writing to disk itself crashes the process when a write fails. A save that fails (out
+of space, over `ulimit -f`) removes what it wrote of its checkpoint and raises the OSError
+(`ofa_tf.io.SPACE_ERRNOS`); earlier checkpoints are untouched.
+
+A checkpoint also holds the running sums of the model's metrics (`metric_states`), so a run
+resumed in the middle of an epoch reports that epoch's loss and accuracy over all its steps.
+They are saved as totals over every replica (of every worker), not per replica, so a run
+resumed with another replica count or strategy (a resumable change) gets them right too.
 """
 
 from __future__ import annotations
 
+from io import BytesIO
 import os
 import shutil
 import tempfile
 
+from absl import logging
 import keras
 import numpy as np
+import tensorflow as tf
 
-from ofa_tf.errors import OfaError
+from ofa_tf.errors import OfaError, error_text
 from ofa_tf import io
-from ofa_tf.io import atomic_write, file_sha256, local_copy, read_json, write_json
+from ofa_tf.io import atomic_write, file_sha256, local_copy, read_json, write_bytes, write_json
 from ofa_tf.training.record import SampledRecord
 
 
@@ -46,17 +59,95 @@ def verify_checkpoint(base: str) -> str | None:
     return None
 
 
+def weights_file_bytes(model: keras.Model) -> bytes:
+    """The `.weights.h5` that `model.save_weights` writes (the same groups and datasets;
+    `load_weights` reads it), made in memory.
+
+    Why not `save_weights(path)`: when a write of HDF5's fails (no space left, `ulimit -f`
+    exceeded) the process dies of a segmentation fault. HDF5 (1.14) closes each dataset as
+    h5py drops it; a close whose flush fails leaves the dataset half freed but still listed
+    in the file, and closing the file flushes every listed dataset (`H5D__flush_all_cb`),
+    this one included. In memory no write fails; the bytes are then written by Python,
+    where a full disk is an OSError. This uses Keras's saving internals (`H5IOStore` over a
+    BytesIO, `_save_state`), as `saving_lib.save_weights_only` does with a path."""
+    from keras.src.saving import saving_lib
+
+    buffer = BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
+def write_weights(path: str, model: keras.Model) -> None:
+    """Writes `model`'s weights to the `.weights.h5` `path` atomically (`weights_file_bytes`)."""
+    data = weights_file_bytes(model)
+    atomic_write(path, lambda tmp: write_bytes(tmp, data))
+
+
+def _components(variable) -> list:
+    """The per-replica variables of a (distributed) Keras variable: one without a strategy."""
+    value = variable.value
+    return list(value.values) if isinstance(value, tf.distribute.DistributedValues) else [value]
+
+
+def metric_variables(model: keras.Model) -> list:
+    """The variables of the model's metrics (running sums and counts), in a fixed order."""
+    return [v for metric in model.metrics for v in metric.variables]
+
+
+def metric_states(model: keras.Model) -> dict[str, np.ndarray]:
+    """Each metric variable's value as saved with a checkpoint: read outside a replica, which
+    gives a distributed metric variable's value over every replica of every worker (a
+    running sum's total; a collective read under multi-worker training)."""
+    return {f"metric{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(metric_variables(model))}
+
+
+def saved_metric_states(base: str) -> list[np.ndarray] | None:
+    """The metric states saved with the checkpoint `base`; None for a checkpoint written
+    before they were saved."""
+    with local_copy(base + ".optimizer.npz") as path, np.load(path) as saved:
+        keys = sorted(k for k in saved.files if k.startswith("metric"))
+        return [saved[k] for k in keys] if keys else None
+
+
+def restore_metric_states(model: keras.Model, states: list[np.ndarray], first_worker: bool = True) -> None:
+    """Sets the model's metric variables to `states` (`saved_metric_states`), so that reading
+    them gives the saved values whatever the replica count now: a summed variable (a
+    running sum or count) gets its saved total in the first replica of the first worker
+    (`first_worker`: this process is it) and zero in every other replica; any other
+    variable gets its value in every replica. States of another layout (another version's
+    metrics) are left out, with a warning: the resume itself does not depend on them."""
+    variables = metric_variables(model)
+    if len(variables) != len(states) or any(s.shape != tuple(v.shape) for s, v in zip(states, variables)):
+        logging.warning("the checkpoint's metric sums do not fit this model's metrics; the resumed epoch's "
+                        "averages count only its steps after the resume")
+        return
+    for variable, saved in zip(variables, states):
+        summed = variable.aggregation == "sum"
+        for i, component in enumerate(_components(variable)):
+            component.assign(saved if not summed or (i == 0 and first_worker) else np.zeros_like(saved))
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Checkpoints after every epoch and, with `every_steps`, every that many global steps
     (Keras `BackupAndRestore` semantics: a killed run resumes from the last one). Files are
     named by global step (`ckpt-00000300.*`); the newest `keep` are kept.
+
+    `metric_states` (`saved_metric_states` of the checkpoint a run resumes from in the
+    middle of an epoch) are put back at the start of that epoch, after the training loop
+    has reset the metrics, so the epoch's averages count its steps before the resume.
 
     Under multi-worker training every worker runs this callback (reading replicated state
     is a collective operation), but only the chief keeps the files.
     """
 
     def __init__(self, directory: str, keep: int = 2, record: SampledRecord | None = None,
-                 every_steps: int | None = None, steps_per_epoch: int = 1, chief: bool = True):
+                 every_steps: int | None = None, steps_per_epoch: int = 1, chief: bool = True,
+                 metric_states: list[np.ndarray] | None = None):
         super().__init__()
         self.directory = directory
         self.keep = keep
@@ -64,6 +155,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.every_steps = every_steps
         self.steps_per_epoch = steps_per_epoch
         self.chief = chief
+        self.metric_states = metric_states
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.metric_states is not None:  # the first epoch of a run resumed inside it
+            restore_metric_states(self.model, self.metric_states, first_worker=self.chief)
+            self.metric_states = None
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
@@ -77,21 +174,42 @@ class RunCheckpoint(keras.callbacks.Callback):
         directory = self.directory if self.chief else tempfile.mkdtemp(prefix=".worker-")
         io.makedirs(directory)
         base = os.path.join(directory, f"ckpt-{step:08d}")
-        atomic_write(base + ".weights.h5", self.model.save_weights)
-        state = {f"v{i:05d}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
-        state.update({f"rng{i:05d}": v.numpy() for i, v in enumerate(random_state_variables(self.model))})
-        atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp, **state))
-        if not self.chief:
-            shutil.rmtree(directory, ignore_errors=True)
-            return
-        if self.record is not None:
-            self.record.save(os.path.dirname(self.directory))
-        manifest = {suffix: file_sha256(base + suffix) for suffix in CHECKPOINT_FILES}
-        write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step, "sha256": manifest})
+        try:
+            write_weights(base + ".weights.h5", self.model)
+            state = {f"v{i:05d}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)}
+            state.update({f"rng{i:05d}": v.numpy() for i, v in enumerate(random_state_variables(self.model))})
+            state.update(metric_states(self.model))
+            atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp, **state))
+            if not self.chief:
+                return
+            if self.record is not None:
+                self.record.save(os.path.dirname(self.directory))
+            manifest = {suffix: file_sha256(base + suffix) for suffix in CHECKPOINT_FILES}
+            write_json(base + ".json", {"epoch": step // self.steps_per_epoch, "step": step, "sha256": manifest})
+        except BaseException:
+            if self.chief:  # a checkpoint without its manifest is none: leave no part of it
+                _remove_unfinished(base)
+            raise
+        finally:
+            if not self.chief:
+                shutil.rmtree(directory, ignore_errors=True)
         for old in io.matching_files(self.directory, "ckpt-*.json")[:-self.keep]:
             stem = os.path.basename(old)[:-len(".json")]  # ckpt-NNNNNNNN: no wildcard characters
             for path in io.matching_files(self.directory, stem + ".*"):
                 io.remove(path)
+
+
+def _remove_unfinished(base: str) -> None:
+    """Removes the files of the checkpoint `base` if its manifest was not written (best
+    effort: a failure here must not hide the one that stopped the save)."""
+    try:
+        if io.exists(base + ".json"):
+            return
+        for suffix in CHECKPOINT_FILES:
+            if io.exists(base + suffix):
+                io.remove(base + suffix)
+    except OSError:
+        pass  # remove_incomplete_checkpoints clears them when the run resumes
 
 
 def remove_incomplete_checkpoints(directory: str) -> list[str]:
@@ -134,7 +252,7 @@ def restore_checkpoint(model: keras.Model, base: str) -> int:
         step = int(read_json(base + ".json")["step"])
     except (OSError, ValueError, KeyError) as e:
         raise OfaError(f"checkpoint {base}.weights.h5 does not match this run's space and model "
-                       f"({str(e).splitlines()[0][:160]})") from None
+                       f"({error_text(e)})") from None
     if int(model.optimizer.iterations.numpy()) != step:
         raise OfaError(f"checkpoint {base}: optimizer step {int(model.optimizer.iterations.numpy())} "
                        f"!= recorded step {step}")
@@ -149,7 +267,7 @@ def write_weights_checkpoint(directory: str, model: keras.Model, step: int = 0) 
     trained run accepts it; resuming training from it is not meant."""
     io.makedirs(directory)
     base = os.path.join(directory, f"ckpt-{step:08d}")
-    atomic_write(base + ".weights.h5", model.save_weights)
+    write_weights(base + ".weights.h5", model)
     atomic_write(base + ".optimizer.npz", lambda tmp: np.savez(tmp))
     manifest = {suffix: file_sha256(base + suffix) for suffix in CHECKPOINT_FILES}
     write_json(base + ".json", {"epoch": 0, "step": step, "sha256": manifest})

@@ -27,11 +27,26 @@ from ofa_tf.spaces import SPACES, get_space
 from ofa_tf.training import LR_SCHEDULES, PRESETS, build_method
 from ofa_tf.training.model import check_loss_settings
 from ofa_tf.training.precision import PRECISIONS, check_precision
+from ofa_tf.values import is_finite_number, is_int, shown
 
 # settings a resumed run may change: how it runs, not what it computes
 RESUMABLE_CHANGES = frozenset({"strategy", "checkpoint_every_steps"})
-# what a run saved before a setting existed computed: its value there (not today's default)
-LEGACY_VALUES = {"weight_decay_form": "decoupled"}
+# settings every version of ofa_tf has saved under config.json's "run": a run without one of
+# them is damaged, and reading it fails rather than guessing (today's default may not be what it used)
+REQUIRED_SETTINGS = frozenset({
+    "method", "space", "width_mult", "image_size", "dataset", "data_dir", "validation_fraction", "epochs",
+    "steps_per_epoch", "batch_size", "seed", "strategy", "learning_rate", "lr_warmup_epochs", "momentum",
+    "weight_decay", "grad_clip", "label_smoothing", "dropout", "warmup_fraction", "epsilon_start",
+    "epsilon_ramp_epochs", "epsilon_mode", "num_subnets", "kd_temperature", "kernel_mode", "bn_calibration_images"})
+# the settings added since: what a run saved before a setting existed computed, its value
+# there (not today's default): supervised from scratch, one cosine over the run, flip and
+# pad-crop augmentation at every size, float32, decoupled weight decay; grad_clip_mode None is
+# "the method's", and such a run's saved method records its clipping (`Method.from_config`)
+LEGACY_VALUES = {
+    "checkpoint_every_steps": None, "labelled_per_class": 0, "unlabelled_dataset": None, "unlabelled_ratio": 1,
+    "unlabelled_weight": 1.0, "fixmatch_threshold": 0.95, "init_checkpoint": None, "lr_schedule": "run",
+    "augment": "cifar", "label_offset": 0, "grad_clip_mode": None, "mixed_precision": "none",
+    "weight_decay_form": "decoupled"}
 MIN_IMAGE_SIZE = 8
 
 SPACE, DATA, SCHEDULE, OPTIMIZER, METHOD, TRANSFER = ("space", "data", "schedule", "optimizer", "method",
@@ -164,17 +179,35 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        """The config of a saved run; a key an older run lacks takes today's default, an unknown
-        key is an error (the run was written by another version)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+    def from_saved(cls, values: Any) -> "RunConfig":
+        """The settings of a saved run (config.json's "run"), read strictly: a tool must
+        never measure or resume a run with settings it did not have.
+
+        A setting every version saved (`REQUIRED_SETTINGS`) must be there; one added since
+        that an older run lacks takes the value that run computed (`LEGACY_VALUES`), never
+        today's default. Each value must have its setting's type; an unknown key is an error
+        (the run was written by another version).
+
+        Raises:
+          OfaError: naming the setting (`dataset is missing ...`, `image_size=[]: expected ...`),
+            its value shown as the file holds it (JSON).
+        """
+        if not isinstance(values, dict):
+            raise OfaError(f"run={shown(values, as_json=True)}: expected an object holding the run's settings")
+        fields = dataclasses.fields(cls)
+        unknown = sorted(set(values) - {f.name for f in fields})
         if unknown:
-            raise OfaError(f"{unknown[0]}: not a setting of this version of ofa_tf")
-        values = dict(values)
-        if "image_size" in values:
-            values["image_size"] = tuple(int(s) for s in values["image_size"])
-        return cls(**values)
+            raise OfaError(f"{shown(unknown[0], as_json=True)}: not a setting of this version of ofa_tf")
+        missing = [f.name for f in fields if f.name in REQUIRED_SETTINGS and f.name not in values]
+        if missing:
+            more = f", and {len(missing) - 1} more settings" if len(missing) > 1 else ""
+            raise OfaError(f"{missing[0]} is missing from \"run\"{more} (every ofa_tf run records "
+                           f"{'them' if more else 'it'}; a missing setting is not guessed)")
+        config = cls(**{f.name: _saved_value(f.name, f.type, values[f.name] if f.name in values
+                                             else LEGACY_VALUES[f.name]) for f in fields})
+        if config.bn_calibration_images <= 0:  # tools recalibrate with it; every version required > 0
+            raise OfaError(f"bn_calibration_images={config.bn_calibration_images}: expected a positive integer")
+        return config
 
     def optimizer_overrides(self) -> dict[str, Any]:
         """The optimizer settings `build_method` takes (None: the method's)."""
@@ -257,3 +290,30 @@ class RunConfig:
              f"labelled_per_class={self.labelled_per_class}: expected >= 0 (0 keeps every label)"),
             (self.unlabelled_ratio >= 1, f"unlabelled_ratio={self.unlabelled_ratio}: expected a positive integer"),
         ]
+
+
+def _saved_value(name: str, annotation: str, value: Any) -> Any:
+    """`value` of setting `name` (type `annotation`, as the dataclass spells it), checked."""
+    optional = annotation.endswith(" | None")
+    kind = annotation.removesuffix(" | None")
+    if value is None and optional:
+        return None
+    nullable = " (or null)" if optional else ""
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise OfaError(f"{name}={shown(value, as_json=True)}: expected a string{nullable}")
+    if kind == "int":
+        if is_int(value):
+            return value
+        raise OfaError(f"{name}={shown(value, as_json=True)}: expected an integer{nullable}")
+    if kind == "float":
+        if is_finite_number(value):
+            return float(value)
+        raise OfaError(f"{name}={shown(value, as_json=True)}: expected a finite number{nullable}")
+    if kind == "tuple[int, ...]":
+        if isinstance(value, list) and value and all(is_int(v) and v > 0 for v in value):
+            return tuple(value)
+        raise OfaError(f"{name}={shown(value, as_json=True)}: expected a non-empty list of positive integers")
+    raise TypeError(f"RunConfig.{name}: no saved form for type {annotation}")  # a new field's type: teach it here
+

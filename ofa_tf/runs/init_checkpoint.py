@@ -14,7 +14,7 @@ import os
 from absl import logging
 
 from ofa_tf import io
-from ofa_tf.errors import OfaError
+from ofa_tf.errors import OfaError, error_text
 from ofa_tf.models import Supernet
 from ofa_tf.runs.config import RunConfig, check_init_checkpoint_path
 from ofa_tf.runs.directory import CONFIG_FILE, RunDirectory, SavedRun
@@ -50,8 +50,8 @@ def check_init_checkpoint(path: str, space: SearchSpace, num_classes: int, width
     directory = RunDirectory(run_dir)
     try:
         saved = directory.read()
-    except OfaError:
-        raise OfaError(f"{flag}: not a training run directory (no readable {CONFIG_FILE})") from None
+    except OfaError as e:  # its reason names the file and the setting
+        raise OfaError(f"{flag}: not a usable training run directory ({e})") from None
     here, theirs = space.to_config(), saved.space.to_config()
     if theirs.get("name") != here["name"]:
         raise OfaError(f"{flag}: a supernet of space {theirs.get('name')!r}; this run trains {here['name']!r}")
@@ -98,8 +98,7 @@ def load_init_checkpoint(model, init: InitCheckpoint) -> None:
     `.weights.h5` must load into a model built like `model` or into a plain `Supernet`.
     """
     def fail(error: Exception) -> OfaError:
-        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        return OfaError(f"{init.flag}: its weights do not fit this run's supernet ({detail})")
+        return OfaError(f"{init.flag}: its weights do not fit this run's supernet ({error_text(error)})")
 
     if init.saved is not None:
         saved = init.saved

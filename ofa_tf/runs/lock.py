@@ -8,6 +8,13 @@ machine that rebooted) is stale: a process on the same host detects that the pid
 runs and takes the lock over. A lock held from another host cannot be checked from here; the
 message says which file to remove once that process is known to be gone.
 
+A lock is taken over only when it is provably stale. A lock file that is empty or torn (not
+JSON) more than a few seconds after it was created is: its writer died between creating and
+writing it (the holder writes it at once). A lock file that is JSON but not what ofa_tf
+writes (a pid that is not a positive integer, a host that is not a string, not an object) is
+not: someone else wrote it, and whether a process still uses the directory cannot be told,
+so it is one error naming the file and the field, and the user removes it.
+
 Under multi-worker training only the chief writes the run directory, so only the chief
 takes the lock (workers that are not the chief write nothing there).
 
@@ -27,9 +34,11 @@ import os
 import socket
 import time
 import uuid
+from typing import Any
 
 from ofa_tf import io
 from ofa_tf.errors import OfaError
+from ofa_tf.values import is_count, shown
 
 LOCK_FILE = ".lock"
 
@@ -44,6 +53,18 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _foreign_field(data: Any) -> str | None:
+    """Why a lock file's JSON value is not one ofa_tf wrote (`field=value`), or None."""
+    if not isinstance(data, dict):
+        return f"content={shown(data)}"
+    pid, host = data.get("pid"), data.get("host")
+    if not (is_count(pid) and 0 < pid < 2 ** 31):
+        return f"pid={shown(pid)}"
+    if not isinstance(host, str):
+        return f"host={shown(host)}"
+    return None
+
+
 class RunLock:
     """`with RunLock(model_dir):` holds the directory's lock (the directory must exist)."""
 
@@ -53,17 +74,22 @@ class RunLock:
         self.held = False
 
     def holder(self) -> dict | None:
-        """The lock file's {pid, host, started}, or None when there is none (or it is unreadable)."""
+        """The lock file's {pid, host, started}, or None when there is none, it is unreadable or
+        torn (not JSON), or it is not a lock ofa_tf wrote (`_foreign_field`)."""
+        data = self._read()
+        return data if isinstance(data, dict) and _foreign_field(data) is None else None
+
+    def _read(self) -> Any:
+        """The lock file's JSON value, or None when there is none or it is not JSON (torn)."""
         try:
-            data = io.read_json(self.path)
-            return data if isinstance(data, dict) else None
-        except (OSError, ValueError):
+            return io.read_json(self.path)
+        except (OSError, ValueError, RecursionError):
             return None
 
     def _is_stale(self, holder: dict | None) -> bool:
         if holder is None:  # an unreadable lock: its writer died between create and write
             return time.time() - io.getmtime(self.path) > 5
-        return holder.get("host") == socket.gethostname() and not _process_alive(int(holder.get("pid", -1)))
+        return holder.get("host") == socket.gethostname() and not _process_alive(holder["pid"])
 
     def acquire(self) -> "RunLock":
         """Takes the lock, taking over a stale one; raises OfaError naming a live holder."""
@@ -84,16 +110,36 @@ class RunLock:
             return self
         raise OfaError(f"model_dir={self.model_dir}: could not take {self.path} (another run keeps taking it)")
 
+    def check(self) -> None:
+        """Whether the lock can be taken, without taking it: an OfaError when its file is not
+        one ofa_tf wrote or its holder still runs (`acquire` would stop there), so a run
+        checks it before its slow start and fails in seconds. Nothing is written or removed."""
+        if io.exists(self.path):
+            self._existing_is_stale()
+
+    def _existing_is_stale(self) -> bool:
+        """True when the existing lock file is stale, its holder gone (False: the file went meanwhile);
+        raises OfaError for a lock file ofa_tf did not write or a live holder."""
+        data = self._read()
+        if data is not None:
+            problem = _foreign_field(data)
+            if problem:
+                raise OfaError(f"model_dir={self.model_dir}: {self.path}: {problem}: not a lock ofa_tf wrote, so "
+                               f"whether a process still uses {self.model_dir} is unknown; remove {self.path} once "
+                               "none does")
+        try:
+            stale = self._is_stale(data)  # None: unreadable or torn
+        except OSError:  # removed meanwhile
+            return False
+        if not stale:
+            raise self._in_use(data)
+        return True
+
     def _take_over_if_stale(self) -> None:
         """Removes the existing lock file if its holder is gone (the caller then tries again);
         raises OfaError naming a live holder."""
-        holder = self.holder()
-        try:
-            stale = self._is_stale(holder)
-        except OSError:  # removed meanwhile: the caller tries again
+        if not self._existing_is_stale():
             return
-        if not stale:
-            raise self._in_use(holder)
         try:
             io.remove(self.path)
         except FileNotFoundError:

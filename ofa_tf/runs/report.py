@@ -3,8 +3,10 @@ recalibrated) and one row of metrics.csv."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import time
 
 import keras
@@ -110,9 +112,28 @@ class EpochReport(keras.callbacks.Callback):
         if not new:  # a run resumed from an older version keeps its file's columns
             with open(self.path, newline="") as f:
                 fields = next(csv.reader(f), None) or self.FIELDS
-        with open(self.path, "a", newline="") as f:
+        _append(self.path, fields, row, header=new)
+
+
+def _append(path: str, fields: list[str], row: dict, header: bool) -> None:
+    """Appends `row` (and first the header) to the local CSV `path`; a write that fails
+    (no space left, over `ulimit -f`) cuts the file back to its rows before, never leaving
+    half a row that a resumed run would append after."""
+    existed = os.path.exists(path)
+    size = os.path.getsize(path) if existed else 0
+    try:
+        with open(path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
+            if header:
                 writer.writeheader()
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
             f.flush()
+    except OSError as e:
+        with contextlib.suppress(OSError):  # (cutting a file back frees space: it does not fail for want of it)
+            if existed:
+                os.truncate(path, size)
+            else:
+                os.remove(path)
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, path) from None
+        raise

@@ -21,23 +21,28 @@ from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, Im
                          semi_supervised_pipeline, split_validation, unlabelled_images)
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
-from ofa_tf.errors import OfaError
+from ofa_tf.errors import OfaError, error_text
 from ofa_tf.interrupts import Interrupted, interrupted_now, stop_on_signals
 from ofa_tf import io as files
-from ofa_tf.io import TEMP_PREFIX, read_json, remove_stale_temp_files, write_json
-from ofa_tf.runs.checkpoints import RunCheckpoint, remove_incomplete_checkpoints, restore_checkpoint
+from ofa_tf.io import TEMP_PREFIX, remove_stale_temp_files, write_json
+from ofa_tf.runs.checkpoints import (RunCheckpoint, remove_incomplete_checkpoints, restore_checkpoint,
+                                     saved_metric_states)
 from ofa_tf.runs.config import LEGACY_VALUES, RESUMABLE_CHANGES, RunConfig
+from ofa_tf.runs.data_free import check_classes
 from ofa_tf.runs.directory import EVALUATION_BATCH, RunDirectory
+from ofa_tf.runs.fingerprint import FINGERPRINT_KEY, dataset_fingerprint
 from ofa_tf.runs.init_checkpoint import InitCheckpoint, check_init_checkpoint, load_init_checkpoint, validation_leak
 from ofa_tf.runs.model import build_model
 from ofa_tf.runs.lock import LOCK_FILE, RunLock
 from ofa_tf.runs.report import EpochReport, trim_metrics
 from ofa_tf.spaces import SearchSpace, get_space
 from ofa_tf.training import Method, OnceForAllModel, PhaseController, PhaseCosineSchedule, build_method
-from ofa_tf.training.loop import train_steps
+from ofa_tf.training.loop import NonFiniteLoss, train_steps
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.precision import needs_loss_scaling, precision_policy
 from ofa_tf.training.record import RECORD_FILE, SampledRecord
+
+NOTHING_KEPT = "nothing was kept (no checkpoint yet)"  # a run stopped before its first checkpoint
 
 
 class PreparedRun:
@@ -50,9 +55,11 @@ class PreparedRun:
     still fill its batches.
     """
 
-    def __init__(self, config: RunConfig, model_dir: str, download: bool = False):
+    def __init__(self, config: RunConfig, model_dir: str, download: bool = False, chief: bool = True):
         self.config = config.validate()
         self.directory = RunDirectory(model_dir)
+        self.chief = chief  # only the chief of a multi-worker run takes the lock (the others find it held)
+        self.previous_checkpoint = self._check_model_dir()  # before the data loads: a bad directory fails in seconds
         c = config
         self.space: SearchSpace = get_space(c.space, c.width_mult, c.image_size)
         self.data: DataSource = load_dataset(c.dataset, c.data_dir, download, c.label_offset)
@@ -90,7 +97,8 @@ class PreparedRun:
             num_subnets=c.num_subnets, **c.optimizer_overrides())
         if self.unlabelled is not None:
             check_semi_supervised_method(self.method)
-        self.previous_checkpoint = self._check_model_dir()
+        if self.previous_checkpoint is not None:
+            self._check_resumed_data()
 
     def _count_steps(self) -> int:
         count = int(self.train_split.reduce(np.int64(0), lambda n, _: n + 1).numpy())
@@ -100,39 +108,69 @@ class PreparedRun:
         return steps
 
     def _check_model_dir(self) -> str | None:
-        """The checkpoint to resume from (None: a new run). A path that is or lies under a
-        file, a directory holding something else, or a trained run of another config is an
-        error; a run of another config that never reached a checkpoint is replaced
-        (`replaces_untrained`)."""
+        """The checkpoint to resume from (None: a new run), found before any data is loaded.
+        A path that is or lies under a file, a directory holding something else, a lock
+        another run holds (or that ofa_tf did not write; `train` takes the lock only once the
+        model is built), or a trained run of another config is an error; a run of another
+        config that never reached a checkpoint is replaced (`replaces_untrained`). A setting
+        the saved run predates has the value it computed then (`LEGACY_VALUES`); when that
+        differs from today's default, the error names the flag value that resumes it. A
+        resume on changed data is refused once the data is loaded (`_check_resumed_data`)."""
         directory, path = self.directory, self.directory.path
         self.replaces_untrained = False
         directory.check_writable()
+        if self.chief:
+            RunLock(path).check()
         if not directory.has_config():
             leftovers = [n for n in files.listdir(path) if n != LOCK_FILE and not n.startswith(TEMP_PREFIX)
                          ] if files.isdir(path) else []
             if leftovers:
+                directory.check_config_present()  # checkpoints without config.json: say that it is missing
                 raise OfaError(f"model_dir={path}: exists and is not an ofa_tf run directory")
             return None
-        try:
-            saved = directory.read_raw()["run"]
-        except KeyError:
-            raise OfaError(f"model_dir={path}: unreadable config.json") from None
-        current, defaults = self.config.to_dict(), RunConfig().to_dict()
-        defaults.update(LEGACY_VALUES)  # a key missing there: what that run computed (its default then)
-        changed = sorted(k for k in set(saved) | set(current)
-                         if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != current.get(k))
+        saved = directory.read_settings()  # strict, and every setting: an older run's at its legacy values
+        current = self.config.to_dict()
+        changed = sorted(k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current[k])
         if changed and directory.checkpoints():
-            k = changed[0]
-            raise OfaError(f"model_dir={path} holds a run with a different config: "
-                           f"{k}={saved.get(k)!r} there, {current.get(k)!r} now (use another model_dir)")
+            raise OfaError(_config_change_message(path, changed[0], saved[changed[0]], current[changed[0]]))
         self.replaces_untrained = bool(changed)
-        return directory.latest_checkpoint()
+        return directory.latest_checkpoint()  # (None when `changed`: that run has no checkpoint)
+
+    def _check_resumed_data(self) -> None:
+        """A resumed run's dataset is the one its checkpoints were trained on: the fingerprint
+        config.json recorded (`RunDirectory.dataset_change`; an older run has none) and the
+        class count of its classifier."""
+        directory, spec = self.directory, self.config.dataset
+        saved = directory.read()
+        change = directory.dataset_change(saved, spec, self.data)
+        try:
+            if change:
+                raise OfaError(f"dataset={spec} changed since ({change})")
+            check_classes(spec, self.data.num_classes, saved.num_classes)
+        except OfaError as e:
+            raise OfaError(f"model_dir={directory.path} holds a run trained on other data: {e}; use another "
+                           "model_dir") from None
 
     def run_config_json(self) -> dict[str, Any]:
-        """What config.json holds (read back by `RunDirectory.read`)."""
-        return {"run": self.config.to_dict(), "method": self.method.to_config(), "space": self.space.to_config(),
+        """What config.json holds (read back by `RunDirectory.read`), with the fingerprint of
+        the dataset, so tools that measure the run on it notice if it changes."""
+        c = self.config
+        return {"run": c.to_dict(), "method": self.method.to_config(), "space": self.space.to_config(),
                 "class_names": self.data.class_names, "num_classes": self.data.num_classes,
-                "steps_per_epoch": self.steps_per_epoch, "normalization": {"mean": list(MEAN), "std": list(STD)}}
+                "steps_per_epoch": self.steps_per_epoch, "normalization": {"mean": list(MEAN), "std": list(STD)},
+                FINGERPRINT_KEY: dataset_fingerprint(c.dataset, self.data, c.data_dir)}  # tools check it (directory.py)
+
+
+def _config_change_message(path: str, key: str, saved: Any, current: Any) -> str:
+    """Why a trained run in `path` is not resumed: setting `key` is `saved` there, `current`
+    now. When `saved` is the value a run from before the setting existed computed
+    (`LEGACY_VALUES`) and `current` today's default, the user changed nothing: the flag
+    value that resumes the run is named."""
+    message = f"model_dir={path} holds a run with a different config: {key}={saved!r} there, {current!r} now"
+    legacy = LEGACY_VALUES.get(key)
+    if legacy is not None and saved == legacy and current == getattr(RunConfig(), key):
+        return f"{message}; pass --{key}={saved} to resume it (or use another model_dir)"
+    return f"{message} (use another model_dir)"
 
 
 def check_semi_supervised_method(method: Method) -> None:
@@ -181,16 +219,19 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
     schedule), phase, ε, the subnets of each step (sampled from the step's seed) and the
     data stream (`make_pipeline(start_batch=...)`) all come back as an uninterrupted run has
     them. The run holds the directory's lock (`RunLock`) while it writes there. SIGINT and
-    SIGTERM end it with `Interrupted`, whose message says where a re-run resumes; a run
-    stopped before its first checkpoint removes what it wrote, so the directory is free.
+    SIGTERM end it with `Interrupted`, whose message says where a re-run resumes. A run
+    that stops before its first checkpoint, interrupted or failing, removes what it wrote
+    (the folders it created included), so the directory is free; once it has a checkpoint
+    no file is removed. Running out of room while writing (no space left, over the quota or
+    `ulimit -f`) is an OfaError naming the file and where a re-run resumes.
     """
     RunDirectory(model_dir).check_writable()  # a missing or unwritable model_dir: an error before anything starts
     config.validate()  # before anything starts TensorFlow's runtime
     with stop_on_signals():
         strategy = current_strategy(config.strategy)
-        run = PreparedRun(config, model_dir, download)  # every input checked; nothing written yet
-        check_global_batch(strategy, config.batch_size)
         chief = is_chief(strategy)
+        run = PreparedRun(config, model_dir, download, chief)  # every input checked; nothing written yet
+        check_global_batch(strategy, config.batch_size)
         keras.utils.set_random_seed(config.seed)
         schedule = learning_rate_schedule(run)
         with strategy.scope():
@@ -207,17 +248,29 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
         signum = interrupted_now()
         if signum is not None:  # a Ctrl-C while the model was being built: nothing is written yet
             raise Interrupted(signum, f"interrupted at step {initial_step}, before training started; nothing was written")
-        created = not files.isdir(model_dir)
+        created = files.topmost_missing_folder(model_dir)  # the topmost folder this run creates (None: it exists)
         lock = None
         if chief:
-            files.makedirs(model_dir)
-            lock = RunLock(model_dir).acquire()  # a second run into this directory stops here
+            try:
+                files.makedirs(model_dir)
+                lock = RunLock(model_dir).acquire()  # a second run into this directory stops here
+            except BaseException:
+                _remove_created(model_dir, created, holding_lock=False)
+                raise
         try:
             if chief:
                 _prepare_directory(run, initial_step)
             return _train_from(run, model, strategy, schedule, initial_step, chief, verbose)
         except Interrupted as stop:
             raise Interrupted(stop.signum, _interruption_message(run, model, chief, created)) from None
+        except BaseException as error:
+            resume = _clean_up(run, chief, created)
+            problem = files.space_problem(error)
+            if problem is not None:
+                raise OfaError(_out_of_room_message(model_dir, problem, resume)) from None
+            if isinstance(error, NonFiniteLoss) and resume is None:  # its message speaks of a last checkpoint
+                raise NonFiniteLoss(error.where, NOTHING_KEPT) from None
+            raise
         finally:
             if lock is not None:
                 lock.release()
@@ -248,17 +301,62 @@ def _remove_run_files(directory: RunDirectory) -> None:
         files.rmtree(folder)
 
 
-def _interruption_message(run: PreparedRun, model: OnceForAllModel, chief: bool, created: bool) -> str:
+def _remove_created(path: str, created: str | None, holding_lock: bool) -> None:
+    """Removes the run directory `path` and the empty parents this run created (up to
+    `created`), when nothing but its lock (held: `holding_lock`) is in it. Best effort."""
+    if created is None:
+        return
+    try:
+        if files.isdir(path):
+            if [n for n in files.listdir(path) if not (holding_lock and n == LOCK_FILE)]:
+                return
+            if holding_lock:
+                files.rmtree(path)
+            else:
+                os.rmdir(path)
+        if not files.is_url(path):
+            files.remove_empty_folders(os.path.dirname(os.path.abspath(path)), created)
+    except OSError:
+        pass
+
+
+def _clean_up(run: PreparedRun, chief: bool, created: str | None) -> int | None:
+    """After the run stopped early (interrupted or failing): the step a re-run resumes from,
+    or None when there is no checkpoint, in which case the chief removes what the run
+    wrote (and the folders it created), so the directory is free. Never raises: the error
+    that stopped the run is the one to report."""
+    try:
+        latest = run.directory.checkpoints()
+        if latest:
+            return int(os.path.basename(latest[-1])[len("ckpt-"):])
+        if chief:
+            _remove_run_files(run.directory)
+            _remove_created(run.directory.path, created, holding_lock=True)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        logging.warning("model_dir=%s: could not remove what the stopped run wrote (%s)", run.directory.path, e)
+    return None
+
+
+def _interruption_message(run: PreparedRun, model: OnceForAllModel, chief: bool, created: str | None) -> str:
     step = int(model.optimizer.iterations.numpy())
-    latest = run.directory.checkpoints()
-    if latest:
-        resume = int(read_json(latest[-1] + ".json")["step"])
+    resume = _clean_up(run, chief, created)
+    if resume is not None:
         return f"interrupted at step {step}; re-run the same command to resume from step {resume}"
-    if chief:
-        _remove_run_files(run.directory)
-        if created and not [n for n in files.listdir(run.directory.path) if n != LOCK_FILE]:
-            files.rmtree(run.directory.path)
     return f"interrupted at step {step}, before the first checkpoint; nothing was kept"
+
+
+def _out_of_room_message(model_dir: str, problem: tuple[str, str | None], resume: int | None) -> str:
+    """One line: why a write failed (`ofa_tf.io.space_problem`), which file (relative to
+    the run directory), and what a re-run does once there is room."""
+    why, path = problem
+    root = model_dir.rstrip("/") + "/"
+    if path and not files.is_url(model_dir):
+        path, root = os.path.abspath(path), os.path.abspath(model_dir) + os.sep
+    writing = f" while writing {path[len(root):] if path.startswith(root) else path}" if path else ""
+    then = (f"the checkpoint at step {resume} is kept: re-run the same command to resume once there is room"
+            if resume is not None else
+            f"{NOTHING_KEPT}: re-run the same command once there is room")
+    return f"model_dir={model_dir}: {why}{writing}; {then}"
 
 
 def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, initial_step: int, chief: bool,
@@ -291,11 +389,14 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
     validation = evaluation_batches(run.validation_split, EVALUATION_BATCH, max(resolutions),
                                     augmentation=config.augmentation, encoding=run.data.encoding,
                                     failures=run.decode_failures)
+    # resumed inside an epoch: that epoch's metric sums so far, put back when it starts
+    metric_states = (saved_metric_states(run.previous_checkpoint)
+                     if run.previous_checkpoint and initial_step % run.steps_per_epoch else None)
     callbacks = [controller,
                  EpochReport(run.space, controller, calibration, validation, config.bn_calibration_images,
                              directory.metrics_path if chief else None, run.decode_failures),
                  RunCheckpoint(directory.checkpoint_dir, record=record, every_steps=config.checkpoint_every_steps,
-                               steps_per_epoch=run.steps_per_epoch, chief=chief)]
+                               steps_per_epoch=run.steps_per_epoch, chief=chief, metric_states=metric_states)]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(directory.logs_dir, update_freq="epoch"))
     try:
@@ -307,7 +408,7 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
             raise
         raise WorkerLost(f"{worker_name(strategy)}: a peer worker was lost at step "
                          f"{int(model.optimizer.iterations.numpy())} ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:120]})") from None
+                         f"{error_text(e, 120)})") from None
     last = {k: float(v[-1]) for k, v in history.items() if v}
     return {"model_dir": directory.path, "epochs": config.epochs, "resumed_from": initial_step // run.steps_per_epoch,
             "resumed_from_step": initial_step, "replicas": strategy.num_replicas_in_sync,

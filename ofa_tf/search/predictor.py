@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -228,25 +230,81 @@ class AccuracyPredictor:
         """The predictor saved in `directory`, checked to be trained for `space`.
 
         Raises:
-          OfaError: missing / unreadable file, or a predictor for another space.
+          OfaError: missing file; a torn or damaged one, naming the file and what is wrong
+            (not a .npz, a missing or malformed array or header field); a predictor for
+            another space, by its recorded fingerprint or by its first layer's input width
+            against `space`'s encoding (checked here, so it never fails later, while predicting).
         """
         path = os.path.join(directory, WEIGHTS_FILE)
         if not isfile(path):
             raise OfaError(f"{directory}: no trained accuracy predictor ({WEIGHTS_FILE}); "
                            "run ofa-train-predictor first or use --fitness=measured")
         try:
-            with local_copy(path) as local, np.load(local, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                count = sum(1 for k in data.files if k.startswith("w"))
-                layers = [(data[f"w{i}"], data[f"b{i}"]) for i in range(count)]
-        except (OSError, ValueError, KeyError) as e:
-            raise OfaError(f"{path}: unreadable predictor ({e})") from None
+            with local_copy(path) as local:
+                data = np.load(local, allow_pickle=False)
+                if not isinstance(data, np.lib.npyio.NpzFile):
+                    raise OfaError(f"{path}: unreadable predictor (a single .npy array, not a .npz archive)")
+                with data:
+                    count = max(1, sum(1 for k in data.files if k.startswith("w")))
+                    expected = ["header"] + [f"{kind}{i}" for i in range(count) for kind in "wb"]
+                    missing = [k for k in expected if k not in data.files]
+                    if missing:
+                        raise OfaError(f"{path}: unreadable predictor (no {missing[0]!r} array)")
+                    header = json.loads(str(data["header"]))
+                    layers = [(data[f"w{i}"], data[f"b{i}"]) for i in range(count)]
+        except OfaError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile, zlib.error) as e:
+            detail = " ".join(str(e).split())[:120]
+            raise OfaError(f"{path}: unreadable predictor ({type(e).__name__}: {detail})") from None
+        base, scale, info = _check_saved(path, header, layers)
         if header.get("fingerprint") != space_fingerprint(space):
-            theirs = header.get("space", {}).get("name", "?")
+            theirs = header.get("space", {}).get("name", "?") if isinstance(header.get("space"), dict) else "?"
             raise OfaError(f"{path}: predictor was trained for another space ({theirs!r}, fingerprint "
                            f"{header.get('fingerprint')}) than this run's {space.name!r} "
                            f"({space_fingerprint(space)}); retrain it with ofa-train-predictor")
-        return cls(space, layers, header["base"], header["scale"], header.get("info"))
+        inputs = layers[0][0].shape[0]
+        if inputs != space.encoder.size:
+            raise OfaError(f"{path}: unreadable predictor (w0: {inputs} inputs, but space {space.name!r} encodes "
+                           f"an arch as {space.encoder.size} numbers); retrain it with ofa-train-predictor")
+        return cls(space, layers, base, scale, info)
+
+
+def _check_saved(path: str, header: Any, layers: list[tuple[np.ndarray, np.ndarray]]
+                 ) -> tuple[float, float, dict[str, Any] | None]:
+    """(base, scale, info) of a loaded predictor.npz, its header and weight arrays checked: a
+    damaged file is one OfaError naming it and the field, never a failure while predicting."""
+    def bad(field: str, why: str) -> OfaError:
+        return OfaError(f"{path}: unreadable predictor ({field}: {why})")
+
+    if not isinstance(header, dict):
+        raise bad("header", "expected a JSON object")
+    for key in ("base", "scale"):
+        value = header.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise bad(f"header.{key}", f"expected a finite number, got {str(value)[:40]}")
+    if header.get("info") is not None and not isinstance(header["info"], dict):
+        raise bad("header.info", "expected a JSON object")
+    inputs = None
+    for i, (w, b) in enumerate(layers):
+        if w.dtype.kind != "f" or b.dtype.kind != "f":
+            raise bad(f"w{i}/b{i}", f"expected float arrays, got {w.dtype} and {b.dtype}")
+        if w.ndim != 2 or b.shape != (w.shape[1],) or (inputs is not None and w.shape[0] != inputs):
+            raise bad(f"w{i}", f"shape {w.shape} (bias {b.shape}) does not follow the previous layer's")
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+            raise bad(f"w{i}/b{i}", "holds NaN or infinite weights")
+        inputs = w.shape[1]
+    if inputs != 1:
+        raise bad(f"w{len(layers) - 1}", f"the last layer has {inputs} outputs; expected 1")
+    return float(header["base"]), float(header["scale"]), header.get("info")
+
+
+def _finite(value: int | float) -> bool:
+    """Whether a JSON number is a finite float (an integer of 400 digits overflows one)."""
+    try:
+        return bool(np.isfinite(float(value)))
+    except OverflowError:
+        return False
 
 
 def _forward(layers, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -7,7 +7,10 @@ constraint. Constraints are enforced by rejection sampling as OFA does; where re
 keeps failing (a budget close to the smallest subnet), a searcher falls back to archs it
 knows are feasible (the min subnet, the parents), so it always ends, and never returns an
 infeasible arch. Callers check that a budget is achievable at all first
-(`CostModels.constraints`).
+(`CostModels.constraints`). Each searcher checks for Ctrl-C / SIGTERM
+(`ofa_tf.interrupts.raise_if_interrupted`) before each batch it hands to the fitness, so a
+stopped search ends within one batch, also when the fitness is a fast predictor that never
+checks.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ofa_tf.errors import OfaError
+from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.search.costs import Constraint, satisfies
 from ofa_tf.spaces import Arch, SearchSpace
 
@@ -125,6 +129,7 @@ class EvolutionSearch:
         history = [best_score]
         bar = _progbar(self.generations, self.progress)
         for _ in range(self.generations):
+            raise_if_interrupted()
             order = sorted(range(len(population)), key=lambda i: -scores[i])[:self.num_parents]
             parents = [population[i] for i in order]
             parent_scores = [scores[i] for i in order]
@@ -162,6 +167,7 @@ class RandomSearch:
         rng = random.Random(self.seed)
         best_arch, best_score, evaluations, history = smallest, None, 0, []
         while evaluations < self.num_samples:
+            raise_if_interrupted()
             batch = []
             for _ in range(min(self.batch_size, self.num_samples - evaluations)):
                 arch = _sample_feasible(self.space, rng, constraints, self.max_tries)
@@ -189,6 +195,7 @@ class ExhaustiveSearch:
 
         def flush():
             nonlocal best_arch, best_score, evaluations
+            raise_if_interrupted()
             scores = list(np.asarray(fitness(batch), np.float64))
             evaluations += len(batch)
             arch, score = _best(batch, scores)

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces.arch import Arch
+from ofa_tf.values import shown
 
 OFA_KEYS = ("ks", "e", "d", "r")
 
@@ -45,7 +46,7 @@ def arch_from_ofa(space, data: Mapping[str, Any], resolution: int | None = None)
             raise OfaError(f"arch.{key} has {len(values)} entries; space {space.name!r} has {slots} block slots")
     sizes = _as_list(data, "r") if "r" in data else [resolution or max(space.resolutions)]
     if len(sizes) != 1:
-        raise OfaError(f"arch.r={sizes}: expected one input size")
+        raise OfaError(f"arch.r={shown(sizes)}: expected one input size")
     depths, kernels, expands = [], [], []
     start = 0
     for s in range(space.num_stages):
@@ -57,7 +58,7 @@ def arch_from_ofa(space, data: Mapping[str, Any], resolution: int | None = None)
             continue
         d = ds[stages.index(s)]
         if not isinstance(d, int) or isinstance(d, bool) or d < 1 or (d > stage.max_depth and stage.max_depth > 1):
-            raise OfaError(f"arch.d[{stages.index(s)}]={d!r}: expected one of {list(stage.depths)}")
+            raise OfaError(f"arch.d[{stages.index(s)}]={shown(d)}: expected one of {list(stage.depths)}")
         d = min(d, stage.max_depth)  # OFA keeps a depth for one-block stages too, and clips it
         kernels.append(tuple(ks[start:start + d]))
         expands.append(tuple(es[start:start + d]))
@@ -82,7 +83,7 @@ def arch_to_ofa(space, arch: Arch) -> dict[str, list]:
 def _as_list(data: Mapping[str, Any], key: str) -> list:
     value = data[key]
     if not isinstance(value, (list, tuple)):
-        raise OfaError(f"arch.{key}={value!r}: expected a list")
+        raise OfaError(f"arch.{key}={shown(value)}: expected a list")
     return list(value)
 
 

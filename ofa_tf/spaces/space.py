@@ -19,8 +19,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ofa_tf.errors import OfaError
-from ofa_tf.io import isfile, read_text
-from ofa_tf.spaces.arch import Arch
+from ofa_tf.io import isfile
+from ofa_tf.spaces.arch import Arch, parse_json, read_arch_json
 from ofa_tf.spaces.divisible import expanded_channels, make_divisible, squeeze_channels
 from ofa_tf.spaces.ofa_format import arch_from_ofa, arch_to_ofa, is_ofa_arch
 
@@ -366,6 +366,7 @@ class SearchSpace:
         string or the path of a JSON file (a search result with an `arch` key works too)."""
         if isinstance(spec, Arch):
             return self.validate(spec)
+        source = None  # a file's errors name it (`arch file 'F': arch.kernels[1][0]=...`)
         if isinstance(spec, str):
             word = spec.strip()
             if word in ("max", "min", "random"):
@@ -374,26 +375,20 @@ class SearchSpace:
                 return {"max": lambda: self.max_arch(resolution), "min": lambda: self.min_arch(resolution),
                         "random": lambda: self.sample(rng, resolution)}[word]()
             if word.startswith(("{", "[")):
-                try:
-                    data = json.loads(word)
-                except json.JSONDecodeError:
-                    data = None
-                spec = data if is_ofa_arch(data) else Arch.from_json(word)
+                data = parse_json(word, "arch")  # any failure: one line (arch.py)
+                spec = data if is_ofa_arch(data) else Arch.from_dict(data)
             elif isfile(word):  # a local path or a URL (gs://...: ofa_tf.io)
-                try:
-                    text = read_text(word)
-                except OSError as e:
-                    raise OfaError(f"arch file {word!r}: cannot read ({e.strerror})") from None
-                try:
-                    data = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise OfaError(f"arch file {word!r}: not valid JSON ({e.msg} at line {e.lineno})") from None
-                spec = data["arch"] if isinstance(data, Mapping) and "arch" in data else data
+                source, spec = f"arch file {word!r}", read_arch_json(word)
             else:
                 raise OfaError(f"arch={spec!r}: expected max, min, random, a JSON object or a JSON file path")
-        arch = self.validate(spec)
-        if resolution is not None and arch.resolution != resolution:
-            arch = self.validate(dataclasses.replace(arch, resolution=resolution))
+        try:
+            arch = self.validate(spec)
+            if resolution is not None and arch.resolution != resolution:
+                arch = self.validate(dataclasses.replace(arch, resolution=resolution))
+        except OfaError as e:
+            if source is None:
+                raise
+            raise OfaError(f"{source}: {e}") from None
         return arch
 
     def to_ofa_arch(self, arch: Arch) -> dict[str, list]:

@@ -23,7 +23,17 @@ from ofa_tf.interrupts import interruptible, raise_if_interrupted
 
 
 class NonFiniteLoss(OfaError):
-    """The loss became NaN or Inf; training stopped and nothing after the last checkpoint was saved."""
+    """The loss became NaN or Inf; training stopped and nothing after the last checkpoint was saved.
+
+    `where` says which loss at which step; `then`, what is left, for a caller that knows
+    better than the loop (a run with no checkpoint yet keeps nothing)."""
+
+    def __init__(self, where: str, then: str = "the last checkpoint is the last good state"):
+        super().__init__(f"{where}; training stopped, {then}")
+        self.where, self.then = where, then
+
+    def __reduce__(self):
+        return type(self), (self.where, self.then)
 
 
 def _local(strategy: tf.distribute.Strategy, value) -> float:
@@ -74,8 +84,7 @@ def train_steps(model: keras.Model, batches, *, strategy: tf.distribute.Strategy
             logs = {name: _local(strategy, value) for name, value in outputs.items()}
             if not math.isfinite(logs.get("loss", 0.0)):
                 step = epoch * steps_per_epoch + batch
-                raise NonFiniteLoss(f"loss became {logs['loss']} at step {step} (epoch {epoch + 1}); "
-                                    "training stopped, the last checkpoint is the last good state")
+                raise NonFiniteLoss(f"loss became {logs['loss']} at step {step} (epoch {epoch + 1})")
             callback_list.on_train_batch_end(batch, logs)
         callback_list.on_epoch_end(epoch, logs)
         if model.stop_training:
