@@ -16,5 +16,5 @@ RUN_DIR=${RUN_DIR:-runs/demo}
   --bn_calibration_images=500 --eval_images=500 --output_dir="$RUN_DIR/search"
 mkdir -p "$RUN_DIR/export"
 .venv/bin/ofa-export --model_dir="$RUN_DIR" --arch="$RUN_DIR/search/flops-8M.json" \
-  --quantize=none --bn_calibration_images=500 --max_eval_images=500 --output="$RUN_DIR/export/subnet_8M.tflite"
+  --quantize=none --bn_calibration_images=500 --eval_images=500 --output="$RUN_DIR/export/subnet_8M.tflite"
 echo "run directory: $RUN_DIR (metrics.csv, evaluation.json, search/, export/, checkpoints/, logs/ for TensorBoard)"

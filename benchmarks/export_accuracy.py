@@ -117,7 +117,7 @@ def main(argv: list[str]) -> None:
                     quantize=mode, split="test", qat_epochs=args.qat_epochs,
                     int8_calibration=args.int8_calibration, float16_max_diff=args.float16_max_diff,
                     qat_steps_per_epoch=args.qat_steps_per_epoch, qat_distillation=args.qat_distillation, verbose=0,
-                    max_eval_images=args.quick_eval_images if (name == "mid" or mode == "float16") else None)
+                    eval_images=args.quick_eval_images if (name == "mid" or mode == "float16") else None)
                 meta = export_subnet(args.model_dir, archs[name].to_dict(), output, options)
             files[(name, mode)] = output
             accuracy.setdefault(name, {})[mode] = {**meta["accuracy"], "tflite_bytes": meta["tflite_bytes"],

@@ -100,7 +100,7 @@ def tool_seconds(work: str) -> dict[str, float]:
         "search_s": ["tools.search", f"--model_dir={run}", "--searcher=zero_cost", "--flops=8M",
                      "--bn_calibration_images=200", "--eval_images=200", f"--output_dir={os.path.join(work, 'search')}"],
         "export_s": ["tools.export_tflite", f"--model_dir={run}", "--arch=min", "--quantize=none",
-                     "--bn_calibration_images=200", "--max_eval_images=200",
+                     "--bn_calibration_images=200", "--eval_images=200",
                      f"--output={os.path.join(work, 'min.tflite')}"],
     }
     seconds = {}

@@ -32,9 +32,9 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
+from ofa_tf.choices import STRATEGIES, check_strategy  # noqa: F401 (STRATEGIES re-exported)
 from ofa_tf.errors import OfaError, error_text
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 # What a collective operation raises when a peer worker died or restarted.
 PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
@@ -87,12 +87,6 @@ def parse_tf_config(text: str | None) -> dict[str, Any]:
     if not isinstance(index, int) or not 0 <= index < len(cluster[job]):
         raise OfaError(f"TF_CONFIG: task index {index!r} out of range for {len(cluster[job])} {job} task(s)")
     return config
-
-
-def check_strategy(name: str) -> None:
-    """`name` must be one of `STRATEGIES`."""
-    if name not in STRATEGIES:
-        raise OfaError(f"strategy={name!r}: expected one of {list(STRATEGIES)}")
 
 
 def create_strategy(name: str, cpu_devices: int | None = None) -> tf.distribute.Strategy:

@@ -1,10 +1,10 @@
 """Whether TensorFlow's graph optimiser (Grappler) rewrites the traced functions.
 
-Grappler rewrites every traced function before its first run. On the train steps (ofa_mbv3 at
-32x32, 2 CPU cores) that rewrite makes the first call 39-46% longer and buys 0-2% of each
-step's time, so on a CPU it is off: most CPU work here (evaluation, search, export, small runs)
-is short, and a long run gains little. `python benchmarks/startup.py --graph_optimization=on`
-and `=off` report both. On a GPU its layout and fusion passes (NCHW
+Grappler rewrites every traced function before its first run. On a CPU's train steps that
+rewrite lengthens the first call far more than it shortens each later step, so on a CPU it is
+off: most CPU work here (evaluation, search, export, small runs) is short, and a long run gains
+little. `python benchmarks/startup.py --graph_optimization=on` and `=off` report both (their
+figures: docs/results.md). On a GPU its layout and fusion passes (NCHW
 convolutions, fused convolution + bias + activation) are what make the steps fast, so it stays
 on there.
 

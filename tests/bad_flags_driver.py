@@ -125,11 +125,11 @@ def main() -> None:
     tool, cases_path, results_path = sys.argv[1:4]
     with open(cases_path) as f:
         spec = json.load(f)
-    module = importlib.import_module(f"ofa_tf.cli.{tool}")  # most commands import TensorFlow here (once)
-    from absl import flags  # noqa: PLC0415 (after the command module: it loads TensorFlow first)
+    module = importlib.import_module(f"ofa_tf.cli.{tool}")  # no TensorFlow: a command loads it after its flags
+    from absl import flags  # noqa: PLC0415 (after the command module, which takes the signals first)
     from ofa_tf.cli import startup  # noqa: PLC0415
 
-    startup.load_tensorflow()  # the sentinels' modules need it; ofa-profile does not: silenced, as a command does
+    startup.load_tensorflow()  # once, silenced, as a command does: the sentinels' modules import it
 
     module.define_flags()
     module.define_flags = lambda *args, **kwargs: None  # main() defines them: once is all absl allows

@@ -71,11 +71,11 @@ def test_flags_build_the_config():
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("recipe", sorted(os.listdir(os.path.join(ROOT, "configs"))))
+@pytest.mark.parametrize("recipe", sorted(os.listdir(os.path.join(ROOT, "flags"))))
 def test_every_recipe_parses_validates_and_builds_its_model(recipe):
-    """configs/*.flags (BUILD.md#recipes): every flag exists and every value passes the checks
+    """flags/*.flags (BUILD.md#recipes): every flag exists and every value passes the checks
     a run makes before it starts; only the dataset is swapped for the shipped one."""
-    path = os.path.join(ROOT, "configs", recipe)
+    path = os.path.join(ROOT, "flags", recipe)
     text = open(path).read()
     assert text.startswith("# ") and ("arXiv:" in text or "§" in text)  # cites its source
     shipped = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
@@ -149,9 +149,9 @@ def test_a_flag_of_the_wrong_type_does_not_parse(arg):
 def test_export_flags_are_the_export_options():
     flag_values = flags.FlagValues()
     export_cli.define_flags(flag_values)
-    flag_values(["ofa-export", "--quantize=int8", "--formats=tflite,keras", "--max_eval_images=100"])
+    flag_values(["ofa-export", "--quantize=int8", "--formats=tflite,keras", "--eval_images=100"])
     assert export_cli.options_from_flags(flag_values) == ExportOptions(
-        quantize="int8", formats=("tflite", "keras"), max_eval_images=100)
+        quantize="int8", formats=("tflite", "keras"), eval_images=100)
     names = {flag.name for flag in config_flags.own_flags(flag_values)}
     assert names == (set(ExportOptions.__dataclass_fields__) - {"verbose"}) | {"model_dir", "arch", "output"}
     flag_values = flags.FlagValues()
@@ -262,7 +262,7 @@ def test_train_help_lists_its_own_flags_by_group():
 
 @pytest.mark.integration
 def test_profile_prints_json_and_words_errors_as_flags():
-    done = _command("ofa-profile", "--space=ofa_mbv3", "--arch=max", "--num_classes=10", "--resolutions=32")
+    done = _command("ofa-profile", "--space=ofa_mbv3", "--arch=max", "--num_classes=10", "--image_size=32")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["resolution"] == 32 and abs(result["macs"] - 15.2e6) / 15.2e6 < 0.01
@@ -289,8 +289,8 @@ def test_pip_install_gives_the_console_scripts(tmp_path):
     commands are installed, `tools` / `flags` are not, and the installed commands run."""
     source, target = tmp_path / "src", tmp_path / "target"
     os.makedirs(source)
-    shutil.copy(os.path.join(ROOT, "setup.py"), source)
-    shutil.copy(os.path.join(ROOT, "README.md"), source)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(os.path.join(ROOT, name), source)
     shutil.copytree(os.path.join(ROOT, "ofa_tf"), source / "ofa_tf",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",

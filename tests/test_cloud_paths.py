@@ -168,7 +168,7 @@ def test_train_resume_evaluate_search_and_export_on_a_ram_model_dir(tmp_path, mo
     output = os.path.join(run_dir, "exports", "m.tflite")
     io.makedirs(os.path.dirname(output))
     _run_tool_main(export, [f"--model_dir={run_dir}", f"--arch={chosen}", f"--output={output}",
-                            "--bn_calibration_images=32", "--max_eval_images=64"], monkeypatch)
+                            "--bn_calibration_images=32", "--eval_images=64"], monkeypatch)
     metadata = io.read_json(os.path.join(run_dir, "exports", "m.json"))
     assert metadata["source"]["model_dir"] == run_dir and metadata["tflite_bytes"] == io.getsize(output)
     assert io.read_bytes(output)[4:8] == b"TFL3"

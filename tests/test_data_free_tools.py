@@ -111,7 +111,7 @@ def test_imported_run_is_searched_evaluated_and_exported_without_its_own_data(im
     search_dir, out = tmp / "search", tmp / "export" / "min.tflite"
     out.parent.mkdir()
     search = _start("tools.search", f"--model_dir={run}", f"--dataset={dataset}", "--arch_format=ofa",
-                    "--searcher=random", "--num_samples=2", "--fitness=measured", f"--resolution={RESOLUTION}",
+                    "--searcher=random", "--num_samples=2", "--fitness=measured", f"--image_size={RESOLUTION}",
                     "--eval_images=8", "--bn_calibration_images=0", "--flops=1G", f"--output_dir={search_dir}")
     export = _start("tools.export_tflite", f"--model_dir={run}", f"--arch={min_file}", f"--output={out}",
                     "--formats=tflite,keras")
@@ -121,7 +121,7 @@ def test_imported_run_is_searched_evaluated_and_exported_without_its_own_data(im
     assert done.returncode == 0, done.stderr[-2000:]
     metadata = json.loads(done.stdout.strip().splitlines()[-1])
     assert metadata["accuracy_checked"] is False and metadata["accuracy"] is None
-    assert metadata["bn_recalibration_images"] == 0 and metadata["source"]["dataset"] is None
+    assert metadata["bn_calibration_images"] == 0 and metadata["source"]["dataset"] is None
     assert [line for line in done.stderr.splitlines() if "no accuracy was checked" in line], done.stderr[-2000:]
     assert out.is_file() and (tmp / "export" / "min.keras").is_file() and (tmp / "export" / "min.json").is_file()
 

@@ -165,7 +165,7 @@ def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):
     out.mkdir()
     done = run_tool("export_tflite", f"--model_dir={run_dir}", "--arch=min", f"--output={out}/min.tflite",
                     "--quantize=int8", "--formats=tflite,keras", "--representative_images=32",
-                    "--bn_calibration_images=64", "--max_eval_images=128")
+                    "--bn_calibration_images=64", "--eval_images=128")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.strip() == "" or "%" in done.stderr  # only the progress bar, no TF chatter
     assert sorted(os.listdir(out)) == ["min.json", "min.keras", "min.tflite"]  # no temporary leftovers
@@ -194,7 +194,7 @@ def test_export_tool_qat_fine_tunes_and_writes_a_full_integer_model(tmp_path):
     output = tmp_path / "max.tflite"
     done = run_tool("export_tflite", f"--model_dir={run_dir}", "--arch=max", f"--output={output}", "--quantize=qat",
                     "--qat_epochs=1", "--qat_steps_per_epoch=3", "--bn_calibration_images=64",
-                    "--max_eval_images=64")
+                    "--eval_images=64")
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "run"]
     meta = json.loads((tmp_path / "max.json").read_text())
@@ -388,7 +388,7 @@ def test_float16_export_records_its_check_in_the_metadata(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     meta = export_subnet(run_dir, "max", str(tmp_path / "max.tflite"),
                          ExportOptions(quantize="float16", float16_check_images=48, bn_calibration_images=64,
-                                       max_eval_images=64, verbose=0))
+                                       eval_images=64, verbose=0))
     check = meta["float16"]
     assert check["check_images"] == 48 and check["max_abs_diff_bound"] == 1e-2
     assert check["max_abs_diff"] <= check["fit_target"] == 5e-3  # half the bound, on the check images

@@ -138,7 +138,7 @@ def test_host_benchmark_reports_every_field():
 
 @pytest.mark.integration
 def test_build_lut_rejects_a_negative_calibration_count(tmp_path):
-    done = run_tool("build_lut", "--space=ofa_mbv3", "--resolutions=32", "--calibration_archs=-1",
+    done = run_tool("build_lut", "--space=ofa_mbv3", "--image_size=32", "--calibration_archs=-1",
                     f"--output={tmp_path / 'lut.json'}")
     assert_one_line_error(done, "--calibration_archs=-1")
     assert not (tmp_path / "lut.json").exists()

@@ -85,7 +85,7 @@ def test_a_bfloat16_deps_run_learns_and_gives_a_float32_checkpoint_and_export(tm
 
     output = tmp_path / "max.tflite"
     exported = run_tool("export_tflite", f"--model_dir={run_dir}", "--arch=max", f"--output={output}",
-                        "--formats=tflite,keras", "--max_eval_images=64")
+                        "--formats=tflite,keras", "--eval_images=64")
     assert exported.returncode == 0, exported.stderr[-3000:]
     keras_model = keras.models.load_model(str(output).replace(".tflite", ".keras"))
     assert all(layer.compute_dtype == "float32" for layer in keras_model.layers if hasattr(layer, "compute_dtype"))

@@ -283,7 +283,7 @@ def test_a_specialised_net_imports_to_a_keras_model_with_the_same_logits(tmp_pat
     out = tmp_path / "specialized.keras"
     done = _tool("tools.import_ofa", f"--specialized={folder}", f"--net_id={NET_IDS[1.0]}", f"--output={out}")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["resolution"] == 160
+    assert json.loads(done.stdout)["image_size"] == 160
     model = keras.saving.load_model(out)  # plain Keras layers only
     images = _images(160, 3)
     with torch.no_grad():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import assert_one_line_error, run_tool
+from helpers import assert_one_line_error, make_run_dir, run_tool
 from ofa_tf import OfaError
 from ofa_tf.profile import profile
 from ofa_tf.spaces import get_space
@@ -63,7 +63,7 @@ def _tool(*args):
 
 @pytest.mark.integration
 def test_profile_tool_prints_one_json_object():
-    done = _tool("--space=ofa_mbv3", "--arch=max", "--resolution=224", "--num_classes=10")
+    done = _tool("--space=ofa_mbv3", "--arch=max", "--image_size=224", "--num_classes=10")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert abs(result["macs"] - 564.9e6) / 564.9e6 < 0.01 and abs(result["params"] - 6.40e6) / 6.40e6 < 0.01
@@ -80,13 +80,34 @@ def test_profile_tool_reads_arch_files(tmp_path):
 
 
 @pytest.mark.integration
+def test_profile_tool_reads_the_space_from_a_run(tmp_path):
+    """--model_dir: the run's space, width, input sizes and class count (as ofa-build-lut);
+    --image_size then picks among the run's sizes, and the space flags are an error."""
+    from ofa_tf.runs import RunDirectory
+    run = make_run_dir(tmp_path / "run", num_classes=7)
+    space = RunDirectory(run).read().space
+    low, high = min(space.resolutions), max(space.resolutions)
+    for args, arch in [([], space.min_arch(low)), ([f"--image_size={high}"], space.min_arch(high))]:
+        done = _tool(f"--model_dir={run}", "--arch=min", *args)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["space"] == space.name and result["arch"] == arch.to_dict()
+        assert result["macs"] == profile(space, arch, 7)["macs"]
+    assert_one_line_error(_tool(f"--model_dir={run}", "--space=ofa_mbv3"),
+                          "--space=ofa_mbv3: only used with no --model_dir")
+    assert_one_line_error(_tool(f"--model_dir={run}", f"--image_size={high + 1}"),
+                          f"--image_size={high + 1}: the run trained {list(space.resolutions)}")
+    assert_one_line_error(_tool(f"--model_dir={tmp_path / 'none'}"), f"--model_dir={tmp_path / 'none'}")
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("args,message", [
     (["--space=resnet"], "space='resnet'"),
-    (["--resolution=100"], "resolution=100"),
+    (["--image_size=4"], "--image_size=4: expected one or more sizes >= 8"),
     (["--num_classes=-3"], "num_classes=-3"),
     (["--arch={\"resolution\": 224}"], "missing field 'depths'"),
     (["--arch=/no/such/file.json"], "arch='/no/such/file.json'"),
-    (["--resolutions=abc"], "--resolutions=abc"),
+    (["--image_size=abc"], "--image_size=abc"),
 ])
 def test_profile_tool_bad_input_is_one_line(args, message):
     assert_one_line_error(_tool(*args), message)

@@ -243,28 +243,28 @@ def test_evaluation_data_refuses_the_run_s_changed_dataset_unless_it_is_given(sa
     directory = _run_with(tmp_path, config)
     older = directory.read()  # no fingerprint recorded (an older run): accepted
     assert older.dataset_fingerprint is None
-    directory.evaluation_data(older, 16, max_images=10, bn_calibration_images=0)
+    directory.evaluation_data(older, 16, eval_images=10, bn_calibration_images=0)
 
     config[FINGERPRINT_KEY] = _fingerprint(spec)
     directory = _run_with(tmp_path, config)
     saved = directory.read()
     assert saved.dataset_fingerprint == config[FINGERPRINT_KEY]
-    directory.evaluation_data(saved, 16, max_images=10, bn_calibration_images=0)  # unchanged: fine
+    directory.evaluation_data(saved, 16, eval_images=10, bn_calibration_images=0)  # unchanged: fine
 
     _relabel_to_28_classes(npz)
     with pytest.raises(OfaError) as raised:
-        RunDirectory(directory.path).evaluation_data(saved, 16, max_images=10, bn_calibration_images=0)
+        RunDirectory(directory.path).evaluation_data(saved, 16, eval_images=10, bn_calibration_images=0)
     assert str(raised.value) == (
         f"model_dir={directory.path}: config.json: dataset={spec}: changed since the run was trained (28 classes "
         "and 3000 training examples now, 10 and 3000 then); pass --dataset explicitly to use it")
     with pytest.raises(OfaError, match=r"^dataset=npz:.*: 28 classes, but the supernet's classifier has 10$"):
-        directory.evaluation_data(saved, 16, max_images=10, bn_calibration_images=0, dataset=spec)
-    data = directory.evaluation_data(saved, 16, max_images=10, bn_calibration_images=0, dataset=f"npz:{DEMO}")
+        directory.evaluation_data(saved, 16, eval_images=10, bn_calibration_images=0, dataset=spec)
+    data = directory.evaluation_data(saved, 16, eval_images=10, bn_calibration_images=0, dataset=f"npz:{DEMO}")
     assert data.source.num_classes == 10
 
     os.remove(npz)  # the run's dataset gone: an error about the saved setting, not about a flag
     with pytest.raises(OfaError, match=rf"^model_dir=.*: config.json: dataset={spec}: no such file$"):
-        RunDirectory(directory.path).evaluation_data(saved, 16, max_images=10, bn_calibration_images=0)
+        RunDirectory(directory.path).evaluation_data(saved, 16, eval_images=10, bn_calibration_images=0)
 
 
 def test_an_older_run_s_replaced_dataset_is_refused_by_its_class_count(tmp_path):
@@ -277,10 +277,10 @@ def test_an_older_run_s_replaced_dataset_is_refused_by_its_class_count(tmp_path)
     directory = RunDirectory(run)
     saved = directory.read()
     assert saved.dataset_fingerprint is None and saved.num_classes == 10
-    directory.evaluation_data(saved, 16, max_images=10, bn_calibration_images=0)  # unchanged: fine
+    directory.evaluation_data(saved, 16, eval_images=10, bn_calibration_images=0)  # unchanged: fine
     _relabel_to_28_classes(npz)
     with pytest.raises(OfaError) as raised:
-        RunDirectory(run).evaluation_data(saved, 16, max_images=10, bn_calibration_images=0)
+        RunDirectory(run).evaluation_data(saved, 16, eval_images=10, bn_calibration_images=0)
     assert str(raised.value) == (f"model_dir={run}: config.json: dataset={spec}: 28 classes, but the supernet's "
                                  "classifier has 10")
 

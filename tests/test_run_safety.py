@@ -292,7 +292,7 @@ def test_int8_export_with_degenerate_bn_statistics_is_one_clear_line(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     done = run_tool("export", f"--model_dir={run_dir}", "--arch=max", "--quantize=int8", "--bn_calibration_images=1",
-                    "--representative_images=50", "--max_eval_images=50", f"--output={out / 'max.tflite'}")
+                    "--representative_images=50", "--eval_images=50", f"--output={out / 'max.tflite'}")
     assert_one_line_error(done, "--quantize=int8: activations reach")
     assert "int8 kernels need < 256): the subnet's BN statistics are degenerate" in done.stderr
     assert os.listdir(out) == []

@@ -6,9 +6,11 @@ folder and in $TMPDIR) and leaves its outputs as they were. Each tool runs with 
 an empty folder of the test, which must be empty again when it has stopped.
 
 Timing: a signal is sent when the tool shows it has reached the point under test (its
-handlers installed and TensorFlow's library loaded, a line on stdout, a file in $TMPDIR),
-never after a fixed sleep. In the start-up case every tool reads its flags from a FIFO
-that nothing writes, so no tool can finish before its signal arrives.
+handlers installed, TensorFlow's library loaded, a line on stdout, a file in $TMPDIR),
+never after a fixed sleep. In the start-up case every tool reads its flags from a FIFO:
+one that nothing writes, so no tool can finish before its signal arrives (tools read their
+flags before TensorFlow loads), or one that gives no flag, after which the tool loads
+TensorFlow and is signalled while it does.
 """
 
 from __future__ import annotations
@@ -244,25 +246,27 @@ def test_a_stopped_search_leaves_no_folder_and_clears_what_killed_searches_left(
 # ---------------------------------------------------------------------------- integration
 @pytest.mark.integration
 def test_a_signal_while_any_command_starts_ends_it_with_one_line(tmp_path):
-    """SIGINT and SIGTERM to every command while TensorFlow imports (ofa-profile, which does
-    not import it: while it reads its flags): one line, exit 130 / 143, no traceback, nothing
-    in $TMPDIR."""
-    fifo = str(tmp_path / "flags")
-    os.mkfifo(fifo)  # never written: a tool that gets past its imports waits here
-
+    """SIGINT and SIGTERM to every command while it reads its flags, and (but ofa-profile,
+    which does not load it) while TensorFlow loads, which it does once the flags parsed:
+    one line, exit 130 / 143, no traceback, nothing in $TMPDIR."""
     def one(case):
-        name, signum = case
-        tool = Tool(name, f"--flagfile={fifo}", tmp=str(tmp_path / f"tmp-{name}-{signum}"))
+        name, signum, moment = case
+        fifo = str(tmp_path / f"flags-{name}-{signum}-{moment}")
+        os.mkfifo(fifo)  # a tool reading its flags waits here until something writes it
+        tool = Tool(name, f"--flagfile={fifo}", tmp=str(tmp_path / f"tmp-{name}-{signum}-{moment}"))
         tool.wait_for("signal handlers", lambda: tool.caught(signal.SIGTERM), timeout=300)
-        if name not in NO_TENSORFLOW:
+        if moment == "tensorflow":
+            with open(fifo, "w"):  # no flag: the tool goes on to load TensorFlow
+                pass
             tool.wait_for("TensorFlow loading", lambda: tool.maps("libtensorflow"), timeout=300)
-        return name, signum, tool.stop(signum, timeout=300)
+        return name, signum, moment, tool.stop(signum, timeout=300)
 
-    cases = [(name, signum) for name in COMMANDS for signum in EXIT]
+    cases = [(name, signum, moment) for name in COMMANDS for signum in EXIT for moment in ("flags", "tensorflow")
+             if moment == "flags" or name not in NO_TENSORFLOW]
     # two at a time: each imports TensorFlow, and more than the cores would only slow each down
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for name, signum, lines in pool.map(one, cases):
-            assert lines == [f"interrupted by {signal.Signals(signum).name}"], (name, lines)
+        for name, signum, moment, lines in pool.map(one, cases):
+            assert lines == [f"interrupted by {signal.Signals(signum).name}"], (name, moment, lines)
 
 
 @pytest.mark.integration
@@ -294,7 +298,7 @@ def test_an_export_stopped_while_converting_writes_nothing(run_dir, tmp_path):
     (output / "min.tflite").write_bytes(b"a previous export")
     tmp = str(tmp_path / "tmp")
     tool = Tool("export", f"--model_dir={run_dir}", "--arch=min", f"--output={output}/min.tflite",
-                "--formats=tflite,keras", "--max_eval_images=64", tmp=tmp)
+                "--formats=tflite,keras", "--eval_images=64", tmp=tmp)
     tool.wait_for("the conversion's SavedModel", lambda: any("ofa_tf_export_" in p for p in _everything_in(tmp)))
     lines = tool.stop(signal.SIGTERM)
     assert lines == ["interrupted; no file of the export was written"]

@@ -14,9 +14,16 @@
   ofa-export-ofa       a run's supernet as OFA's PyTorch state dict          ofa_tf.cli.export_ofa
 
 Each module has a `main()` (the console script) and runs as `python -m ofa_tf.cli.NAME`.
-They all start through `ofa_tf.cli.startup` (quiet TensorFlow, grouped `--help`, one-line
-errors with exit status 2); settings dataclasses become flags through
-`ofa_tf.cli.config_flags`. Importing a command module defines no flags: `main()` does.
+They all start through `ofa_tf.cli.startup` (flags parsed first, then quiet TensorFlow,
+grouped `--help`, one-line errors with exit status 2); settings dataclasses become flags
+through `ofa_tf.cli.config_flags`. Importing a command module defines no flags: `main()` does.
+
+`--help` answers before TensorFlow loads: a command module imports, at its top, only modules
+that import no TensorFlow (absl, `ofa_tf.cli`'s flag modules, the settings dataclasses and
+choices: `ofa_tf.runs.config`, `ofa_tf.export.options`, `ofa_tf.choices`, `ofa_tf.search`,
+`ofa_tf.spaces`), and imports the rest of the library inside the functions that run once
+the flags parsed (`check_flags`, `_main`). Flag names follow one table,
+`ofa_tf.cli.flag_names`: one name per idea across the programs.
 Each command's `check_flags()` checks every flag's value (ranges, choices, combinations,
 paths to read and to write; `ofa_tf.cli.flag_checks` and the library objects' own checks)
 before any work; tests/test_bad_flags.py drives every flag with bad values of its type.

@@ -12,12 +12,8 @@ bar; --output also writes the JSON to a file.
 
 from __future__ import annotations
 
-from ofa_tf.cli import startup
+from ofa_tf.cli import startup  # first: takes the signals from the program's start
 
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
-
-
-import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.cli import flag_checks  # noqa: E402
@@ -27,7 +23,7 @@ from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.export.interpreter import check_tflite_file  # noqa: E402
 from ofa_tf.interrupts import raise_if_interrupted  # noqa: E402
 from ofa_tf.io import getsize  # noqa: E402
-from ofa_tf.latency import AndroidBenchmark, benchmark_host  # noqa: E402
+from ofa_tf.latency.android import AndroidBenchmark  # noqa: E402
 
 PROGRAM = "ofa-benchmark-latency"
 FLAGS = flags.FLAGS
@@ -59,6 +55,10 @@ def check_flags() -> AndroidBenchmark | None:
 
 
 def _main(argv: list[str]) -> None:
+    import keras
+
+    from ofa_tf.latency.host import benchmark_host
+
     android = check_flags()
     if android is not None:
         android.check_device()

@@ -10,18 +10,14 @@ path (or, for encoded records, by size and digest). Exit status 1 when any image
 
 from __future__ import annotations
 
-from ofa_tf.cli import startup
-
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+from ofa_tf.cli import startup  # first: takes the signals from the program's start
 
 from absl import flags  # noqa: E402
 
 from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
-from ofa_tf.data import load_dataset  # noqa: E402
-from ofa_tf.data.check import find_undecodable  # noqa: E402
 from ofa_tf.interrupts import interruptible  # noqa: E402
-from ofa_tf.runs import RunConfig  # noqa: E402
+from ofa_tf.runs.config import RunConfig  # noqa: E402 (no TensorFlow: --help answers without it)
 
 PROGRAM = "ofa-check-data"
 DATA_FLAGS = ("dataset", "data_dir", "label_offset")
@@ -44,6 +40,9 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
 
 
 def _main(argv: list[str]) -> int:
+    from ofa_tf.data import load_dataset
+    from ofa_tf.data.check import find_undecodable
+
     config = check_flags()
     source = load_dataset(config.dataset, config.data_dir, label_offset=config.label_offset,
                           check_decoding=False)  # every image is decoded below, the bad ones listed

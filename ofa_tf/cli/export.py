@@ -24,19 +24,15 @@ keeps the checkpoint's BN statistics in any case:
 
 from __future__ import annotations
 
-from ofa_tf.cli import startup
-
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+from ofa_tf.cli import startup  # first: takes the signals from the program's start
 
 import json  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
-from ofa_tf.export import ExportOptions, export_subnet  # noqa: E402
-from ofa_tf.export.exporter import OUTPUT, SUBNET, check_data, check_request  # noqa: E402
+from ofa_tf.export.options import OUTPUT, SUBNET, ExportOptions  # noqa: E402 (no TensorFlow: --help answers without it)
 from ofa_tf.interrupts import Interrupted  # noqa: E402
-from ofa_tf.runs import RunDirectory  # noqa: E402
 
 PROGRAM = "ofa-export"
 FLAGS = flags.FLAGS
@@ -66,6 +62,9 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> ExportOptions:
     """Every flag checked before any work: the options and the output path
     (`export.check_request`), the run (trained) and the subnet, parsed in the run's space
     (`export_subnet` runs these checks again before it loads the model). Returns the options."""
+    from ofa_tf.export.exporter import check_data, check_request
+    from ofa_tf.runs import RunDirectory
+
     options = options_from_flags(flag_values)
     check_request(flag_values.output, options)
     for mode, names in MODE_FLAGS.items():
@@ -79,6 +78,8 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> ExportOptions:
 
 
 def _main(argv: list[str]) -> None:
+    from ofa_tf.export import export_subnet
+
     options = check_flags()
     try:
         metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)

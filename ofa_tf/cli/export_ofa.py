@@ -10,18 +10,13 @@ strict=True)` accepts; BN counters (num_batches_tracked) are written as 0. Needs
 
 from __future__ import annotations
 
-from ofa_tf.cli import startup
-
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+from ofa_tf.cli import startup  # first: takes the signals from the program's start
 
 from absl import flags  # noqa: E402
 
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
-from ofa_tf.interop import export_run, net_of_space  # noqa: E402
-from ofa_tf.interop.torch_files import require_torch, write_state_dict  # noqa: E402
 from ofa_tf.interrupts import raise_if_interrupted  # noqa: E402
-from ofa_tf.runs import RunDirectory  # noqa: E402
 
 PROGRAM = "ofa-export-ofa"
 
@@ -35,6 +30,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 def check_flags() -> None:
     """Every flag checked before any work: the output path, the run (trained, its space an
     OFA network's), torch installed."""
+    from ofa_tf.interop import net_of_space
+    from ofa_tf.interop.torch_files import require_torch
+    from ofa_tf.runs import RunDirectory
+
     flag_checks.required("output", FLAGS.output, "the .pth file to write")
     flag_checks.output_file("output", FLAGS.output)
     net_of_space(RunDirectory(FLAGS.model_dir).read_trained().space)
@@ -42,6 +41,9 @@ def check_flags() -> None:
 
 
 def _main(argv: list[str]) -> None:
+    from ofa_tf.interop import export_run
+    from ofa_tf.interop.torch_files import write_state_dict
+
     check_flags()
     state, net = export_run(FLAGS.model_dir)
     raise_if_interrupted()  # before the file is written (atomically), not after

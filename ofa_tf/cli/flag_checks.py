@@ -87,6 +87,15 @@ def output_dir(name: str, path: str | None) -> None:
         raise OfaError(f"--{name}={path}: {reason}")
 
 
+def sizes_of(space: Any, name: str, sizes: Iterable[int]) -> Any:
+    """`space` (a run's `SearchSpace`) at the input sizes `sizes` of `--name`, which must be
+    some of the run's: its supernet trained at those only."""
+    sizes = list(sizes)
+    if not sizes or any(size not in space.resolutions for size in sizes):
+        raise OfaError(f"--{name}={_shown(sizes)}: the run trained {list(space.resolutions)}")
+    return space.with_resolutions(sizes)
+
+
 def only_with(flag_values: flags.FlagValues, names: Iterable[str], condition: bool, when: str) -> None:
     """Each flag of `names` given on the command line needs `condition` (`when` says
     which): a flag that would be accepted and ignored is an error."""

@@ -18,20 +18,14 @@ Needs torch: pip install 'ofa_tf[torch]'.
 
 from __future__ import annotations
 
-from ofa_tf.cli import startup
-
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+from ofa_tf.cli import startup  # first: takes the signals from the program's start
 
 from absl import flags  # noqa: E402
 
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.interop import NETS, get_net, import_run  # noqa: E402
-from ofa_tf.interop.runs import check_new_run_dir  # noqa: E402
-from ofa_tf.interop.specialized import (DEFAULT_RESOLUTION, WEIGHTS, import_specialized,  # noqa: E402
-                                        read_specialized_config)
-from ofa_tf.interop.torch_files import read_state_dict, require_torch  # noqa: E402
+from ofa_tf.interop.nets import DEFAULT_RESOLUTION, NETS, get_net  # noqa: E402 (no TensorFlow here)
 from ofa_tf.io import atomic_write  # noqa: E402
 
 PROGRAM = "ofa-import-ofa"
@@ -54,6 +48,9 @@ def check_flags() -> None:
     """Every flag checked before any work: the input (checkpoint file or specialised folder)
     exists, the net is known, the output (a new or empty run directory, or a .keras file) is
     writable, torch is installed."""
+    from ofa_tf.interop.runs import check_new_run_dir
+    from ofa_tf.interop.torch_files import require_torch
+
     flag_checks.input_path("specialized", FLAGS.specialized, "directory")
     flag_checks.output_file("output", FLAGS.output)
     if FLAGS.output and not FLAGS.output.endswith(".keras"):
@@ -77,6 +74,9 @@ def check_flags() -> None:
 
 
 def _import_specialized() -> None:
+    from ofa_tf.interop.specialized import WEIGHTS, import_specialized, read_specialized_config
+    from ofa_tf.interop.torch_files import read_state_dict
+
     net = get_net(FLAGS.net_id)
     config, size = read_specialized_config(FLAGS.specialized)
     resolution = FLAGS.image_size or size or DEFAULT_RESOLUTION
@@ -84,11 +84,14 @@ def _import_specialized() -> None:
     state = read_state_dict(path, flag="specialized")
     model = import_specialized(net, config, state, resolution, source=f"specialized={path}")
     atomic_write(FLAGS.output, model.save)
-    startup.print_json({"output": FLAGS.output, "net_id": net.net_id, "resolution": resolution,
+    startup.print_json({"output": FLAGS.output, "net_id": net.net_id, "image_size": resolution,
                         "tensors": len(state), "params": model.count_params()})
 
 
 def _main(argv: list[str]) -> None:
+    from ofa_tf.interop import import_run
+    from ofa_tf.interop.torch_files import read_state_dict
+
     check_flags()
     if FLAGS.specialized is not None:
         _import_specialized()

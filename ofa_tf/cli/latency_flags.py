@@ -7,8 +7,8 @@ from absl import flags
 
 from ofa_tf.cli import flag_checks
 from ofa_tf.cli.config_flags import FLAGS, definer
-from ofa_tf.export import OP_RESOLVERS
-from ofa_tf.latency import DELEGATES, AndroidBenchmark
+from ofa_tf.export.interpreter import OP_RESOLVERS  # (these two modules import no TensorFlow)
+from ofa_tf.latency.android import DELEGATES, AndroidBenchmark
 
 DEVICE = "device"
 ANDROID_ONLY = ("delegate", "adb", "serial", "benchmark_binary", "adb_timeout")
@@ -46,11 +46,3 @@ def check_latency_flags(flag_values: flags.FlagValues = FLAGS) -> AndroidBenchma
         return None
     return AndroidBenchmark(flag_values.benchmark_binary, flag_values.adb, flag_values.serial,
                             flag_values.adb_timeout)
-
-
-def android_from_flags(flag_values: flags.FlagValues = FLAGS) -> AndroidBenchmark | None:
-    """An `AndroidBenchmark` when --device=android (flags and device checked now), else None."""
-    runner = check_latency_flags(flag_values)
-    if runner is not None:
-        runner.check_device()
-    return runner

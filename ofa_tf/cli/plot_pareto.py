@@ -13,23 +13,19 @@ first run's min .. max subnet (the papers' normalisation); --low / --high overri
 
 from __future__ import annotations
 
-from ofa_tf.cli import startup
-
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+from ofa_tf.cli import startup  # first: takes the signals from the program's start
 
 import json  # noqa: E402
 import os  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from ofa_tf import reports  # noqa: E402
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf import io  # noqa: E402
 from ofa_tf.io import write_text  # noqa: E402
-from ofa_tf.runs import RunDirectory  # noqa: E402
-from ofa_tf.search import CostModels, parse_budget  # noqa: E402
+from ofa_tf.search import CostModels, parse_budget  # noqa: E402 (no TensorFlow: ofa_tf/search)
 
 PROGRAM = "ofa-plot-pareto"
 
@@ -50,6 +46,8 @@ COSTS = ("macs", "params", "latency_ms")
 
 def load_points(path: str) -> tuple[list[dict], tuple[float, float] | None]:
     """Measured subnets at `path`, and the run's (min, max subnet) cost range when known."""
+    from ofa_tf.runs import RunDirectory
+
     span = None
     if io.isdir(path):
         saved = RunDirectory(path).read_trained()
@@ -111,6 +109,8 @@ def check_flags() -> tuple[dict[str, list[dict]], float, float]:
 
 
 def _main(argv: list[str]) -> None:
+    from ofa_tf import reports
+
     runs, low, high = check_flags()
     summaries = {name: reports.summarize(points, low, high, FLAGS.cost, FLAGS.buckets)
                  for name, points in runs.items()}

@@ -1,6 +1,10 @@
 """ofa-profile: prints the MACs and parameter count of one subnet as a JSON object (no weights needed).
 
-  ofa-profile --space=ofa_mbv3 --arch=max --resolution=224 --num_classes=10
+  ofa-profile --space=ofa_mbv3 --arch=max --image_size=224 --num_classes=10
+  ofa-profile --model_dir=runs/demo --arch=min
+
+With --model_dir the run's space, width, input sizes and class count are used (its
+config.json is read; the checkpoint is not).
 """
 
 from __future__ import annotations
@@ -20,20 +24,22 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    define_space_flags(flag_values)
+    define_space_flags(flag_values, "One size is the subnet's; otherwise the subnet is at its own size (max: the "
+                       "largest, min: the smallest).")
     define_arch_flags(flag_values)
 
 
 def check_flags():
-    """Every flag checked before any work: the space (`get_space`), the class count, the
-    subnet in the space (`parse_arch`) and its seed. Returns (space, arch)."""
-    space = check_space_flags()
-    return space, check_arch_flags(space)
+    """Every flag checked before any work: the space (the run's with --model_dir, else
+    `get_space`), the class count, the subnet in the space (`parse_arch`) and its seed.
+    Returns (space, class count, arch)."""
+    space, num_classes = check_space_flags()
+    return space, num_classes, check_arch_flags(space)
 
 
 def _main(argv: list[str]) -> None:
-    space, arch = check_flags()
-    result = profile(space, arch, FLAGS.num_classes)
+    space, num_classes, arch = check_flags()
+    result = profile(space, arch, num_classes)
     print(json.dumps({"space": space.name, "width_mult": space.width_mult, **result, "arch": arch.to_dict()}))
 
 

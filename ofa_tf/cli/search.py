@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import os
 
-# The predictor's matrices are small: a second BLAS thread only waits for a busy core
-# (100x400 @ 400x400 took 32 ms with two threads vs 1.2 ms with one on a loaded 2-core box).
+# The predictor's matrices are small: a second BLAS thread only waits for a busy core, which
+# on a loaded machine makes each prediction many times slower than one thread.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from ofa_tf.cli import startup  # noqa: E402
-
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+from ofa_tf.cli import startup  # noqa: E402 (first: takes the signals from the program's start)
 
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
@@ -50,19 +48,13 @@ from absl import flags  # noqa: E402
 
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
-from ofa_tf.data import check_dataset_spec  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf import io  # noqa: E402
 from ofa_tf.interrupts import Interrupted, raise_if_interrupted  # noqa: E402
 from ofa_tf.io import TEMP_PREFIX, publish_tree  # noqa: E402
-from ofa_tf.latency.lut import LatencyTable  # noqa: E402
-from ofa_tf.runs import RunDirectory  # noqa: E402
-from ofa_tf.runs.data_free import check_dataset, require_dataset  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, SEARCHERS, AccuracyPredictor, CostModels, EvolutionSearch,  # noqa: E402
                            ExhaustiveSearch, RandomSearch, format_cost, parse_budget, parse_target,
-                           space_fingerprint, zero_cost_select, zip_targets)
-from ofa_tf.search.measure import SubnetMeter  # noqa: E402
-from ofa_tf.training.record import load_sampled_record  # noqa: E402
+                           space_fingerprint, zero_cost_select, zip_targets)  # (no TensorFlow: ofa_tf/search)
 
 PROGRAM = "ofa-search"
 SUMMARY_FILE = "summary.json"
@@ -108,8 +100,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     add("float", "mutation_prob", 0.1, "Evolution: per-choice mutation probability.", SEARCHER)
     add("integer", "num_samples", None, "Random search: archs evaluated (default: as many as evolution).",
         SEARCHER)
-    add("integer", "resolution", None, "Search at this input size only (default: every size of the run).",
-        SEARCHER)
+    add("list", "image_size", None, "Search at these input sizes only, some of the run's (default: every size "
+        "of the run).", SEARCHER, item_type=int)
     add("bool", "measure", True, "Measure each result's accuracy (BN-recalibrated) on held-out data.", MEASURING)
     add("integer", "eval_images", 1000, "Held-out images for measured accuracy.", MEASURING)
     add("integer", "bn_calibration_images", 2000, "Training images for each subnet's BN recalibration; 0 keeps "
@@ -124,14 +116,12 @@ def searcher_from_flags(space):
     """The searcher the flags describe, for `space` (None for zero_cost, which needs none).
 
     Raises:
-      OfaError: unknown searcher, bad numbers, a resolution the run does not have.
+      OfaError: unknown searcher, bad numbers, an input size the run does not have.
     """
     f = FLAGS
     flag_checks.choice("searcher", f.searcher, SEARCHERS)
-    if f.resolution is not None:
-        if f.resolution not in space.resolutions:
-            raise OfaError(f"--resolution={f.resolution}: the run trained {list(space.resolutions)}")
-        space = space.with_resolutions([f.resolution])
+    if f.image_size:
+        space = flag_checks.sizes_of(space, "image_size", f.image_size)
     if f.searcher == "zero_cost":
         return None
     if f.searcher == "exhaustive":
@@ -174,6 +164,8 @@ def _file_name(target: dict[str, str]) -> str:
 
 
 def _latency_table(space):
+    from ofa_tf.latency.lut import LatencyTable
+
     if not FLAGS.latency_lut:
         return None
     table = LatencyTable.load(FLAGS.latency_lut)
@@ -190,6 +182,11 @@ def check_flags():
     choices, counts and ranges, the output directory, the input files, the budgets (each
     against the run's smallest subnet), the searcher for the run's space. Returns (saved
     run, searcher, cost models, targets, constraints)."""
+    from ofa_tf.data import check_dataset_spec
+    from ofa_tf.runs import RunDirectory
+    from ofa_tf.runs.data_free import check_dataset, require_dataset
+    from ofa_tf.search.measure import SubnetMeter
+
     f = FLAGS
     flag_checks.choice("fitness", f.fitness, FITNESS)
     flag_checks.choice("searcher", f.searcher, SEARCHERS)
@@ -200,7 +197,6 @@ def check_flags():
     flag_checks.seed("seed", f.seed)
     flag_checks.positive("num_samples", f.num_samples)
     flag_checks.only_with(f, ["num_samples"], f.searcher == "random", "--searcher=random")
-    flag_checks.positive("resolution", f.resolution)
     _check_evolution_flags()
     SubnetMeter.check_settings(f.eval_images, f.bn_calibration_images, f.split)
     measures = f.measure or f.fitness == "measured"
@@ -220,6 +216,9 @@ def check_flags():
 
 
 def _main(argv: list[str]) -> None:
+    from ofa_tf.search.measure import SubnetMeter
+    from ofa_tf.training.record import load_sampled_record
+
     saved, searcher, costs, targets, constraints = check_flags()
     space = saved.space
 
@@ -352,7 +351,7 @@ def _remove_abandoned_staging(output_dir: str) -> list[str]:
 
 def _settings() -> dict:
     names = ["fitness", "seed", "population", "generations", "parent_ratio", "mutation_ratio", "mutation_prob",
-             "num_samples", "resolution", "eval_images", "bn_calibration_images", "split", "dataset"]
+             "num_samples", "image_size", "eval_images", "bn_calibration_images", "split", "dataset"]
     return {n: getattr(FLAGS, n) for n in names}
 
 

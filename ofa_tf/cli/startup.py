@@ -1,21 +1,25 @@
-"""How every ofa_tf command (and benchmark) starts: quiet TensorFlow, absl flags, one-line errors.
+"""How every ofa_tf command (and benchmark) starts: absl flags first, quiet TensorFlow, one-line errors.
 
 Import this module first in a command: it sets TF_CPP_MIN_LOG_LEVEL=3 (unless set) before
 anything imports TensorFlow. TF 2.21 still writes oneDNN notices and "no CUDA driver" lines
 straight to file descriptor 2 before its log level applies, which would bury a command's
 one-line error, so:
 
-- `load_tensorflow()` imports TensorFlow with fd 2 pointed at /dev/null (see
+- `load_tensorflow()` imports TensorFlow (and Keras) with fd 2 pointed at /dev/null (see
   `ofa_tf.native_logs`); `load_tensorflow(start=True)` also starts its runtime (the first
   op) silenced. Call it before importing modules that import TensorFlow.
-- `run(main, before_first_op=...)` is `absl.app.run(main)` for commands that must configure
-  TensorFlow before its first op (MultiWorkerMirroredStrategy, logical CPU devices):
-  `before_first_op` runs after the flags are parsed, then the runtime starts, both silenced.
+- `run(main, ...)` is `absl.app.run(main)`: the flags are parsed first, and only then
+  TensorFlow loads (silenced), so `--help` and a flag that does not parse answer at once.
+  A command module therefore defines its flags from modules that import no TensorFlow and
+  imports the library in the functions that run after parsing (ofa_tf/cli/__init__.py).
+  Commands that must configure TensorFlow before its first op (MultiWorkerMirroredStrategy,
+  logical CPU devices) pass `before_first_op`: it runs after the flags are parsed, then the
+  runtime starts, both silenced.
 
 `run` also gives every command the same behaviour at the edges:
 - `--help` (`-h`, `--helpshort`) prints the command's doc and its OWN flags grouped by
-  concern (`config_flags.grouped_help`) on stdout and exits 0; `--helpfull` is absl's list
-  of every flag (TensorFlow's and absl's included).
+  concern (`config_flags.grouped_help`) on stdout and exits 0, before TensorFlow loads;
+  `--helpfull` is absl's list of every flag defined by then (absl's own included).
 - A user mistake ends the program with one line `error: ...` on stderr and exit status 2:
   an `OfaError`, a missing / unreadable file, a flag that does not parse, an unknown flag, a
   positional argument (every option is a --flag).
@@ -27,9 +31,10 @@ one-line error, so:
 
 Signals. A command (a program whose start imports this module: `python -m ofa_tf.cli.NAME`,
 a console script, a benchmark) takes SIGINT and SIGTERM from the moment this module is
-imported, before TensorFlow starts loading. Until `run` starts the work nothing has been
-written, so a signal ends the process at once (one line, exit 128 + the signal) instead of a
-KeyboardInterrupt traceback from the middle of an import, or a silent death by SIGTERM.
+imported: while it reads its flags and while TensorFlow loads. Until `run` starts the work
+nothing has been written, so a signal ends the process at once (one line, exit 128 + the
+signal) instead of a KeyboardInterrupt traceback from the middle of an import, or a silent
+death by SIGTERM.
 The work itself (`main`, and TensorFlow's runtime start) runs within
 `ofa_tf.interrupts.stop_on_signals()`: a signal becomes `Interrupted` at the next safe point,
 the work's `finally`s remove what it staged, and the command says what was kept. The work's
@@ -149,9 +154,11 @@ _runtime_started = False
 
 # ------------------------------------------------------------------------- TensorFlow
 def load_tensorflow(start: bool = False) -> Any:
-    """Imports TensorFlow silenced (and, with `start`, starts its runtime); returns the module."""
+    """Imports TensorFlow and Keras silenced (and, with `start`, starts TensorFlow's
+    runtime); returns the TensorFlow module."""
     with quiet_native_logs():
         import tensorflow as tf  # noqa: PLC0415 (here, not at the top: silenced, and only for commands that need it)
+        import keras  # noqa: F401, PLC0415 (the library's modules import it: loaded here with TensorFlow)
 
         tf.config.list_physical_devices()
     if start:
@@ -180,8 +187,9 @@ def start_runtime(before_first_op: Callable[[], object] | None = None) -> None:
 def run(main: Callable[[list[str]], int | None], *, program: str, doc: str | None,
         before_first_op: Callable[[], object] | None = None, tensorflow: bool = True) -> None:
     """`absl.app.run(main)` with the grouped `--help`, one-line user errors and, when
-    `tensorflow`, TensorFlow's runtime started (after `before_first_op`) before `main`.
-    Flags are those of `absl.flags.FLAGS`, which absl's `app.run` parses."""
+    `tensorflow`, TensorFlow loaded once the flags parsed and its runtime started (after
+    `before_first_op`) before `main`. Flags are those of `absl.flags.FLAGS`, which absl's
+    `app.run` parses."""
     flag_values = FLAGS
 
     def parse(argv: list[str]) -> list[str]:
@@ -189,10 +197,12 @@ def run(main: Callable[[list[str]], int | None], *, program: str, doc: str | Non
             sys.stdout.write(help_text(program, doc, flag_values))
             sys.exit(0)
         try:
-            return flag_values(argv)
+            parsed = flag_values(argv)
         except flags.Error as e:
             _fail(f"{e} (--help lists the flags)")
-        return argv
+        if tensorflow:  # before the work: a signal while it loads ends the command at once ("Signals")
+            load_tensorflow()
+        return parsed
 
     def guarded(argv: list[str]) -> int | None:
         try:
@@ -267,7 +277,7 @@ def help_text(program: str, doc: str | None, flag_values: flags.FlagValues = FLA
     text = (doc or f"usage: {program} [--flag=value ...]").strip("\n") + "\n\n"
     text += config_flags.grouped_help(flag_values)
     text += ("\nFlags can also come from a file: --flagfile=FILE (one --flag=value a line).\n"
-             "--helpfull also lists absl's and TensorFlow's flags.\n")
+             "--helpfull also lists absl's own flags.\n")
     return text
 
 

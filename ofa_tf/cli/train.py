@@ -9,24 +9,23 @@ default and help); the run directory's config.json keeps them. Prints a JSON sum
 
 from __future__ import annotations
 
-from ofa_tf.cli import startup
-
-startup.load_tensorflow()  # first: TensorFlow loads silently; its runtime starts after the flags (the strategy)
+from ofa_tf.cli import startup  # first: takes the signals from the program's start
 
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
-from ofa_tf.distribute import WorkerLost, create_strategy  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.runs import RunConfig, RunDirectory, train  # noqa: E402
-from ofa_tf.runs.config import DATA, SCHEDULE  # noqa: E402
+from ofa_tf.runs.config import DATA, SCHEDULE, RunConfig  # noqa: E402 (no TensorFlow: --help answers without it)
 from ofa_tf.spaces import get_space  # noqa: E402
-from ofa_tf.training import build_method  # noqa: E402
+
+if TYPE_CHECKING:
+    from ofa_tf.distribute import WorkerLost
 
 PROGRAM = "ofa-train"
 MODULE = "ofa_tf.cli.train"  # what a multi-worker restart re-executes
@@ -59,6 +58,9 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
     """Every flag checked before any work: the run's settings (`RunConfig.validate`), the
     run directory (writable: not a file, nor under one) and the tool's own flags. Returns
     the config."""
+    from ofa_tf.runs.directory import RunDirectory
+    from ofa_tf.training import build_method
+
     config = config_from_flags(flag_values)
     flag_checks.required("model_dir", flag_values.model_dir, "the run directory")
     RunDirectory(flag_values.model_dir).check_writable()
@@ -83,11 +85,16 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
 def _prepare() -> None:
     """Before TensorFlow's first op: every flag is checked, then the strategy exists
     (multi-worker collectives and logical CPU devices must be set up before it)."""
+    from ofa_tf.distribute import create_strategy
+
     config = check_flags()
     create_strategy(config.strategy, FLAGS.cpu_devices)
 
 
 def _main(argv: list[str]) -> None:
+    from ofa_tf.distribute import WorkerLost
+    from ofa_tf.runs.train import train
+
     config = check_flags()  # again: cheap, and `_prepare` runs once per process
     try:
         summary = train(config, FLAGS.model_dir, download=FLAGS.download)

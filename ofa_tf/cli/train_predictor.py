@@ -26,14 +26,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: see ofa_tf/cli/search.py
 
-from ofa_tf.cli import startup  # noqa: E402
-
-startup.load_tensorflow(start=True)  # first: silences TensorFlow's start-up output
+from ofa_tf.cli import startup  # noqa: E402 (first: takes the signals from the program's start)
 
 import json  # noqa: E402
 import random  # noqa: E402
 
-import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.cli import flag_checks  # noqa: E402
@@ -42,12 +39,8 @@ from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.interrupts import Interrupted, interruptible  # noqa: E402
 from ofa_tf import io  # noqa: E402
 from ofa_tf.io import atomic_write  # noqa: E402
-from ofa_tf.data import check_dataset_spec  # noqa: E402
-from ofa_tf.runs import RunDirectory  # noqa: E402
-from ofa_tf.runs.data_free import check_dataset, require_dataset  # noqa: E402
 from ofa_tf.search import (PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, fit_predictor,  # noqa: E402
-                           kendall_tau, spearman)
-from ofa_tf.search.measure import SubnetMeter  # noqa: E402
+                           kendall_tau, spearman)  # (no TensorFlow: ofa_tf/search)
 from ofa_tf.spaces import Arch, SearchSpace  # noqa: E402
 
 PROGRAM = "ofa-train-predictor"
@@ -103,6 +96,11 @@ def check_flags() -> tuple[SearchSpace, str]:
     """Every flag checked before any work (the supernet and its data load only after): counts
     and ranges, the measuring settings (`SubnetMeter.check_settings`), the run (trained), the
     output directory. Returns the run's space and the output directory."""
+    from ofa_tf.data import check_dataset_spec
+    from ofa_tf.runs import RunDirectory
+    from ofa_tf.runs.data_free import check_dataset, require_dataset
+    from ofa_tf.search.measure import SubnetMeter
+
     f = FLAGS
     if not f.num_archs >= 5:
         raise OfaError(f"--num_archs={f.num_archs}: expected at least 5")
@@ -129,6 +127,10 @@ def check_flags() -> tuple[SearchSpace, str]:
 
 
 def _main(argv: list[str]) -> None:
+    import keras
+
+    from ofa_tf.search.measure import SubnetMeter
+
     space, output_dir = check_flags()
     hidden = tuple(FLAGS.hidden)
     settings = {"split": FLAGS.split, "eval_images": FLAGS.eval_images,

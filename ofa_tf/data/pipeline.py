@@ -29,42 +29,14 @@ import tensorflow as tf
 
 from ofa_tf.data.decode import (ENCODINGS, PIXELS, DecodeFailures, ImageCount, centre_crop, decode_rgb,
                                 random_resized_crop, read, skip_undecodable)
+from ofa_tf.choices import (AUGMENTATIONS, CIFAR, IMAGENET, IMAGENET_MIN_SIZE, NONE,  # noqa: F401 (re-exported)
+                            check_augment, default_augment, parse_image_sizes)
 from ofa_tf.errors import OfaError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CALIBRATION_BATCH = 200
-IMAGENET, CIFAR, NONE = "imagenet", "cifar", "none"
-AUGMENTATIONS = (IMAGENET, CIFAR, NONE)
-IMAGENET_MIN_SIZE = 96  # the default augmentation is imagenet when the largest image size is at least this
 PAD = 4  # cifar augmentation: pixels of (reflect) padding before the random crop back to size
-
-
-def check_augment(augment: str | None) -> None:
-    """`augment` is one of `AUGMENTATIONS` (None: the default for the image size)."""
-    if augment is not None and augment not in AUGMENTATIONS:
-        raise OfaError(f"augment={augment}: expected one of {list(AUGMENTATIONS)}")
-
-
-def default_augment(image_sizes: Sequence[int]) -> str:
-    """imagenet when the largest training size is at least `IMAGENET_MIN_SIZE`, else cifar."""
-    return IMAGENET if max(image_sizes) >= IMAGENET_MIN_SIZE else CIFAR
-
-
-def parse_image_sizes(text: str) -> list[int]:
-    """One item of `--image_size`: a size (`224`) or an inclusive range `START:STOP:STEP`
-    (`128:224:32` -> 128, 160, 192, 224; OFA's 25 sizes are `128:224:4`)."""
-    parts = text.strip().split(":")
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise OfaError(f"image_size={text}: expected integers, or a range START:STOP:STEP") from None
-    if len(numbers) == 1:
-        return numbers
-    if len(numbers) != 3 or not (0 < numbers[0] <= numbers[1] and numbers[2] > 0):
-        raise OfaError(f"image_size={text}: expected a range START:STOP:STEP with 0 < START <= STOP and STEP > 0")
-    start, stop, step = numbers
-    return list(range(start, stop + 1, step))
 
 
 def check_validation_fraction(fraction: float) -> None:

@@ -1,15 +1,17 @@
 """Deployment: a trained run's subnet as `.tflite` (float32, float16, dynamic-range, int8,
-QAT int8), `.keras` and SavedModel, with a metadata JSON (docs/deployment.md)."""
+QAT int8), `.keras` and SavedModel, with a metadata JSON (docs/deployment.md).
 
-from ofa_tf.export.calibration import INT8_CALIBRATIONS
-from ofa_tf.export.exporter import FORMATS, ExportOptions, check_request, export_subnet, output_paths
-from ofa_tf.export.float16 import FLOAT16_MAX_DIFF, fit_float16, keras_to_float16
-from ofa_tf.export.graph import fold_gate_scales
-from ofa_tf.export.interpreter import OP_RESOLVERS, make_interpreter
-from ofa_tf.export.tflite import (MODES_NEEDING_DATA, QUANTIZE_MODES, TFLiteClassifier, compare_on, keras_to_tflite,
-                                  representative_dataset)
+Names load on first use (`ofa_tf.lazy`): `ExportOptions` and `OP_RESOLVERS` come without
+TensorFlow."""
 
-__all__ = ["ExportOptions", "FLOAT16_MAX_DIFF", "FORMATS", "INT8_CALIBRATIONS", "MODES_NEEDING_DATA", "OP_RESOLVERS",
-           "QUANTIZE_MODES", "TFLiteClassifier", "check_request", "compare_on", "export_subnet", "fit_float16",
-           "fold_gate_scales", "keras_to_float16", "keras_to_tflite", "make_interpreter", "output_paths",
-           "representative_dataset"]
+from ofa_tf.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "ofa_tf.export.options": ("ExportOptions", "FLOAT16_MAX_DIFF", "FORMATS", "INT8_CALIBRATIONS", "QUANTIZE_MODES"),
+    "ofa_tf.export.exporter": ("check_request", "export_subnet", "output_paths"),
+    "ofa_tf.export.float16": ("fit_float16", "keras_to_float16"),
+    "ofa_tf.export.graph": ("fold_gate_scales",),
+    "ofa_tf.export.interpreter": ("OP_RESOLVERS", "make_interpreter"),
+    "ofa_tf.export.tflite": ("MODES_NEEDING_DATA", "TFLiteClassifier", "compare_on", "keras_to_tflite",
+                             "representative_dataset"),
+})

@@ -2,11 +2,9 @@
 
 TFLite's calibrator gives every activation tensor the min and max it saw on the
 representative images, and int8 spreads 256 levels over that range. MobileNetV3 blocks
-have heavy-tailed outputs: on the max subnet of `runs/long/deps_cont` a stage-2 project
-conv's range is 155 standard deviations wide, so most values fall on a handful of levels
-(QuantizationDebugger: RMS error 0.18 of the tensor's spread there). More representative
-images only widen the ranges: 100 / 500 / 2000 images gave 92.7% / 92.2% / 90.9% top-1
-agreement on `runs/long/deps`.
+have heavy-tailed outputs: a project conv's range can span a hundred standard deviations
+or more, so most values fall on a handful of levels. More representative images only widen
+the ranges, and agreement with the float model falls as they grow (docs/deployment.md).
 
 `"mse"` (the default) keeps the converter but replaces each range before quantisation:
 1. the converter only calibrates (`_experimental_calibrate_only`): a float model whose
@@ -17,9 +15,8 @@ agreement on `runs/long/deps`.
    minimises the int8 rounding-plus-clipping error over the histogram; the model's
    outputs keep their full range (a clipped top logit would tie with the next);
 4. `mlir_quantize`, the converter's own last step, quantises with those ranges.
-On that run's max / min subnets (500 representative images, 2000 test images) this raised
-top-1 agreement with the float model from 93.2% / 96.9% to 96.25% / 97.5%, with accuracy
-drops of 0.8 / 0.25 points (docs/deployment.md).
+This raises top-1 agreement with the float model over the converter's ranges (the figures:
+docs/deployment.md, docs/results.md).
 
 `"minmax"` is the converter's result, unchanged.
 
@@ -42,9 +39,9 @@ import tensorflow as tf
 
 from ofa_tf.errors import OfaError
 from ofa_tf.export.interpreter import make_interpreter
+from ofa_tf.export.options import INT8_CALIBRATIONS
 from ofa_tf.native_logs import quiet_native_logs
 
-INT8_CALIBRATIONS = ("mse", "minmax")
 HISTOGRAM_BINS = 2048
 # Candidate range ends, as fractions of the calibrated min (low end) and max (high end).
 RANGE_FRACTIONS = np.linspace(0.05, 1.0, 39)

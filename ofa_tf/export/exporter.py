@@ -23,7 +23,6 @@ Outputs, for `--output=DIR/NAME.tflite`:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -38,69 +37,22 @@ from ofa_tf.data import PIXELS, check_dataset_spec, make_pipeline
 from ofa_tf.errors import OfaError
 from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.io import SPACE_ERRNOS, absolute, is_url, publish_tree, space_problem, unwritable_reason, write_bytes
-from ofa_tf.export.calibration import INT8_CALIBRATIONS, check_int8_calibration
-from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF, keras_to_float16
+from ofa_tf.export.calibration import check_int8_calibration
+from ofa_tf.export.float16 import keras_to_float16
 from ofa_tf.export import qat
-from ofa_tf.export.tflite import (MODES_NEEDING_DATA, QUANTIZE_MODES, TFLiteClassifier, check_quantize, compare_on,
+from ofa_tf.export.options import FORMATS, ExportOptions
+from ofa_tf.export.tflite import (MODES_NEEDING_DATA, TFLiteClassifier, check_quantize, compare_on,
                                   export_saved_model, keras_to_tflite, representative_dataset)
 from ofa_tf.profile import profile
-from ofa_tf.runs.config import setting
 from ofa_tf.runs.data_free import NO_DATASET, check_dataset, require_dataset, resolve_dataset
 from ofa_tf.runs.directory import RunDirectory, check_split
 from ofa_tf.spaces import Arch
 from ofa_tf.training.bn_recalibration import recalibrate_bn
 
-FORMATS = ("tflite", "keras", "saved_model")
-METADATA_VERSION = 1
+METADATA_VERSION = 2  # 2: bn_calibration_images (was bn_recalibration_images), as the flag is named
 # counts that must be positive when given (None: the default)
-POSITIVE_COUNTS = ("representative_images", "float16_check_images", "max_eval_images",
+POSITIVE_COUNTS = ("representative_images", "float16_check_images", "eval_images",
                    "qat_steps_per_epoch", "qat_batch_size")
-
-
-QUANTIZATION, DATA, QAT, OUTPUT, SUBNET = "quantization", "data", "quantization-aware training", "output", "subnet"
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportOptions:
-    """What to export and how (`ofa-export`'s flags are generated from these fields)."""
-
-    quantize: str = setting("none", f"One of {list(QUANTIZE_MODES)}: none (float32), float16 (float16 weights), "
-                            "dynamic (int8 weights), int8 (full integer), qat (quantisation-aware fine-tuning, "
-                            "then int8).", QUANTIZATION)
-    formats: tuple[str, ...] = setting(("tflite",), f"Files to write besides the metadata JSON: any of "
-                                       f"{list(FORMATS)}.", OUTPUT)
-    dataset: str | None = setting(None, "Data for BN recalibration, int8 calibration, QAT and accuracy, with the "
-                                  "supernet's classes (default: the run's own dataset; a run imported from OFA has "
-                                  "none here); 'none' skips recalibration and accuracy. Without data the model is "
-                                  "written with the checkpoint's BN statistics and no accuracy is checked.", DATA)
-    split: str = setting("validation", "Where accuracy is measured: validation or test.", DATA)
-    bn_calibration_images: int | None = setting(None, "Images for BN recalibration (default: the run's setting); 0 "
-                                                "keeps the checkpoint's BN statistics.", DATA)
-    representative_images: int = setting(500, "Training images that calibrate full-int8 ranges.", QUANTIZATION)
-    int8_calibration: str = setting(
-        "mse", f"Full-int8 activation ranges, one of {list(INT8_CALIBRATIONS)}: mse fits each range to the least "
-        "rounding + clipping error on the representative images (docs/deployment.md); minmax keeps the "
-        "converter's min / max.", QUANTIZATION)
-    float16_max_diff: float = setting(
-        FLOAT16_MAX_DIFF, "quantize=float16: bound on the max |logit difference| from float32, met by keeping the "
-        "layers whose float16 weights move the logits most in float32 (as few as needed; listed in the "
-        "metadata). Fitted to half the bound on float16_check_images training images, leaving room for unseen "
-        "ones (ofa_tf/export/float16.py). 0: every weight float16.", QUANTIZATION)
-    float16_check_images: int = setting(
-        FLOAT16_CHECK_IMAGES, "Training images float16_max_diff is fitted on. The worst case comes from rare "
-        "images: 500 undershot the unseen worst case by 2-3x, 5000 by 5-30% (docs/deployment.md).", QUANTIZATION)
-    max_eval_images: int | None = setting(None, "Measure accuracy on at most this many images (default: all).",
-                                          DATA)
-    qat_epochs: int = setting(2, "Quantisation-aware fine-tuning epochs (quantize=qat).", QAT)
-    qat_steps_per_epoch: int | None = setting(
-        None, "QAT steps per epoch (default: one pass over the training split).", QAT)
-    qat_learning_rate: float = setting(1e-3, "Peak learning rate of QAT fine-tuning (cosine decay).", QAT)
-    qat_distillation: float = setting(
-        0.0, "QAT loss: this weight x distillation from the float subnet's logits + (1 - weight) x label "
-        "cross-entropy; 1: distillation only, 0: labels only.", QAT)
-    qat_batch_size: int = setting(64, "QAT fine-tuning batch size.", QAT)
-    seed: int = setting(0, "Seed of a random subnet (arch random).", SUBNET)
-    verbose: int = 1  # progress output (not a flag)
 
 
 def output_paths(output: str, formats: Sequence[str]) -> dict[str, str]:
@@ -181,7 +133,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
     n_calibration = (saved.config.bn_calibration_images if options.bn_calibration_images is None
                      else options.bn_calibration_images)
     if spec is not None:
-        data = directory.evaluation_data(saved, res, split=options.split, max_images=options.max_eval_images,
+        data = directory.evaluation_data(saved, res, split=options.split, eval_images=options.eval_images,
                                          bn_calibration_images=n_calibration,
                                          dataset=options.dataset)  # given: checked for its classes
         if n_calibration:
@@ -248,7 +200,7 @@ def export_subnet(model_dir: str, arch_spec: Any, output: str, options: ExportOp
         "num_classes": supernet.num_classes,
         "macs": cost["macs"], "params": cost["params"],
         "tflite_bytes": len(tflite_bytes),
-        "bn_recalibration_images": n_calibration if data is not None else 0,
+        "bn_calibration_images": n_calibration if data is not None else 0,
         "accuracy_checked": comparison is not None,
         "accuracy": None if comparison is None else {"split": options.split, **comparison},
         "qat": {"epochs": options.qat_epochs, "steps_per_epoch": qat_steps, "learning_rate": options.qat_learning_rate,

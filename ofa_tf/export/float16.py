@@ -2,12 +2,9 @@
 
 TFLite's float16 mode stores every float weight as float16 behind a DEQUANTIZE op, so the
 model computes in float32 from weights rounded by up to 2^-11 of their size. Almost all of
-that rounding is harmless, but one early layer can carry nearly all of the error: on the
-max subnet of `runs/long/deps_cont` plain float16 is off by 0.0295 in the logits (2000 test
-images), and rounding only the first block's depthwise conv (144 weights with folded BN
-scales up to 10.5, and 16 biases) is off by 0.0287 by itself (500 of them); no other layer
-alone reaches 0.01. Keeping that one layer's weights in float32 (+272 bytes on 12.9 MB)
-gives 0.0035 (docs/deployment.md).
+that rounding is harmless, but one early layer can carry nearly all of the error (a small
+depthwise conv whose folded BN scales are large), and keeping that one layer's weights in
+float32, a few hundred bytes, removes most of it (docs/deployment.md).
 
 `fit_float16` finds such layers on images:
 1. float32 and float16 are converted from the same SavedModel (`keras_to_float16`), and
@@ -24,13 +21,10 @@ DEQUANTIZE ops are dropped; everything else stays as the converter wrote it.
 
 The check images stand in for unseen ones, and the largest errors come from rare inputs, so
 the fit needs thousands of images and a margin: it brings the error on the check images
-within `FLOAT16_MARGIN` x the bound. On the max subnet of `runs/long/deps_cont2`:
-- with the stem conv kept float32, the max |logit difference| over 500 training images was
-  0.0061, over 2000 0.0099, over 5000 0.0159, and over the 10 000 test images 0.0169;
-- fitted to 0.01 on 5000 training images (4 layers kept): 0.0080 on them, 0.0103 on test.
-So 500 images undershot the unseen worst case by 2-3x, and 5000 by 5-30%; the margin of 2
-covers that. The images are streamed in batches (`ImageBatches`), so a large resolution
-needs no array of all of them.
+within `FLOAT16_MARGIN` x the bound. The worst case over more images only grows, and a
+few hundred check images undershot the unseen worst case by more than thousands did
+(docs/deployment.md); the margin covers what thousands still miss. The images are
+streamed in batches (`ImageBatches`), so a large resolution needs no array of all of them.
 """
 
 from __future__ import annotations
@@ -44,11 +38,10 @@ import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.export.graph import fold_gate_scales
+from ofa_tf.export.options import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF  # noqa: F401 (re-exported)
 from ofa_tf.export.tflite import TFLiteClassifier, saved_model_to_tflite, scratch_saved_model
 from ofa_tf.interrupts import raise_if_interrupted
 
-FLOAT16_MAX_DIFF = 1e-2  # the default bound on max |logit difference| from float32
-FLOAT16_CHECK_IMAGES = 5000  # training images the bound is checked on (module docstring: why so many)
 FLOAT16_MARGIN = 0.5  # fit to this share of the bound on the check images, for unseen ones
 SENSITIVITY_IMAGES = 64  # images each layer's share is measured on
 _BATCH = 100

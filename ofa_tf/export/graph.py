@@ -4,18 +4,17 @@
 The converter folds the `+ 3` into the conv's bias and the ReLU6 into the conv, but keeps
 the `/ 6` as a multiply by the constant 1/6. A float16 model stores that constant as
 float16 too (0.16663, 2.4e-4 low). Every gate of every block is then off in the same
-direction, so the error adds up instead of averaging out. On the max subnet of a DεpS run
-(`runs/long/deps`, 2000 test images) that constant alone moved the logits by up to 0.028,
-nearly all of the float16 model's 0.029; folded, the model's error fell to 0.011. On the
-run continued from it, 0.063 fell to 0.030.
+direction, so the error adds up instead of averaging out: on trained subnets that constant
+alone made nearly all of the float16 model's logit error, and folding it leaves about what
+rounding the weights themselves costs (docs/deployment.md).
 
 Written as `min(relu(conv'(s)), 1)`, with the kernel divided by 6 and the bias `(b + 3) / 6`,
 the gate computes the same function (float32 TFLite within 1e-5), and the only constant
 left (1) is exact in float16.
 
 Only float16 conversion uses it (`keras_to_tflite`). Float32 and full-int8 models came out
-the same with and without it (int8 top-1 agreement 93.0% vs 93.2% on 2000 images), and the
-folded gate runs two small ops (RELU, MINIMUM) where the original runs one (MUL).
+the same with and without it (docs/deployment.md), and the folded gate runs two small ops
+(RELU, MINIMUM) where the original runs one (MUL).
 
 `batch_norm_producers` / `folded_batch_norm_weights`: the BNs that follow a conv or dense
 layer, and that layer's kernel and bias with the BN folded in. QAT fine-tunes the folded

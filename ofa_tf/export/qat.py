@@ -7,9 +7,9 @@ epochs and converted. tfmot has no quantize config for hard-swish / hard-sigmoid
 activations or `Multiply` (squeeze-excite), so they become small tf_keras layers with an
 output-only quantize config; the converter then emits TFLite's HARD_SWISH op.
 
-Each BN is folded into the conv before it first (`quantize_model`): on the max subnet of
-`runs/long/deps_cont3`, 2 x 400 fine-tuning steps gave 85.37% int8 accuracy folded against
-84.55% unfolded (post-training int8: 84.62%; docs/deployment.md).
+Each BN is folded into the conv before it first (`quantize_model`), so QAT fake-quantises
+the kernels the converter writes: folded, the fine-tuned int8 model was more accurate than
+unfolded, which fell below post-training int8 (docs/results.md).
 
 Importing tfmot sets TF_USE_LEGACY_KERAS=1 for the process (after which `tf.keras` is
 tf_keras), so this module imports it lazily and the project never uses `tf.keras`.
@@ -232,10 +232,9 @@ def fine_tune(qat_model, batches: tf.data.Dataset, epochs: int, steps_per_epoch:
 
     With a `teacher` (the float subnet the int8 model stands in for), the history also has
     the top-1 agreement with it, and the loss is `distillation` x soft cross-entropy from
-    the teacher's logits + (1 - `distillation`) x label cross-entropy. Measured on the
-    `runs/long/deps_cont3` subnets (docs/deployment.md): distillation only raised the int8
-    model's agreement with the float one (max 96.30% -> 97.42%, min 96.47% -> 97.12%) but
-    lowered its accuracy (84.62% -> 84.56%, 83.13% -> 82.84%), hence labels only by default.
+    the teacher's logits + (1 - `distillation`) x label cross-entropy. Distillation raised
+    the int8 model's agreement with the float one but lowered its accuracy (docs/results.md),
+    hence labels only by default.
     """
     tfk = _tfk()
     check_fine_tuning(epochs, steps_per_epoch, learning_rate, distillation)

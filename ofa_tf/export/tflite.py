@@ -37,10 +37,10 @@ from ofa_tf.evaluation import inference_logits
 from ofa_tf.export.calibration import convert_int8
 from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.export.interpreter import make_interpreter
+from ofa_tf.export.options import QUANTIZE_MODES
 from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.native_logs import quiet_native_logs
 
-QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
 # Modes that need training images: a representative set (int8) or fine-tuning data (qat).
 MODES_NEEDING_DATA = ("int8", "qat")
 

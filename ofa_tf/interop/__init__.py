@@ -1,11 +1,14 @@
 """Interoperation with OFA's PyTorch code (arXiv:1908.09791): its published supernets as
 run directories and back, tensor by tensor. Only `ofa_tf.interop.torch_files` imports
-torch, an optional dependency; `import ofa_tf` never does."""
+torch, an optional dependency; `import ofa_tf` never does.
 
-from ofa_tf.interop.mapping import export_state_dict, import_state_dict, tensor_slots
-from ofa_tf.interop.nets import NETS, OfaNet, get_net, net_of_space, ofa_space
-from ofa_tf.interop.runs import export_run, import_run
-from ofa_tf.interop.specialized import import_specialized
+Names load on first use (`ofa_tf.lazy`): the nets (`NETS`) come without TensorFlow."""
 
-__all__ = ["NETS", "OfaNet", "export_run", "export_state_dict", "get_net", "import_run", "import_specialized",
-           "import_state_dict", "net_of_space", "ofa_space", "tensor_slots"]
+from ofa_tf.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "ofa_tf.interop.mapping": ("export_state_dict", "import_state_dict", "tensor_slots"),
+    "ofa_tf.interop.nets": ("NETS", "OfaNet", "get_net", "net_of_space", "ofa_space"),
+    "ofa_tf.interop.runs": ("export_run", "import_run"),
+    "ofa_tf.interop.specialized": ("import_specialized",),
+})

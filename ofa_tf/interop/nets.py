@@ -30,6 +30,8 @@ class OfaNet:
     bn_epsilon: float  # OFA's BN epsilon for the net (its `bn_param` default)
 
 
+DEFAULT_RESOLUTION = 224  # the input size of a specialised net whose run.config does not give one
+
 NETS = {n.net_id: n for n in (
     OfaNet("ofa_mbv3_d234_e346_k357_w1.0", "ofa_mbv3", 1.0, 1e-5),
     OfaNet("ofa_mbv3_d234_e346_k357_w1.2", "ofa_mbv3", 1.2, 1e-5),

@@ -29,7 +29,6 @@ from ofa_tf.models import Supernet
 from ofa_tf.spaces import Arch, SearchSpace
 
 NET_CONFIG, WEIGHTS, RUN_CONFIG = "net.config", "init", "run.config"
-DEFAULT_RESOLUTION = 224
 
 
 def read_specialized_config(directory: str, flag: str = "specialized") -> tuple[dict[str, Any], int | None]:

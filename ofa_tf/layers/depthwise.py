@@ -8,16 +8,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf.choices import KERNEL_MODES, check_kernel_mode  # noqa: F401 (re-exported)
 from ofa_tf.errors import OfaError
 from ofa_tf.layers.base import ElasticLayer, channels_of, leading, padded_conv
 
-KERNEL_MODES = ("center_crop", "transform")
-
-
-def check_kernel_mode(kernel_mode: str) -> None:
-    """`kernel_mode` must be one of `KERNEL_MODES` (centre crop, or OFA's learned transform)."""
-    if kernel_mode not in KERNEL_MODES:
-        raise OfaError(f"kernel_mode={kernel_mode!r}: expected one of {list(KERNEL_MODES)}")
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")

@@ -5,6 +5,10 @@ a flag of the same name, default and help, so a setting is spelled once. `valida
 every check of a setting's value or combination; it runs before a run touches data or
 disk. Messages name the field (`epochs=0: expected ...`); the command line words them as
 flags (`--epochs=0: ...`).
+
+Importing this module loads no TensorFlow (the choices come from `ofa_tf.choices`; the
+library's checks are imported when `validate` runs), so ofa-train's `--help` lists these
+settings at once.
 """
 
 from __future__ import annotations
@@ -14,19 +18,12 @@ import json
 import math
 from typing import Any
 
-from ofa_tf.data.pipeline import (AUGMENTATIONS, IMAGENET_MIN_SIZE, check_augment, check_validation_fraction,
-                                  default_augment, parse_image_sizes)
-from ofa_tf.data.semi_supervised import REST
-from ofa_tf.data.sources import check_dataset_spec, check_label_offset
-from ofa_tf.distribute import STRATEGIES, check_strategy
+from ofa_tf.choices import (AUGMENTATIONS, IMAGENET_MIN_SIZE, KERNEL_MODES, LR_SCHEDULES, METHODS, PRECISIONS,
+                            STRATEGIES, check_augment, check_kernel_mode, check_precision, check_strategy,
+                            default_augment, parse_image_sizes)
 from ofa_tf.errors import OfaError
 from ofa_tf.io import isdir, isfile, unwritable_reason
-from ofa_tf.layers import KERNEL_MODES, check_kernel_mode
-from ofa_tf.models.supernet import check_dropout
 from ofa_tf.spaces import SPACES, get_space
-from ofa_tf.training import LR_SCHEDULES, PRESETS, build_method
-from ofa_tf.training.model import check_loss_settings
-from ofa_tf.training.precision import PRECISIONS, check_precision
 from ofa_tf.values import is_finite_number, is_int, shown
 
 # settings a resumed run may change: how it runs, not what it computes
@@ -77,7 +74,7 @@ def check_init_checkpoint_path(path: str) -> None:
 class RunConfig:
     """Everything that defines a run (what `config.json` holds under "run")."""
 
-    method: str = setting("deps", f"Training method preset: one of {sorted(PRESETS)}.", METHOD)
+    method: str = setting("deps", f"Training method preset: one of {sorted(METHODS)}.", METHOD)
     space: str = setting("ofa_mbv3", f"Search space: one of {sorted(SPACES)}, or a JSON file of a space's "
                          "config.", SPACE)
     width_mult: float = setting(1.0, "Channel width multiplier of the space (OFA uses 1.0 and 1.2).", SPACE)
@@ -227,7 +224,15 @@ class RunConfig:
         strategy (`create_strategy`), the validation split (`split_validation`), the model's
         dropout (`check_dropout`), kernel mode (`check_kernel_mode`), distillation and FixMatch
         settings (`check_loss_settings`). They run here too, so a bad setting stops a run
-        before it loads any data."""
+        before it loads any data.
+
+        Those checks are imported here, not at the top: this module is the flag list of
+        ofa-train and ofa-check-data, read before TensorFlow loads (their `--help`)."""
+        from ofa_tf.data.pipeline import check_validation_fraction
+        from ofa_tf.models.supernet import check_dropout
+        from ofa_tf.training import build_method
+        from ofa_tf.training.model import check_loss_settings
+
         for ok, message in self._checks():
             if not ok:
                 raise OfaError(message)
@@ -248,6 +253,9 @@ class RunConfig:
 
     def _check_data(self) -> None:
         """The dataset specs (kind, and that the file or directory exists), the TFDS directory."""
+        from ofa_tf.data.semi_supervised import REST
+        from ofa_tf.data.sources import check_dataset_spec, check_label_offset
+
         check_label_offset(self.label_offset, self.dataset)
         check_dataset_spec(self.dataset, "dataset")
         if self.unlabelled_dataset is not None and self.unlabelled_dataset != REST:

@@ -241,7 +241,7 @@ class RunDirectory:
         return model, saved
 
     def evaluation_data(self, saved: SavedRun, resolution: int, *, split: str = "validation",
-                        max_images: int | None = None, bn_calibration_images: int | None = None,
+                        eval_images: int | None = None, bn_calibration_images: int | None = None,
                         dataset: str | None = None) -> EvaluationData:
         """BN-calibration and evaluation batches at `resolution`, made once per tool so every
         subnet is measured on the same images.
@@ -249,7 +249,8 @@ class RunDirectory:
         The validation split is the run's own (its `validation_fraction` and `seed`), so the
         images were never trained on; `split="test"` uses the dataset's test split. `dataset`
         replaces the run's dataset spec. `bn_calibration_images=0`: no calibration batches
-        (subnets keep the checkpoint's BN statistics).
+        (subnets keep the checkpoint's BN statistics). `eval_images`: evaluate on at most this
+        many images (None: all).
 
         Whatever the data, its class count must be the supernet's (`check_classes`); the
         run's own dataset must also match the fingerprint config.json recorded
@@ -262,8 +263,8 @@ class RunDirectory:
         count = c.bn_calibration_images if bn_calibration_images is None else bn_calibration_images
         if count < 0:
             raise OfaError(f"bn_calibration_images={count}: expected a number >= 0 (0: keep the BN statistics)")
-        if max_images is not None and max_images <= 0:
-            raise OfaError(f"max_eval_images={max_images}: expected a positive number")
+        if eval_images is not None and eval_images <= 0:
+            raise OfaError(f"eval_images={eval_images}: expected a positive number")
         spec = dataset or c.dataset
         try:
             data = load_dataset(spec, c.data_dir, label_offset=c.label_offset if spec.startswith("tfrecord:") else 0)
@@ -287,8 +288,8 @@ class RunDirectory:
         if split == "test" and data.test is None:
             raise OfaError(f"split=test: dataset {data.name} has no test split")
         eval_split = data.test if split == "test" else validation_split
-        if max_images:
-            eval_split = eval_split.take(max_images)
+        if eval_images:
+            eval_split = eval_split.take(eval_images)
         images = dict(augmentation=c.augmentation, encoding=data.encoding)
         calibration = calibration_images(train_split, resolution, count, c.seed + 1, **images) if count else []
         evaluation = evaluation_batches(eval_split, EVALUATION_BATCH, resolution, **images)

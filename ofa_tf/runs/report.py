@@ -42,9 +42,8 @@ class EpochReport(keras.callbacks.Callback):
 
     Times: `seconds` is the whole epoch (training steps and this evaluation); `train_seconds`
     its training steps only; `first_step_seconds`, in the first epoch a process runs, its
-    first step, which includes tracing the train step (about 10 s for ofa_mbv3 at 32 px on 2
-    cores, paid once). The max and min subnets are extracted once and refreshed each epoch
-    (`ArchEvaluator`).
+    first step, which includes tracing the train step (paid once). The max and min subnets
+    are extracted once and refreshed each epoch (`ArchEvaluator`).
     `skipped_images`: the image files this process's input pipelines have skipped so far
     because they did not decode (`DecodeFailures`; each file counted once).
     """

@@ -2,7 +2,7 @@
 
 A search asks "does this arch fit the budget?" tens of thousands of times (OFA's evolution:
 100 x 500 children, each drawn by rejection sampling), so a cost model must answer in
-microseconds. `ofa_tf.profile.profile` validates and walks the whole arch (~0.3 ms), so
+microseconds. `ofa_tf.profile.profile` validates and walks the whole arch each call, so
 `ArchCostTable` gives the same MACs / params from the same `ofa_tf.spaces.costs.block_cost`,
 memoised by the few values a block depends on (the arguments of `block_plan`: stage, slot,
 input side, in/out width, kernel, expand); `tests/test_search_costs.py` checks it equals
@@ -31,15 +31,6 @@ class LatencyPredictor(Protocol):
     """What a latency cost model needs: the deployment work's `LatencyTable` fits."""
 
     def predict_ms(self, arch: Arch) -> float: ...
-
-
-class CostModel(Protocol):
-    """A cost of an arch: `name` is the result key ("macs", "params", "latency_ms")."""
-
-    name: str
-    unit: str
-
-    def __call__(self, arch: Arch) -> float: ...
 
 
 class ArchCostTable:

@@ -54,7 +54,7 @@ class SubnetMeter:
     def _data_at(self, resolution: int) -> EvaluationData:
         if resolution not in self._data:
             self._data[resolution] = self.directory.evaluation_data(
-                self.saved, resolution, split=self.settings["split"], max_images=self.settings["eval_images"],
+                self.saved, resolution, split=self.settings["split"], eval_images=self.settings["eval_images"],
                 bn_calibration_images=self.settings["bn_calibration_images"],
                 dataset=self.dataset)
         return self._data[resolution]

@@ -6,8 +6,8 @@ Input: the space's `ArchEncoder` (`SearchSpace.encoder`: OFA's one-hot layout). 
   BN-recalibrated accuracies. OFA trained it on ~16k measured subnets.
 - "linear": ridge regression on the same encoding (the MLP with no hidden layer), solved
   in closed form, its L2 strength picked by the exact leave-one-out error. With the few
-  hundred subnets a 2-core machine can measure it ranks better: on 300 subnets of
-  `runs/long/deps`, 5-fold CV Spearman 0.69-0.70 against the MLP's 0.64-0.65.
+  hundred subnets a small machine can measure it ranked better than the MLP by cross-validated
+  Spearman (docs/results.md).
 `fit_predictor(kind="auto")` picks between them by K-fold CV Spearman on the training archs
 alone, so a held-out figure stays honest. Predictors rank subnets; they are not calibrated.
 

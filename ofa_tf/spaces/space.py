@@ -114,10 +114,6 @@ class SearchSpace:
     def num_stages(self) -> int:
         return len(self.stages)
 
-    @property
-    def num_block_slots(self) -> int:
-        return sum(s.max_depth for s in self.stages)
-
     def with_resolutions(self, resolutions: Sequence[int]) -> "SearchSpace":
         """The same space trained at other input sizes (e.g. 32 for small datasets)."""
         resolutions = tuple(sorted({int(r) for r in resolutions}))

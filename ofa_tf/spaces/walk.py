@@ -11,7 +11,6 @@ static extraction all read it, so they cannot disagree.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 from ofa_tf.spaces.arch import Arch
 from ofa_tf.spaces.divisible import expanded_channels, squeeze_channels
@@ -101,10 +100,3 @@ def plan(space: SearchSpace, arch: Arch) -> ArchPlan:
     return ArchPlan(resolution=arch.resolution, stem_size=stem_size, stem_width=arch.stem_width,
                     blocks=tuple(blocks), feature_size=size, final_expand_width=final, head_width=arch.head_width,
                     feature_width=feature, head_bias=space.head_bias)
-
-
-def iter_block_slots(space: SearchSpace) -> Iterator[tuple[int, int]]:
-    """(stage, block) for every block slot of the supernet, in order."""
-    for s, stage in enumerate(space.stages):
-        for b in range(stage.max_depth):
-            yield s, b

@@ -25,15 +25,14 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
 
 
 # Keras runs a functional model eagerly by keeping every intermediate tensor of a call until
-# the call returns: a batch of 200 images at 224 px through a MobileNetV3 holds ~20 GB. A
+# the call returns, so a large batch at ImageNet sizes holds tens of GB (docs/results.md). A
 # tf.function frees each tensor after its last use. Calls on more pixels than this run as a
 # tf.function (one trace per model and image size, seconds, paid once per subnet); smaller
 # ones eagerly (no trace, so evaluating many subnets at small sizes stays cheap).
 EAGER_PIXELS = 64 * 112 * 112
 # A recalibration over this many images or more runs as a tf.function whatever the image size:
-# its one trace (a forward pass, about a second without Grappler) costs less than running ten
-# batches eagerly (2,000 images at 32 px through ofa_mbv3's max net: 2.7 s as a graph, trace
-# included, against 5.0 s eagerly; 500 images: 1.6 s either way).
+# its one trace (a single forward pass) costs less than running that many images eagerly
+# (docs/results.md times both ways), while at half as many the two came out even.
 GRAPH_MIN_IMAGES = 1000
 
 
@@ -109,10 +108,3 @@ def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000,
         layer.moving_mean.assign((mean_sum / batches).astype(np.float32))
         layer.moving_variance.assign((variance_sum / batches).astype(np.float32))
     return seen
-
-
-def cumulative_statistics(batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Reference: mean of the per-batch means and of the per-batch (biased) variances."""
-    means = [b.reshape(-1, b.shape[-1]).mean(0) for b in batches]
-    variances = [b.reshape(-1, b.shape[-1]).var(0) for b in batches]
-    return np.mean(means, 0), np.mean(variances, 0)

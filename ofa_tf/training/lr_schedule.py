@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
+from ofa_tf.choices import LR_SCHEDULES
 from ofa_tf.errors import OfaError
 
-LR_SCHEDULES = ("run", "phase")
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")

@@ -22,16 +22,9 @@ from typing import Iterator
 
 import keras
 
-from ofa_tf.errors import OfaError
+from ofa_tf.choices import PRECISIONS, check_precision  # noqa: F401 (re-exported)
 
-PRECISIONS = ("none", "bfloat16", "float16")
 _POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-def check_precision(precision: str) -> None:
-    """`precision` is one of `PRECISIONS`."""
-    if precision not in PRECISIONS:
-        raise OfaError(f"mixed_precision={precision}: expected one of {list(PRECISIONS)}")
 
 
 def needs_loss_scaling(precision: str) -> bool:

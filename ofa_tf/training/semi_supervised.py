@@ -3,7 +3,7 @@ in-place distillation on labelled and unlabelled images for the subnets.
 
 A semi-supervised batch is `({LABELLED: x_l, WEAK: w[x_u], STRONG: s[x_u]}, y_l)`: the
 labelled images (weakly augmented), and two views of the same unlabelled images, weak
-(flip + pad-crop) and strong (+ RandAugment + Cutout, `ofa_tf.augment`). One step:
+(flip + pad-crop) and strong (+ RandAugment + Cutout, `ofa_tf.data.augment`). One step:
 
   max net:  CE_ls(θ_max(x_l), y_l) + λ_u · FixMatch
             FixMatch = 1/B_u Σ_u δ_u · CE_ls(θ_max(s[x_u]), ŷ_u),
