@@ -35,6 +35,7 @@ from ofa_tf.errors import OfaError
 from ofa_tf.io import atomic_write, isfile, local_copy, makedirs, write_json
 from ofa_tf.search.encoding import space_fingerprint
 from ofa_tf.spaces import Arch, SearchSpace
+from ofa_tf.values import is_finite_number
 
 PREDICTOR_DIR = "predictor"
 WEIGHTS_FILE = "predictor.npz"
@@ -281,7 +282,7 @@ def _check_saved(path: str, header: Any, layers: list[tuple[np.ndarray, np.ndarr
         raise bad("header", "expected a JSON object")
     for key in ("base", "scale"):
         value = header.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        if not is_finite_number(value):
             raise bad(f"header.{key}", f"expected a finite number, got {str(value)[:40]}")
     if header.get("info") is not None and not isinstance(header["info"], dict):
         raise bad("header.info", "expected a JSON object")
@@ -297,14 +298,6 @@ def _check_saved(path: str, header: Any, layers: list[tuple[np.ndarray, np.ndarr
     if inputs != 1:
         raise bad(f"w{len(layers) - 1}", f"the last layer has {inputs} outputs; expected 1")
     return float(header["base"]), float(header["scale"]), header.get("info")
-
-
-def _finite(value: int | float) -> bool:
-    """Whether a JSON number is a finite float (an integer of 400 digits overflows one)."""
-    try:
-        return bool(np.isfinite(float(value)))
-    except OverflowError:
-        return False
 
 
 def _forward(layers, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
