@@ -41,21 +41,23 @@ def make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, arch=No
     Args:
       optimizer: built here on the model's trainable variables (slot variables made outside
         the trace: no second trace).
-      arch: an encoded arch (`Supernet.encode_arch`) the step always runs: `step(x, y)`.
+      arch: an encoded arch (`Supernet.arch_tensor`) the step always runs: `step(x, y)`.
         Without it, `step(x, y)` runs the model as it is (a static Keras model, or the
         supernet's max net), and `step(x, y, arch)` runs the encoded `arch` passed at call
         time (one trace serves every arch).
       traces: a list that gets one entry each time the step is traced.
       loss_fn: `(labels, logits) -> loss`; default sparse categorical cross-entropy on logits.
 
-    When the step runs an arch and the optimizer has `skip_masks` (`ReferenceSGD`), the blocks
-    that subnet skipped get no update (`Supernet.unused_variable_masks`), as PyTorch's SGD
-    leaves a parameter without gradient; a weight the subnet uses in part is updated whole.
+    When the step runs an arch and the optimizer freezes unused parameters
+    (`ReferenceSGD(unused_parameters="freeze")`), the blocks that subnet skipped get no update
+    (`Supernet.unused_variable_masks`), as PyTorch's SGD leaves a parameter without gradient; a
+    weight the subnet uses in part is updated whole. By default (`"update"`) every weight takes
+    the step, the skipped ones with a zero gradient, as the references' runtime does.
     """
     loss_fn = loss_fn or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     variables = model.trainable_variables
     optimizer.build(variables)
-    masked = hasattr(optimizer, "skip_masks")
+    masked = getattr(optimizer, "unused_parameters", None) == "freeze"
 
     def step(x, y, *call_arch):
         if traces is not None:

@@ -1,8 +1,18 @@
-"""Every training preset at one step budget on the full Fashion-MNIST, compared as the papers do.
+"""Every training preset on the full Fashion-MNIST, compared as the papers do.
 
   python benchmarks/compare_methods.py [--data=tfds:fashion_mnist --download] \
       [--methods=deps,bignas,bignas_unclipped,ofa,compofa,fofa,full] [--seeds=0,1] \
-      [--epochs=3] [--steps_per_epoch=50] [--output_dir=runs/methods]
+      [--budget=steps|paper] [--epochs=3] [--steps_per_epoch=50] [--output_dir=runs/methods]
+
+Budgets:
+  steps  every method trains --epochs x --steps_per_epoch steps (the same number of steps).
+  paper  every method trains for its paper's epochs scaled by one factor, as the DεpS paper
+         compares them (arXiv:2407.06167, Table 2: DεpS 270, OFA 605, CompOFA 330, BigNAS 400
+         epochs; fOFA 185, its paper's Table 1; the static `full` baseline OFA's 180-epoch
+         teacher): --epochs epochs of --steps_per_epoch x PAPER_EPOCHS[method] / 270 steps each,
+         so DεpS trains --epochs x --steps_per_epoch steps and the others in proportion. Cost is
+         reported beside accuracy, as the paper's table does (its epochs, GPU minutes per epoch
+         and total GPU hours): the steps, the subnet passes and the step time.
 
 (or `python -m benchmarks.compare_methods ...`, from a checkout with ofa_tf installed.)
 --data takes any ofa-train --dataset, e.g. idx:DIR for Fashion-MNIST's *-ubyte.gz files.
@@ -22,6 +32,8 @@ range, max - min over 2; as the DεpS paper, arXiv:2407.06167, does in §5.1):
   train_s           sum of the per-epoch times in metrics.csv;
   steps_s           the training steps alone: train_s less the per-epoch evaluation and the
                     first step (which traces the train step: minutes, paid once per process);
+  steps             training steps (the budget);
+  step_ms           steps_s per step (the first, traced, step left out): the cost of a step;
   subnet_passes     forward+backward passes the method's phases ask for (steps x subnets
                     trained per step): the machine-independent cost;
   max_acc / min_acc test accuracy of the max / min subnet;
@@ -54,8 +66,8 @@ from absl import flags  # noqa: E402
 from ofa_tf.data import calibration_images, load_dataset, make_pipeline, split_validation  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.evaluation import evaluate_archs  # noqa: E402
-from ofa_tf.profile import profile  # noqa: E402
-from ofa_tf.reports import cost_buckets, mean_pareto_accuracy  # noqa: E402
+from ofa_tf.spaces import profile  # noqa: E402
+from ofa_tf.search.pareto import cost_buckets, mean_pareto_accuracy  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.spaces import get_space  # noqa: E402
 from ofa_tf.training.methods import Method  # noqa: E402
@@ -66,6 +78,11 @@ METHODS = {name: (name, ()) for name in ("deps", "bignas", "ofa", "full", "fofa"
 METHODS["bignas_unclipped"] = ("bignas", ("--grad_clip_mode=none",))
 DEFAULT_METHODS = ("deps", "bignas", "bignas_unclipped", "ofa", "compofa", "fofa", "full")
 MEASURE_SEED = 0  # validation split, calibration images and random archs: the same for every run
+# each preset's training epochs in its paper (--budget=paper): the DεpS paper's Table 2 (DεpS, OFA,
+# CompOFA, BigNAS on ImageNet-1k), fOFA's Table 1, and OFA's teacher for the static baseline
+PAPER_EPOCHS = {"deps": 270, "ofa": 605, "compofa": 330, "bignas": 400, "fofa": 185, "full": 180}
+PAPER_UNIT = PAPER_EPOCHS["deps"]  # --steps_per_epoch is DεpS's; the others scale from it
+BUDGETS = ("steps", "paper")
 TIMING_FILE = "benchmark_timing.json"
 NOT_SETTINGS = ("download",)  # how the data is fetched, not what is compared
 
@@ -75,8 +92,11 @@ flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing tf
 flags.DEFINE_list("methods", list(DEFAULT_METHODS), f"Methods to compare: some of {sorted(METHODS)}.")
 flags.DEFINE_string("space", "ofa_mbv3", "Space of every method but compofa and fofa (CompOFA's coupled space).")
 flags.DEFINE_integer("image_size", 32, "Input resolution.")
+flags.DEFINE_enum("budget", "steps", BUDGETS, "steps: every method trains --epochs x --steps_per_epoch steps; paper: "
+                  "each its paper's epochs scaled by one factor (DεpS --steps_per_epoch, the others x their paper's "
+                  "epochs / 270).")
 flags.DEFINE_integer("epochs", 3, "Training epochs of every method.")
-flags.DEFINE_integer("steps_per_epoch", 50, "Steps per epoch of every method.")
+flags.DEFINE_integer("steps_per_epoch", 50, "Steps per epoch of every method (--budget=paper: of DεpS).")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_float("learning_rate", None, "Peak learning rate of every method (default: each preset's, scaled "
                    "by the batch size as its reference code scales it).")
@@ -87,8 +107,8 @@ flags.DEFINE_integer("calibration_images", 500, "BN-recalibration images per sub
 flags.DEFINE_string("output_dir", os.path.join(ROOT, "runs", "methods"), "Where the runs and compare.json go.")
 flags.DEFINE_bool("remeasure", False, "Measure methods again even if OUTPUT_DIR/compare.json has their results.")
 FLAGS = flags.FLAGS
-SETTINGS = ("data", "methods", "space", "image_size", "epochs", "steps_per_epoch", "batch_size", "learning_rate",
-            "seeds", "num_random", "eval_images", "calibration_images", "output_dir", "remeasure")
+SETTINGS = ("data", "methods", "space", "image_size", "budget", "epochs", "steps_per_epoch", "batch_size",
+            "learning_rate", "seeds", "num_random", "eval_images", "calibration_images", "output_dir", "remeasure")
 
 
 COUPLED_SPACE_METHODS = ("compofa", "fofa")  # defined on CompOFA's coupled space (their papers)
@@ -99,12 +119,20 @@ def settings() -> dict:
     return {name: FLAGS[name].value for name in SETTINGS}
 
 
+def steps_per_epoch(args, method: str) -> int:
+    """`method`'s steps per epoch under the budget: --steps_per_epoch, or (paper) that scaled by
+    its paper's epochs over DεpS's."""
+    if args.budget == "steps":
+        return args.steps_per_epoch
+    return max(1, round(args.steps_per_epoch * PAPER_EPOCHS[METHODS[method][0]] / PAPER_UNIT))
+
+
 def train_command(args, method: str, seed: int, model_dir: str) -> list[str]:
     preset, extra = METHODS[method]
     space = "compofa" if preset in COUPLED_SPACE_METHODS else args.space
     return [sys.executable, "-m", "ofa_tf.cli.train", f"--method={preset}", *extra, f"--space={space}",
             f"--dataset={args.data}", f"--image_size={args.image_size}", f"--epochs={args.epochs}",
-            f"--steps_per_epoch={args.steps_per_epoch}", f"--batch_size={args.batch_size}",
+            f"--steps_per_epoch={steps_per_epoch(args, method)}", f"--batch_size={args.batch_size}",
             *([f"--learning_rate={args.learning_rate}"] if args.learning_rate is not None else []),
             f"--seed={seed}",
             f"--bn_calibration_images={args.calibration_images}", f"--model_dir={model_dir}",
@@ -112,7 +140,8 @@ def train_command(args, method: str, seed: int, model_dir: str) -> list[str]:
 
 
 def run_dir(args, method: str, seed: int) -> str:
-    return os.path.join(args.output_dir, f"seed{seed}", method)
+    budget = "" if args.budget == "steps" else f"{args.budget}_"  # (a run of one budget is not another's)
+    return os.path.join(args.output_dir, f"{budget}seed{seed}", method)
 
 
 def train_one(args, method: str, seed: int) -> float:
@@ -170,11 +199,14 @@ class Measurer:
         steps_s = None  # training steps only: no tracing (first step), no per-epoch evaluation
         if rows and all(row.get("train_seconds") for row in rows):
             steps_s = sum(float(r["train_seconds"]) - float(r.get("first_step_seconds") or 0) for r in rows)
+        traced = sum(1 for r in rows if r.get("first_step_seconds"))  # steps left out of steps_s
+        steps = args.epochs * steps_per_epoch(args, method)
         buckets = cost_buckets(points, self.low, self.high, 6)
         return {
             "space": space.name, "wall_s": wall_s, "train_s": round(train_s, 1),
-            "steps_s": None if steps_s is None else round(steps_s, 1),
-            "subnet_passes": subnet_passes(saved.raw["method"], args.epochs * args.steps_per_epoch),
+            "steps_s": None if steps_s is None else round(steps_s, 1), "steps": steps,
+            "step_ms": None if steps_s is None or steps <= traced else round(1000 * steps_s / (steps - traced)),
+            "subnet_passes": subnet_passes(saved.raw["method"], steps),
             "max_acc": points[0]["accuracy"], "min_acc": points[1]["accuracy"],
             "max_macs": points[0]["macs"], "min_macs": points[1]["macs"],
             "buckets": [None if b["best"] is None else round(b["best"]["accuracy"], 4) for b in buckets],
@@ -198,7 +230,7 @@ def previous_results(report_path: str, current: dict) -> dict:
     return {"results": previous.get("results", {}), "macs_range": previous.get("macs_range")}
 
 
-SUMMARISED = ("wall_s", "steps_s", "subnet_passes", "max_acc", "min_acc", "mean_pareto_acc")
+SUMMARISED = ("wall_s", "steps_s", "steps", "step_ms", "subnet_passes", "max_acc", "min_acc", "mean_pareto_acc")
 
 
 def mean_and_spread(values: list) -> dict | None:
@@ -211,7 +243,7 @@ def mean_and_spread(values: list) -> dict | None:
 def summarise(per_seed: dict) -> dict:
     """One method's results over its seeds: mean ± spread of every figure and of every bucket."""
     runs = list(per_seed.values())
-    summary = {key: mean_and_spread([r[key] for r in runs]) for key in SUMMARISED}
+    summary = {key: mean_and_spread([r.get(key) for r in runs]) for key in SUMMARISED}
     summary["buckets"] = [mean_and_spread([r["buckets"][b] for r in runs]) for b in range(len(runs[0]["buckets"]))]
     summary["seeds"] = sorted(per_seed, key=int)
     return summary
@@ -229,12 +261,13 @@ def table(report: dict) -> str:
     low, high = report["macs_range"]
     width = (high - low) / 6
     heads = [f"{(low + b * width) / 1e6:.1f}-{(low + (b + 1) * width) / 1e6:.1f}M" for b in range(6)]
-    lines = ["| method | seeds | wall s | steps s | subnet passes | max acc | min acc | " + " | ".join(heads)
-             + " | mean Pareto acc |", "|---" * (8 + len(heads)) + "|"]
+    lines = ["| method | seeds | steps | wall s | steps s | step ms | subnet passes | max acc | min acc | "
+             + " | ".join(heads) + " | mean Pareto acc |", "|---" * (10 + len(heads)) + "|"]
     for method, s in report["summary"].items():
         buckets = [cell(b, 100) for b in s["buckets"]]
-        lines.append(f"| {method} | {','.join(s['seeds'])} | {cell(s['wall_s'], digits=0)} | "
-                     f"{cell(s['steps_s'], digits=0)} | {cell(s['subnet_passes'], digits=0)} | "
+        lines.append(f"| {method} | {','.join(s['seeds'])} | {cell(s['steps'], digits=0)} | "
+                     f"{cell(s['wall_s'], digits=0)} | {cell(s['steps_s'], digits=0)} | "
+                     f"{cell(s['step_ms'], digits=0)} | {cell(s['subnet_passes'], digits=0)} | "
                      f"{cell(s['max_acc'], 100)} | {cell(s['min_acc'], 100)} | " + " | ".join(buckets)
                      + f" | {cell(s['mean_pareto_acc'], 100)} |")
     return "\n".join(lines)
@@ -256,6 +289,10 @@ def main(argv: list[str]) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise OfaError(f"--methods={unknown[0]!r}: expected some of {sorted(METHODS)}")
+    unbudgeted = [m for m in methods if args.budget == "paper" and METHODS[m][0] not in PAPER_EPOCHS]
+    if unbudgeted:
+        raise OfaError(f"--methods={unbudgeted[0]!r}: no paper epochs for --budget=paper (methods with one: "
+                       f"{sorted(m for m in METHODS if METHODS[m][0] in PAPER_EPOCHS)})")
     try:
         seeds = list(dict.fromkeys(int(s) for s in args.seeds))
     except ValueError:

@@ -28,9 +28,10 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.export import FLOAT16_MAX_DIFF, ExportOptions, export_subnet  # noqa: E402
+from ofa_tf.export import ExportOptions, export_subnet
+from ofa_tf.export.options import FLOAT16_MAX_DIFF  # noqa: E402
 from ofa_tf.export.float16 import FLOAT16_CHECK_IMAGES, FLOAT16_MARGIN  # noqa: E402
-from ofa_tf.latency import summarize_ms, time_interleaved  # noqa: E402
+from ofa_tf.latency.host import summarize_ms, time_interleaved  # noqa: E402
 from ofa_tf.runs import RunDirectory  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 

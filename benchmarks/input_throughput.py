@@ -161,7 +161,7 @@ def main(argv: list[str]) -> None:
 
         model = Supernet(args.space, num_classes=args.num_classes, resolutions=[args.resolution])
         model.build()
-        step = common.make_step(model, keras.optimizers.SGD(0.01), arch=model.encode_arch("max"))
+        step = common.make_step(model, keras.optimizers.SGD(0.01), arch=model.arch_tensor("max"))
         x, y = next(iter(pipeline))
         y = y % args.num_classes
         result["step_trace_s"] = round(common.timed(step, x, y), 2)

@@ -38,9 +38,10 @@ import numpy as np  # noqa: E402
 
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.export.tflite import keras_to_tflite  # noqa: E402
-from ofa_tf.latency import LatencyTable, time_interleaved  # noqa: E402
+from ofa_tf.latency import LatencyTable
+from ofa_tf.latency.host import time_interleaved  # noqa: E402
 from ofa_tf.models import Supernet  # noqa: E402
-from ofa_tf.search import spearman  # noqa: E402
+from ofa_tf.search.predictor import spearman  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 
 flags.DEFINE_string("lut", None, "Required: the latency table (ofa-build-lut's output) to check.")

@@ -132,7 +132,7 @@ def main(argv: list[str]) -> None:
 
     ofa_model, ofa = ofa_step(space)
     static = plain_step(ofa_model.get_subnet("max"))
-    elastic = plain_step(ofa_model, arch=ofa_model.encode_arch("max"))
+    elastic = plain_step(ofa_model, arch=ofa_model.arch_tensor("max"))
     # the static model first: it also pays the process's one-off first-trace costs
     result["static_step_trace_s"] = common.timed(static, x, y)
     result["elastic_step_trace_s"] = common.timed(elastic, x, y)

@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
     y = tf.random.uniform((args.batch,), 0, args.num_classes, tf.int32)
     traces: list = []
     step = make_step(model, args.momentum, traces)
-    max_vec, min_vec = model.encode_arch("max"), model.encode_arch("min")
+    max_vec, min_vec = model.arch_tensor("max"), model.arch_tensor("min")
     rng = random.Random(0)
 
     result = {"space": args.space, "batch": args.batch, "resolution": args.resolution, "threads": args.threads,
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
     runs = {
         "max_step_s": lambda: common.timed(step, x, y, max_vec),
         "min_step_s": lambda: common.timed(step, x, y, min_vec),
-        "random_step_s": lambda: common.timed(step, x, y, model.encode_arch(model.space.sample(rng))),
+        "random_step_s": lambda: common.timed(step, x, y, model.arch_tensor(model.space.sample(rng))),
         "static_max_step_s": lambda: common.timed(static_steps["max"], x, y),
         "static_min_step_s": lambda: common.timed(static_steps["min"], x, y),
     }

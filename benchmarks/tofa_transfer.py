@@ -35,7 +35,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
-from ofa_tf.data import read_idx_file  # noqa: E402
+from ofa_tf.data.sources import read_idx_file  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

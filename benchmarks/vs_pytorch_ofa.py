@@ -67,10 +67,13 @@ import torch.nn.functional as F  # noqa: E402
 from absl import flags  # noqa: E402
 
 from ofa_tf.errors import OfaError  # noqa: E402
-from ofa_tf.interop import get_net, ofa_space  # noqa: E402
+from ofa_tf.interop import get_net
+from ofa_tf.interop.nets import ofa_space  # noqa: E402
 from ofa_tf.interop.nets import KERNEL_MODE  # noqa: E402
 from ofa_tf.spaces import get_space  # noqa: E402
-from ofa_tf.training import OnceForAllModel, PhaseController, build_method, label_loss, step_rng  # noqa: E402
+from ofa_tf.training import OnceForAllModel, PhaseController, build_method
+from ofa_tf.training.distillation import label_loss
+from ofa_tf.training.samplers import step_rng  # noqa: E402
 from ofa_tf.training.optimizer import ReferenceSGD  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -184,14 +187,12 @@ def tf_space(resolution: int):
 
 
 def tf_optimizer(method) -> ReferenceSGD:
-    """ofa_tf's training optimizer (`ofa_tf.runs.train.make_optimizer`) at a constant rate."""
-    return ReferenceSGD(LEARNING_RATE, momentum=MOMENTUM, nesterov=NESTEROV, weight_decay=method.weight_decay,
-                        weight_decay_form=method.weight_decay_form, clip_mode=method.grad_clip_mode,
-                        clip=method.grad_clip)
+    """ofa_tf's training optimizer (`Method.optimizer`, Nesterov as NESTEROV says) at a constant rate."""
+    return method.optimizer(LEARNING_RATE, total_steps=1, momentum=MOMENTUM)
 
 
 def tf_model(space, method, num_classes: int) -> OnceForAllModel:
-    """The model `ofa_tf.runs.model.build_model` builds for the method, compiled as training compiles it."""
+    """The model `ofa_tf.runs.plan.build_model` builds for the method, compiled as training compiles it."""
     model = OnceForAllModel(space, num_classes=num_classes, dropout=DROPOUT,
                             kernel_mode=KERNEL_MODE if FLAGS.ofa_layout else "center_crop",
                             max_subnets=method.max_subnets, label_smoothing=LABEL_SMOOTHING,
@@ -236,8 +237,8 @@ def measure(resolution: int, batch: int, kinds: list[str]) -> dict:
     random_setting = net.sample_active_subnet()
     random_arch = space.validate({**random_setting, "r": [resolution]})
     result["random_arch"] = space.to_ofa_arch(random_arch)
-    subnets = {"full": ("max", model.encode_arch("max")), "min": (min_setting, model.encode_arch("min")),
-               "random": (random_setting, model.encode_arch(random_arch))}
+    subnets = {"full": ("max", model.arch_tensor("max")), "min": (min_setting, model.arch_tensor("min")),
+               "random": (random_setting, model.arch_tensor(random_arch))}
 
     tf_step = common.make_step(model, tf_optimizer(method), loss_fn=lambda y, logits: label_loss(
         y, logits, LABEL_SMOOTHING))
@@ -251,7 +252,7 @@ def measure(resolution: int, batch: int, kinds: list[str]) -> dict:
         runs[kind, "tf"] = lambda v=vector: common.timed(tf_step, tf_x, tf_y, v)
     result["tf_trace_s"] = {}
     if runs:
-        result["tf_trace_s"]["subnet_step"] = common.timed(tf_step, tf_x, tf_y, model.encode_arch("max"))
+        result["tf_trace_s"]["subnet_step"] = common.timed(tf_step, tf_x, tf_y, model.arch_tensor("max"))
 
     deps_settings: list[dict] = []
     before_round = None
@@ -269,7 +270,7 @@ def measure(resolution: int, batch: int, kinds: list[str]) -> dict:
             _, phase, _ = method.phase_at(step, DEPS_RUN_STEPS)
             drawn = phase.sampler.sample(space, step_rng(args.seed, step))  # what the controller drew
             if controller.current_epsilon != 1.0 or not np.array_equal(
-                    model.step_archs.numpy()[:len(drawn)], np.stack([model.layout.encode(a) for _, a in drawn])):
+                    model.step_archs.numpy()[:len(drawn)], np.stack([model.layout.to_vector(a) for _, a in drawn])):
                 raise RuntimeError(f"step {step}: not the subnets or ε the controller set")
             deps_settings[:] = [space.to_ofa_arch(arch) for _, arch in drawn]
 

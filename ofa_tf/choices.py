@@ -26,12 +26,33 @@ KERNEL_MODES = ("center_crop", "transform")
 # Compute precision of training (`ofa_tf.training.precision`).
 PRECISIONS = ("none", "bfloat16", "float16")
 
-# Learning-rate schedules: one cosine over the run, or one per phase (`ofa_tf.training.lr_schedule`).
-LR_SCHEDULES = ("run", "phase")
+# Learning-rate schedules: one cosine over the run, one per phase, or BigNAS's exponential decay with
+# a constant ending (`ofa_tf.training.lr_schedule`).
+LR_SCHEDULES = ("run", "phase", "exponential")
 
-# Training augmentation (`ofa_tf.data.pipeline`).
-IMAGENET, CIFAR, NONE = "imagenet", "cifar", "none"
-AUGMENTATIONS = (IMAGENET, CIFAR, NONE)
+# Update rules (`ofa_tf.training.optimizer`): SGD with Nesterov momentum, or RMSProp as BigNAS trains on
+# ImageNet.
+OPTIMIZERS = ("sgd", "rmsprop")
+
+# A parameter no network of a step used (`ofa_tf.training.optimizer`): updated with a zero gradient (weight
+# decay and momentum apply, as in the references' runtime: Horovod and DDP give every parameter a gradient),
+# or frozen (PyTorch's SGD with the gradient None).
+UNUSED_PARAMETERS = ("update", "freeze")
+
+# The optimizer's momentum at a channel sort (`ofa_tf.training.channel_sorting`): left where it is (DεpS's
+# sort assigns the weights' `.data`, the optimizer's buffers stay in the old order), or permuted with the weights.
+SORT_MOMENTUM = ("stay", "permute")
+
+# Input size of each network of a step (`ofa_tf.training.ofa_model`): the batch's for every network, or
+# AttentiveNAS's (the max net at the largest size, the min net at the smallest, others at a random one).
+PER_BATCH, PER_NETWORK = "per_batch", "per_network"
+SIZE_SAMPLING = (PER_BATCH, PER_NETWORK)
+
+# Training augmentation (`ofa_tf.data.pipeline`); imagenet_autoaugment is DεpS's ImageNet recipe
+# (imagenet's crop and flip, then AutoAugment, colour jitter and random erasing: `ofa_tf.data.autoaugment`).
+IMAGENET, CIFAR, NONE, IMAGENET_AUTOAUGMENT = "imagenet", "cifar", "none", "imagenet_autoaugment"
+AUGMENTATIONS = (IMAGENET, CIFAR, NONE, IMAGENET_AUTOAUGMENT)
+IMAGENET_CROPS = (IMAGENET, IMAGENET_AUTOAUGMENT)  # the modes that random-resize-crop (and centre-crop to evaluate)
 IMAGENET_MIN_SIZE = 96  # the default augmentation is imagenet when the largest image size is at least this
 
 
@@ -57,6 +78,12 @@ def check_augment(augment: str | None) -> None:
     """`augment` is one of `AUGMENTATIONS` (None: the default for the image size)."""
     if augment is not None and augment not in AUGMENTATIONS:
         raise OfaError(f"augment={augment}: expected one of {list(AUGMENTATIONS)}")
+
+
+def check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
+    """`value` of setting `name` is one of `choices` (None: the method's default)."""
+    if value is not None and value not in choices:
+        raise OfaError(f"{name}={value}: expected one of {list(choices)}")
 
 
 def default_augment(image_sizes: Sequence[int]) -> str:

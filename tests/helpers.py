@@ -74,7 +74,9 @@ def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset
     import json
 
     from ofa_tf.data import MEAN, STD
-    from ofa_tf.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, build_model
+    from ofa_tf.runs import RunConfig
+    from ofa_tf.runs.directory import CHECKPOINT_DIR, CONFIG_FILE
+    from ofa_tf.runs.plan import build_model
     from ofa_tf.training import build_method
 
     space = space or tiny_space()
@@ -96,6 +98,22 @@ def make_run_dir(path, space=None, num_classes: int = 10, seed: int = 0, dataset
     with open(os.path.join(path, CHECKPOINT_DIR, "ckpt-00000001.json"), "w") as f:
         json.dump({"epoch": 1, "step": 1}, f)
     return str(path)
+
+
+def synthetic_latency_table(space, path: str, num_classes: int = 10):
+    """A real `LatencyTable` file whose op latencies are made up (timing ops takes minutes):
+    each op's ms grows with its work, so bigger subnets are slower."""
+    from ofa_tf.latency.lut import LatencyTable, distinct_op_specs
+    tables = {}
+    for resolution in space.resolutions:
+        ops = {}
+        for op in distinct_op_specs(space, resolution, num_classes):
+            ms = (op.mid_channels * max(op.kernel, 1) ** 2 + op.in_shape[0] * op.out_shape[2]) / 1000
+            ops[op.key] = {"count": 1, "mean": ms, "std": 0.0, "median": ms}
+        tables[resolution] = {"overhead_ms": 0.0, "ops": ops}
+    table = LatencyTable(space, num_classes, tables)
+    table.save(path)
+    return table
 
 
 SIZES = [(20, 30), (36, 18), (24, 24), (40, 28), (18, 44), (30, 22)]

@@ -3,6 +3,12 @@ knob: the presets' tests (test_fidelity_presets.py) pin them and the channel-sor
 (test_fidelity_channel_sorting.py) build each preset on its space from here."""
 
 # "space" is the space a preset is built on here.
+# The regularisation, initialisation, input sizes, full network and update rule every preset but
+# bignas and compofa shares (`RIVALS` holds theirs).
+COMMON = dict(dropout=0.1, drop_connect=0.0, zero_residual_gamma=False, resolution_per_network=False, full_kernel=None,
+              optimizer_name="sgd")
+RIVALS = {"bignas": dict(COMMON, dropout=0.2, drop_connect=0.2, zero_residual_gamma=True, resolution_per_network=True),
+          "compofa": dict(COMMON, full_kernel=7)}
 EXPECTED = {
     "deps": dict(space="ofa_mbv3", lr_per_256=0.325, lr_schedule="run", weight_decay=3e-5, weight_decay_form="coupled",
                  grad_clip_mode="none", grad_clip=None, restart_optimizer=False, subnet_dropout=False,
@@ -31,3 +37,5 @@ EXPECTED = {
                  grad_clip_mode="none", grad_clip=None, restart_optimizer=False, subnet_dropout=True,
                  phases=[("full", 1.0, 1.0, 0.0)]),
 }
+for _name, _settings in EXPECTED.items():
+    _settings.update(RIVALS.get(_name, COMMON))

@@ -43,12 +43,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "tests", "bad_flags_driver.py")
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
 TOOLS = ("train", "evaluate", "search", "train_predictor", "export", "benchmark_latency", "build_lut", "profile",
-         "plot_pareto", "check_data", "import_ofa", "export_ofa")
+         "plot_pareto", "check_data", "import_ofa", "export_ofa", "report",
+         "finetune")
 UNDER_A_FILE, A_FILE = "{tmp}/afile/x", "{tmp}/afile"
 
 # (tool, flag, value) -> why that generated value is valid for the flag (the case is skipped).
 EXEMPT = {
     ("plot_pareto", "title", "bogus"): "free text: any string is a valid plot title",
+    ("report", "title", "bogus"): "free text: any string is a valid page title",
 }
 
 # Values issue 21 reported that the flag types do not generate (-1, a file, a path under one are).
@@ -77,6 +79,8 @@ def base_args(tool: str, tmp: str, run_dir: str) -> list[str]:
         "import_ofa": [f"--checkpoint={tmp}/inputs/ofa.pth", "--net_id=ofa_mbv3_d234_e346_k357_w1.0",
                        f"--model_dir={out}/imported"],
         "export_ofa": [f"--model_dir={run_dir}", f"--output={out}/supernet.pth"],
+        "finetune": [f"--model_dir={run_dir}", f"--output_dir={out}/finetuned"],
+        "report": [f"--model_dir={run_dir}", f"--output={out}/report.html"],
     }[tool]
 
 

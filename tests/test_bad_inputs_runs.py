@@ -118,6 +118,18 @@ def _delete_config(tmp):
     os.remove(os.path.join(tmp, "run", "config.json"))
 
 
+def _nothing(tmp):
+    pass
+
+
+def _run_of_small_train(tmp):
+    """{run} as SMALL_TRAIN would have written it (its space file, one size): only the block differs."""
+    def same_settings(config):
+        config["run"].update(space=os.path.join(tmp, "tiny.json"), image_size=[16])
+        config["space"] = tiny_space(resolutions=(16,)).to_config()
+    _edit_config(same_settings)(tmp)
+
+
 def _deep(depth=100_000):
     return "[" * depth + "]" * depth
 
@@ -174,6 +186,28 @@ CASES = [
              "config.json is missing, but checkpoints/ is there", prepare=_delete_config),
     BadInput("config-deleted-train", "train", (*SMALL_TRAIN, "--model_dir={run}"),
              "config.json is missing, but checkpoints/ is there", prepare=with_tiny_space(_delete_config)),
+    # a user's elastic block (docs/extending.md): never the default block in its place
+    BadInput("block-module-does-not-import", "train",
+             (*SMALL_TRAIN, "--block_class=no_such_blocks_module:GeluBlock", "--model_dir={tmp}/new"),
+             "--block_class=no_such_blocks_module:GeluBlock: module no_such_blocks_module does not import "
+             "(ModuleNotFoundError", prepare=with_tiny_space(_nothing), watch=("{tmp}/new",)),
+    BadInput("block-not-elastic", "train",
+             (*SMALL_TRAIN, "--block_class=tests.custom_blocks:NotABlock", "--model_dir={tmp}/new"),
+             "--block_class=tests.custom_blocks:NotABlock: NotABlock is not a subclass of "
+             "ofa_tf.layers.ElasticInvertedResidual", prepare=with_tiny_space(_nothing), watch=("{tmp}/new",)),
+    BadInput("block-unregistered", "train",
+             (*SMALL_TRAIN, "--block_class=tests.custom_blocks:UnregisteredBlock", "--model_dir={tmp}/new"),
+             "--block_class=tests.custom_blocks:UnregisteredBlock: UnregisteredBlock is not registered with Keras "
+             "serialization", prepare=with_tiny_space(_nothing), watch=("{tmp}/new",)),
+    BadInput("config-block-does-not-import", "export", ("--model_dir={run}", "--output={tmp}/out/m.tflite"),
+             "config.json: block_class=gone_blocks_module:GeluBlock: module gone_blocks_module does not import",
+             prepare=lambda tmp: (_set("block_class", "gone_blocks_module:GeluBlock", under="run")(tmp),
+                                  os.makedirs(os.path.join(tmp, "out"))),
+             watch=("{run}", "{tmp}/out")),
+    BadInput("resume-with-another-block", "train",
+             (*SMALL_TRAIN, "--block_class=tests.custom_blocks:GeluBlock", "--model_dir={run}"),
+             "holds a run with a different config: block_class=None there, 'tests.custom_blocks:GeluBlock' now",
+             prepare=with_tiny_space(_run_of_small_train)),
 ]
 
 

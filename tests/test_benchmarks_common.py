@@ -63,19 +63,21 @@ def test_make_step_trains_a_static_model_with_any_optimizer():
 
 @pytest.mark.unit
 def test_make_step_one_trace_for_every_arch_and_skipped_blocks_stay():
-    """The arch as an input: one trace; with ReferenceSGD the blocks a subnet's depth skips
-    get no update (momentum and decay included), as PyTorch's SGD leaves them."""
+    """The arch as an input: one trace; with ReferenceSGD(unused_parameters="freeze") the blocks
+    a subnet's depth skips get no update (momentum and decay included), as PyTorch's SGD leaves
+    a parameter without gradient."""
     model = Supernet(tiny_space(), num_classes=3, resolutions=[16])
     model.build()
     traces = []
-    step = common.make_step(model, ReferenceSGD(0.1, momentum=0.9, weight_decay=0.1), traces=traces)
+    step = common.make_step(model, ReferenceSGD(0.1, momentum=0.9, weight_decay=0.1, unused_parameters="freeze"),
+                            traces=traces)
     x, y = tf.random.normal((2, 16, 16, 3)), tf.constant([0, 2])
-    step(x, y, model.encode_arch("max")).numpy()
+    step(x, y, model.arch_tensor("max")).numpy()
     skipped = [v for v in model.trainable_variables if "stage1_block2" in v.path]
     used = [v for v in model.trainable_variables if "stage1_block0_project_conv" in v.path]
     assert skipped and used
     before = [v.numpy().copy() for v in skipped + used]
-    step(x, y, model.encode_arch("min")).numpy()  # depth 1 in stage 1: its blocks 1 and 2 skipped
+    step(x, y, model.arch_tensor("min")).numpy()  # depth 1 in stage 1: its blocks 1 and 2 skipped
     assert len(traces) == 1
     after = [v.numpy() for v in skipped + used]
     assert all(np.array_equal(b, a) for b, a in zip(before[:len(skipped)], after[:len(skipped)]))

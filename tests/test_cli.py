@@ -16,7 +16,7 @@ from ofa_tf.cli import export as export_cli
 from ofa_tf.cli import train as train_cli
 from ofa_tf.errors import OfaError
 from ofa_tf.export import ExportOptions
-from ofa_tf.runs import RunConfig, build_model
+from ofa_tf.runs import RunConfig, RunPlan
 from ofa_tf.spaces import get_space
 from ofa_tf.training import build_method
 
@@ -35,13 +35,9 @@ def _train_flags(*args: str) -> flags.FlagValues:
 
 def _check_run(flag_values: flags.FlagValues) -> None:
     """What ofa-train checks before it writes anything, but the data: the config from the flags
-    (`RunConfig.validate`: run settings, space, method, strategy), then the model's own settings
-    (`build_model`, as `train` calls it)."""
-    config = train_cli.config_from_flags(flag_values)
-    space = get_space(config.space, config.width_mult, config.image_size)
-    method = build_method(config.method, space, steps_per_epoch=config.steps_per_epoch or 1, epochs=config.epochs,
-                          num_subnets=config.num_subnets)
-    build_model(config, space, 10, method)
+    resolved (`RunPlan.resolve`: run settings, space, method, strategy), then the model's own
+    settings (`RunPlan.build_model`, as `train` calls it)."""
+    RunPlan.resolve(train_cli.config_from_flags(flag_values)).build_model(10)
     raise AssertionError("no error")
 
 
@@ -70,6 +66,22 @@ def test_flags_build_the_config():
     assert config.steps_per_epoch == 7 and config.width_mult == 1.2 and config.epochs == RunConfig().epochs
 
 
+OFA_SIZES = tuple(range(128, 225, 4))
+# what each recipe trains on: DεpS's ImageNet code at a fixed 224 px with AutoAugment, colour jitter and
+# random erasing; the rivals' ImageNet recipes at OFA's 25 sizes; the CIFAR-10 recipes at 32 px with
+# DεpS's CIFAR crop and flip
+RECIPE_INPUTS = {
+    "deps_imagenet.flags": ((224,), "imagenet_autoaugment", 2048),
+    **{f"{m}_imagenet.flags": (OFA_SIZES, "imagenet", 2048) for m in ("ofa", "compofa", "bignas", "fofa")},
+    **{f"{m}_cifar10.flags": ((32,), "cifar", 256) for m in ("deps", "ofa", "compofa", "bignas", "fofa")},
+}
+
+
+@pytest.mark.unit
+def test_every_recipe_is_in_the_table():
+    assert sorted(os.listdir(os.path.join(ROOT, "flags"))) == sorted(RECIPE_INPUTS)
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("recipe", sorted(os.listdir(os.path.join(ROOT, "flags"))))
 def test_every_recipe_parses_validates_and_builds_its_model(recipe):
@@ -82,8 +94,9 @@ def test_every_recipe_parses_validates_and_builds_its_model(recipe):
     flag_values = _train_flags(f"--flagfile={path}", f"--dataset=npz:{shipped}",
                                "--label_offset=0")
     config = train_cli.config_from_flags(flag_values)
-    assert config.image_size == tuple(range(128, 225, 4)) and config.augment == "imagenet"
-    assert config.epochs >= 185 and config.batch_size == 2048
+    sizes, augment, batch = RECIPE_INPUTS[recipe]
+    assert (config.image_size, config.augment, config.batch_size) == (sizes, augment, batch)
+    assert config.epochs >= (185 if "imagenet" in recipe else 137)
     method = build_method(config.method, get_space(config.space, config.width_mult, config.image_size),
                           steps_per_epoch=625, epochs=config.epochs, num_subnets=config.num_subnets)
     assert method.name == config.method
@@ -118,7 +131,7 @@ def test_every_recipe_parses_validates_and_builds_its_model(recipe):
     ("--width_mult=0", "--width_mult=0.0: expected a positive number"),
     ("--strategy=tpu_pod", "--strategy='tpu_pod': expected one of"),
     ("--kernel_mode=warp", "--kernel_mode='warp': expected one of"),
-    ("--lr_schedule=cyclic", "--lr_schedule='cyclic': expected one of ['run', 'phase']"),
+    ("--lr_schedule=cyclic", "--lr_schedule='cyclic': expected one of ['run', 'phase', 'exponential']"),
     ("--epsilon_mode=cosine", "--epsilon_mode='cosine': expected one of"),
     ("--image_size=4", "--image_size=4: expected sizes >= 8"),
     ("--seed=-1", "--seed=-1: expected an integer >= 0"),
@@ -302,7 +315,7 @@ def test_pip_install_gives_the_console_scripts(tmp_path):
     entry_points = (target / dist_info / "entry_points.txt").read_text()
     commands = ["ofa-train", "ofa-evaluate", "ofa-search", "ofa-train-predictor", "ofa-export",
                 "ofa-benchmark-latency", "ofa-build-lut", "ofa-profile", "ofa-plot-pareto", "ofa-import-ofa",
-                "ofa-export-ofa"]
+                "ofa-export-ofa", "ofa-report", "ofa-finetune"]
     for command in commands:
         assert f"\n{command} = ofa_tf.cli." in entry_points, command
         assert os.path.isfile(target / "bin" / command), command

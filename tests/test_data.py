@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from ofa_tf import OfaError
-from ofa_tf.data import check_dataset_spec, from_arrays, load_dataset, make_pipeline, read_idx_file, split_validation
+from ofa_tf.data import from_arrays, load_dataset, make_pipeline, split_validation
+from ofa_tf.data.sources import check_dataset_spec, read_idx_file
 
 pytestmark = pytest.mark.unit
 

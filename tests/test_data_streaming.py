@@ -12,12 +12,14 @@ import tensorflow as tf
 from helpers import SIZES, assert_one_line_error, make_folder, random_image, run_tool, tiny_space
 
 from ofa_tf.cli import config_flags
-from ofa_tf.data import (BYTES, FILE, DecodeFailures, ImageCount, check_dataset_spec, default_augment, load_dataset,
-                         make_pipeline, parse_image_sizes)
+from ofa_tf.data import load_dataset, make_pipeline
+from ofa_tf.data.decode import BYTES, FILE, DecodeFailures, ImageCount
+from ofa_tf.data.pipeline import default_augment, parse_image_sizes
+from ofa_tf.data.sources import check_dataset_spec
 from ofa_tf.data import decode
 from ofa_tf.data.check import find_undecodable
 from ofa_tf.errors import OfaError
-from ofa_tf.runs import RunConfig, RunDirectory
+from ofa_tf.runs import RunConfig, RunDirectory, RunPlan
 
 
 
@@ -162,9 +164,9 @@ def test_bad_tfrecord_specs_are_named(tmp_path):
     with pytest.raises(OfaError, match=r"is not a TFRecord file"):
         check_dataset_spec(f"tfrecord:{tmp_path}/text")
     with pytest.raises(OfaError, match=r"label_offset=1: only used with a tfrecord: dataset"):
-        RunConfig(label_offset=1).validate()
-    with pytest.raises(OfaError, match=r"augment=foo: expected one of \['imagenet', 'cifar', 'none'\]"):
-        RunConfig(augment="foo").validate()
+        RunPlan.resolve(RunConfig(label_offset=1))
+    with pytest.raises(OfaError, match=r"augment=foo: expected one of \['imagenet', 'cifar', 'none', 'imagenet_autoaugment'\]"):
+        RunPlan.resolve(RunConfig(augment="foo"))
 
 
 @pytest.mark.unit

@@ -4,6 +4,7 @@ worker processes on 127.0.0.1, kill -9."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,9 @@ from helpers import assert_one_line_error, make_folder, run_tool, tiny_space
 
 from ofa_tf.distribute import parse_tf_config
 from ofa_tf.errors import OfaError
+from ofa_tf.io import file_sha256
+from ofa_tf.runs import RunDirectory
+from ofa_tf.runs.plan import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
@@ -45,12 +49,21 @@ def _summary(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def _last_weights(run_dir) -> dict[str, np.ndarray]:
-    checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.weights.h5"))
+def _h5_arrays(path) -> dict[str, np.ndarray]:
     arrays = {}
-    with h5py.File(checkpoints[-1], "r") as f:
+    with h5py.File(path, "r") as f:
         f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
                      else None)
+    return arrays
+
+
+def _last_weights(run_dir) -> dict[str, np.ndarray]:
+    """The newest checkpoint's weights and its optimizer and random-generator state (kept in
+    the `.optimizer.npz` only)."""
+    checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.weights.h5"))
+    arrays = _h5_arrays(checkpoints[-1])
+    with np.load(str(checkpoints[-1]).replace(".weights.h5", ".optimizer.npz")) as state:
+        arrays.update({f"optimizer.npz/{k}": state[k] for k in state.files if k.startswith(("v", "rng"))})
     return arrays
 
 
@@ -158,6 +171,54 @@ def test_kill_minus_9_then_rerun_matches_an_uninterrupted_run(uninterrupted):
     assert summary["resumed_from_step"] == int(manifests[-2].stem[5:]) >= 4 and summary["epochs"] == 3
     _assert_same_weights_as(uninterrupted, killed_dir)
     assert not (killed_dir / ".lock").exists()
+
+
+@pytest.mark.integration
+def test_a_checkpoint_holding_the_optimizer_state_twice_still_resumes_exactly(uninterrupted):
+    """Checkpoints now keep the optimizer state once, in `.optimizer.npz`; those written before
+    also had it in the weights file (Keras's `optimizer/vars` group). Such a checkpoint, made
+    here from a new one, is read by the tools and resumes mid-epoch to the state of an
+    uninterrupted run."""
+    flags, root = uninterrupted
+    whole = root / "whole" / "checkpoints"
+    newest = sorted(whole.glob("ckpt-*.weights.h5"))[-1]
+    with h5py.File(newest, "r") as f:
+        assert "optimizer" not in f and "classifier" in f  # stored once: weights only
+    with np.load(str(newest).replace(".weights.h5", ".optimizer.npz")) as state:
+        assert len([k for k in state.files if k.startswith("v")]) > 20
+
+    run_dir = root / "old_format"
+    shutil.copytree(root / "whole", run_dir)
+    folder = run_dir / "checkpoints"
+    base = str(folder / "ckpt-00000010")  # mid-epoch 3 (steps 8..11)
+    for path in folder.glob("ckpt-00000012.*"):
+        path.unlink()
+    with np.load(base + ".optimizer.npz") as state:
+        optimizer_values = [state[k] for k in sorted(state.files) if k.startswith("v")]
+    with h5py.File(base + ".weights.h5", "a") as f:  # the old layout: the optimizer's variables again
+        group = f.create_group("optimizer").create_group("vars")
+        group.attrs["name"] = "reference_sgd"
+        for i, value in enumerate(optimizer_values):
+            group[str(i)] = value
+    manifest_path = folder / "ckpt-00000010.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = {s: file_sha256(base + s) for s in (".weights.h5", ".optimizer.npz")}
+    manifest_path.write_text(json.dumps(manifest))
+    old_weights = _h5_arrays(base + ".weights.h5")
+    assert len([k for k in old_weights if k.startswith("optimizer/vars/")]) == len(optimizer_values)
+
+    model, saved = RunDirectory(str(run_dir)).load_supernet()  # what evaluate, search, export read
+    same = build_model(saved.config, saved.space, saved.num_classes, saved.method)
+    same.load_weights(str(whole / "ckpt-00000010.weights.h5"))  # the same state, written once
+    assert len(model.weights) == len(same.weights) > 20
+    for a, b in zip(model.weights, same.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    np.testing.assert_array_equal(model.classifier.weights[0].numpy(), old_weights["classifier/vars/0"])
+
+    resumed = run_tool("train", *flags, f"--model_dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _summary(resumed.stdout)["resumed_from_step"] == 10
+    _assert_same_weights_as(uninterrupted, run_dir)  # weights, optimizer and random-generator state
 
 
 @pytest.mark.integration

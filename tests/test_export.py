@@ -11,8 +11,9 @@ from tensorflow.lite.tools import flatbuffer_utils
 from helpers import assert_one_line_error, make_run_dir, randomize_weights, run_tool, tiny_space
 from ofa_tf.data import load_dataset, make_pipeline
 from ofa_tf.errors import OfaError
-from ofa_tf.export import (INT8_CALIBRATIONS, ExportOptions, TFLiteClassifier, export_subnet, fold_gate_scales,
-                           keras_to_tflite)
+from ofa_tf.export import ExportOptions, TFLiteClassifier, export_subnet, keras_to_tflite
+from ofa_tf.export.graph import fold_gate_scales
+from ofa_tf.export.options import INT8_CALIBRATIONS
 from ofa_tf.export.float16 import Float16Weights, _max_diff, fit_float16
 from ofa_tf.export.calibration import HISTOGRAM_BINS, RANGE_FRACTIONS, mse_range, quantization_error
 from ofa_tf.export.graph import batch_norm_producers, folded_batch_norm_weights, gate_producers
@@ -194,7 +195,7 @@ def test_export_tool_qat_fine_tunes_and_writes_a_full_integer_model(tmp_path):
     output = tmp_path / "max.tflite"
     done = run_tool("export_tflite", f"--model_dir={run_dir}", "--arch=max", f"--output={output}", "--quantize=qat",
                     "--qat_epochs=1", "--qat_steps_per_epoch=3", "--bn_calibration_images=64",
-                    "--eval_images=64")
+                    "--eval_images=64", "--nocheck_int8_latency")  # (tests/test_export_formats.py times int8)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(os.listdir(tmp_path)) == ["max.json", "max.tflite", "run"]
     meta = json.loads((tmp_path / "max.json").read_text())
@@ -202,6 +203,7 @@ def test_export_tool_qat_fine_tunes_and_writes_a_full_integer_model(tmp_path):
     assert {k: meta["qat"][k] for k in ("epochs", "steps_per_epoch", "learning_rate", "distillation")} == {
         "epochs": 1, "steps_per_epoch": 3, "learning_rate": 1e-3, "distillation": 0.0}
     assert meta["qat"]["loss"] == pytest.approx(meta["qat"]["label_loss"])  # default: labels only
+    assert meta["latency"] is None and meta["tflite_metadata"] == ["ofa_tf", "labels"]
     assert 0 <= meta["qat"]["agreement"] <= 1
     assert meta["accuracy"]["num_images"] == 64 and 0 <= meta["accuracy"]["top1_agreement"] <= 1
     model = TFLiteClassifier(str(output))

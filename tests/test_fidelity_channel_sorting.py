@@ -61,3 +61,35 @@ def test_presets_sort_channels_as_their_references():
         assert [(p.name, p.sort_mode) for p in method.phases if p.sort_channels] == expected.get(name, []), name
     with pytest.raises(OfaError, match="sort_mode='ofa'"):
         build_method("deps").phases[1].__class__("x", 1.0, build_method("deps").phases[0].sampler, sort_mode="ofa")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("sort_momentum", ["stay", "permute"])
+def test_the_momentum_stays_at_the_deps_switch_as_depss_sort_leaves_it(sort_momentum):
+    """DεpS's sort assigns the weights' `.data`: PyTorch's momentum buffers keep the old channel
+    order. The preset does the same (`stay`); `permute` reorders them with their channels."""
+    from helpers import randomize_weights, tiny_space
+    from ofa_tf.training import OnceForAllModel, PhaseController
+    from ofa_tf.training.optimizer import ReferenceSGD
+
+    model = OnceForAllModel(tiny_space(), num_classes=3, max_subnets=3)
+    model.build()
+    randomize_weights(model, seed=2)
+    method = build_method("deps", model.space, steps_per_epoch=1, epochs=4, sort_momentum=sort_momentum)
+    assert build_method("deps").sort_momentum == "stay"
+    model.compile(optimizer=ReferenceSGD(0.1))
+    model.optimizer.build(model.supernet_trainable_variables)
+    rng = np.random.default_rng(0)
+    for buffer in model.optimizer.momentums:
+        buffer.assign(rng.normal(size=buffer.shape).astype("float32"))
+    before = [b.numpy().copy() for b in model.optimizer.momentums]
+    controller = PhaseController(method, total_steps=4)
+    controller.set_model(model)
+    controller.prepare_step(1)
+    controller.prepare_step(2)  # the switch: the grouped sort
+    assert controller.phase.name == "shrink"
+    unchanged = [np.array_equal(a, b.numpy()) for a, b in zip(before, model.optimizer.momentums)]
+    assert all(unchanged) == (sort_momentum == "stay")
+    if sort_momentum == "permute":  # the same values, reordered
+        assert not all(unchanged) and all(np.allclose(np.sort(a, axis=None), np.sort(b.numpy(), axis=None))
+                                          for a, b in zip(before, model.optimizer.momentums))

@@ -1,7 +1,9 @@
 """`ReferenceSGD` against PyTorch's SGD, the optimizer of the presets' references: coupled
 weight decay, gradient clipping (on one device and on the all-reduced gradient), momentum
-restarts, and a variable no network of a step used left alone as PyTorch leaves a parameter
-whose gradient is None.
+restarts, and a variable no network of a step used: by default updated with a zero gradient,
+as the references' Horovod / DDP runtime gives every parameter one (decay and momentum move
+it), or, with `unused_parameters="freeze"`, left alone as PyTorch leaves a parameter whose
+gradient is None.
 
 The settings these tests pin are docs/methods.md's: a changed default fails here first.
 """
@@ -187,15 +189,18 @@ print(json.dumps(result))
 
 
 @pytest.mark.unit
-def test_a_skipped_variable_is_left_alone_as_pytorch_sgd_skips_a_none_gradient():
-    """`skip_masks` 0 for a variable at a step = PyTorch SGD with that parameter's grad None:
-    no decay, no momentum, no update (coupled L2, Nesterov, momentum restarts)."""
+@pytest.mark.parametrize("mode", ["freeze", "update"])
+def test_an_unused_variable_is_frozen_or_updated_as_pytorch_sgd_with_a_none_or_zero_gradient(mode):
+    """freeze: `skip_masks` 0 for a variable at a step = PyTorch SGD with that parameter's grad
+    None: no decay, no momentum, no update. update (the default): the masks are not read, the
+    train step's zero gradient reaches the update = PyTorch SGD with a zero gradient, which
+    Horovod gives every parameter no backward reached (coupled L2, Nesterov, momentum restarts)."""
     import torch
     rng = np.random.default_rng(0)
     start = [rng.normal(size=(4,)).astype("float32") for _ in range(2)]
     weights = [keras.Variable(w, name=f"kernel{i}") for i, w in enumerate(start)]
     optimizer = ReferenceSGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05, weight_decay_form="coupled",
-                             restart_steps=[3])
+                             restart_steps=[3], unused_parameters=mode)
     params = [torch.tensor(w.astype("float64"), requires_grad=True) for w in start]
     torch_opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.05)
     ran = [[1, 1], [1, 0], [1, 0], [1, 0], [0, 1], [1, 1]]  # variable 1 skipped at steps 1-3 (3 restarts), 0 at 4
@@ -203,37 +208,41 @@ def test_a_skipped_variable_is_left_alone_as_pytorch_sgd_skips_a_none_gradient()
         grads = [rng.normal(size=(4,)).astype("float32") for _ in range(2)]
         if t == 3:  # a fresh optimizer at the phase start, as OFA runs each phase
             torch_opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.05)
+        grads = [g * m for g, m in zip(grads, mask)]  # the train step's zero gradient of an unused variable
         optimizer.skip_masks = {i: tf.constant(float(m)) for i, m in enumerate(mask)}
         before = [w.numpy().copy() for w in weights]
         optimizer.apply([tf.constant(g) for g in grads], weights)
         for p, g, m in zip(params, grads, mask):
-            p.grad = torch.tensor(g.astype("float64")) if m else None
+            p.grad = torch.tensor(g.astype("float64")) if m or mode == "update" else None
         torch_opt.step()
         for i, (w, p) in enumerate(zip(weights, params)):
             np.testing.assert_allclose(w.numpy(), p.detach().numpy(), atol=1e-6, err_msg=f"step {t} variable {i}")
-            if not mask[i]:
-                np.testing.assert_array_equal(w.numpy(), before[i])
+            if not mask[i]:  # frozen, or moved by decay and momentum alone
+                assert np.array_equal(w.numpy(), before[i]) == (mode == "freeze"), (t, i)
 
 
 @pytest.mark.integration
-def test_a_block_that_no_network_of_the_step_ran_does_not_move():
-    """A shrinking step whose only subnet has every stage at its minimum depth: the blocks
-    beyond it keep their weights and momentum; the blocks it ran move."""
+@pytest.mark.parametrize("mode", ["freeze", "update"])
+def test_a_block_that_no_network_of_the_step_ran_is_frozen_or_updated(mode):
+    """A shrinking step whose only subnet has every stage at its minimum depth. freeze: the
+    blocks beyond it keep their weights and momentum; the blocks it ran move. update (the
+    references' runtime): every block moves, the skipped ones by decay and momentum alone."""
     from helpers import tiny_space
     from ofa_tf.training import OnceForAllModel
 
     model = OnceForAllModel(tiny_space(resolutions=(16,)), num_classes=3, max_subnets=1, dropout=0.0)
     model.build()
-    model.compile(optimizer=ReferenceSGD(0.1, momentum=0.9, weight_decay=1e-2, weight_decay_form="coupled"))
+    model.compile(optimizer=ReferenceSGD(0.1, momentum=0.9, weight_decay=1e-2, weight_decay_form="coupled",
+                                         unused_parameters=mode))
     model.optimizer.build(model.supernet_trainable_variables)
     x = tf.random.stateless_uniform((8, 16, 16, 3), seed=(1, 2))
     y = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
     step = tf.function(model.train_step)
     model.step_active.assign([1.0])
-    model.step_archs.assign([model.layout.encode(model.space.max_arch(16))])
+    model.step_archs.assign([model.layout.to_vector(model.space.max_arch(16))])
     step((x, y))  # the max net: every block runs, every momentum buffer fills
     model.train_full.assign(0.0)
-    model.step_archs.assign([model.layout.encode(model.space.min_arch(16))])
+    model.step_archs.assign([model.layout.to_vector(model.space.min_arch(16))])
     variables = model.supernet_trainable_variables
     optimizer_index = {id(v): i for i, v in enumerate(variables)}
     skipped = {id(v) for stage in model.stages for b, block in enumerate(stage.blocks) if b >= stage.min_depth
@@ -245,14 +254,14 @@ def test_a_block_that_no_network_of_the_step_ran_does_not_move():
     for v in variables:
         moved = not np.array_equal(v.numpy(), before[id(v)])
         buffer_moved = not np.array_equal(model.optimizer.momentums[optimizer_index[id(v)]].numpy(), buffers[id(v)])
-        assert moved == buffer_moved == (id(v) not in skipped), v.path
+        assert moved == buffer_moved == (mode == "update" or id(v) not in skipped), v.path
 
 
 @pytest.mark.integration
-def test_a_kernel_transform_no_network_of_the_step_used_does_not_move():
-    """`kernel_mode="transform"`: the transform to size k moves only when a network of the
-    step ran its block at kernel <= k (the full model's max kernel uses none), as PyTorch's
-    SGD leaves a parameter with no gradient alone."""
+def test_a_kernel_transform_no_network_of_the_step_used_does_not_move_when_frozen():
+    """`kernel_mode="transform"`, `unused_parameters="freeze"`: the transform to size k moves
+    only when a network of the step ran its block at kernel <= k (the full model's max kernel
+    uses none), as PyTorch's SGD leaves a parameter with no gradient alone."""
     import dataclasses
 
     from helpers import tiny_space
@@ -261,7 +270,8 @@ def test_a_kernel_transform_no_network_of_the_step_used_does_not_move():
     model = OnceForAllModel(tiny_space(resolutions=(16,)), num_classes=3, max_subnets=1, dropout=0.0,
                             kernel_mode="transform")
     model.build()
-    model.compile(optimizer=ReferenceSGD(0.1, momentum=0.9, weight_decay=1e-2, weight_decay_form="coupled"))
+    model.compile(optimizer=ReferenceSGD(0.1, momentum=0.9, weight_decay=1e-2, weight_decay_form="coupled",
+                                         unused_parameters="freeze"))
     variables = model.supernet_trainable_variables
     model.optimizer.build(variables)
     x = tf.random.stateless_uniform((8, 16, 16, 3), seed=(1, 2))
@@ -280,7 +290,7 @@ def test_a_kernel_transform_no_network_of_the_step_used_does_not_move():
     index = {id(v): i for i, v in enumerate(variables)}
 
     def moved_by(arch) -> dict:
-        model.step_archs.assign([model.layout.encode(arch)])
+        model.step_archs.assign([model.layout.to_vector(arch)])
         before = {i: (v.numpy().copy(), model.optimizer.momentums[index[i]].numpy().copy())
                   for i, v in ((id(v), v) for v in variables) if i in transforms}
         step((x, y))

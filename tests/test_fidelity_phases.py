@@ -20,16 +20,15 @@ def test_compofa_trains_all_243_networks_in_both_compound_phases():
 
 
 @pytest.mark.unit
-def test_fofa_warns_once_off_the_coupled_space(monkeypatch):
-    """fOFA is defined on CompOFA's space (paper §3.1); another space trains, with one warning."""
+def test_fofa_warns_off_the_coupled_space(monkeypatch):
+    """fOFA is defined on CompOFA's space (paper §3.1); another space trains, with one warning
+    (a run builds its method once: tests/test_run_plan.py)."""
     from ofa_tf.training import methods
     warnings = []
     monkeypatch.setattr(methods.logging, "warning", warnings.append)
-    monkeypatch.setattr(methods, "_WARNED", set())
     build_method("fofa", get_space("compofa"))
     assert warnings == []
-    for _ in range(2):  # a run builds its method more than once: one line
-        build_method("fofa", get_space("ofa_mbv3"))
+    build_method("fofa", get_space("ofa_mbv3"))
     assert len(warnings) == 1 and "fOFA is defined on CompOFA's coupled space" in warnings[0]
     assert "'ofa_mbv3'" in warnings[0]
 
@@ -38,6 +37,7 @@ def test_fofa_warns_once_off_the_coupled_space(monkeypatch):
 def test_deps_k7_space_fixes_the_kernel_and_validates_a_deps_run():
     from ofa_tf.models import Supernet
     from ofa_tf.runs.config import RunConfig
+    from ofa_tf.runs.plan import RunPlan
     from ofa_tf.spaces import SPACES
     from ofa_tf.training.samplers import step_rng
     space = get_space("ofa_mbv3_k7")
@@ -48,8 +48,7 @@ def test_deps_k7_space_fixes_the_kernel_and_validates_a_deps_run():
                                                                         for s in full.stages]
     assert space.size() == (3 ** 2 + 3 ** 3 + 3 ** 4) ** 5
     config = RunConfig(method="deps", space="ofa_mbv3_k7", image_size=(32,))
-    config.validate()
-    method = build_method("deps", get_space(config.space), **config.optimizer_overrides())
+    method = RunPlan.resolve(config).method
     archs = [arch for t in range(5) for _, arch in method.phases[1].sampler.sample(space, step_rng(0, t))]
     assert all(k == 7 for arch in archs for stage in arch.kernels[1:] for k in stage)
     model = Supernet("ofa_mbv3_k7", num_classes=10, resolutions=[32])

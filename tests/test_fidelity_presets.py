@@ -51,12 +51,12 @@ def test_peak_learning_rate_scales_with_the_global_batch():
 @pytest.mark.unit
 def test_run_config_resolves_the_method_defaults_and_overrides():
     from ofa_tf.runs.config import RunConfig
-    config = RunConfig(method="bignas")
-    method = build_method(config.method, **config.optimizer_overrides())
+    from ofa_tf.runs.plan import RunPlan
+    method = RunPlan.resolve(RunConfig(method="bignas")).method
     assert (method.grad_clip_mode, method.grad_clip, method.weight_decay) == ("value", 1.0, 1e-5)
     config = RunConfig(method="bignas", grad_clip_mode="norm", weight_decay=3e-5, weight_decay_form="decoupled",
                        lr_schedule="phase")
-    method = build_method(config.method, **config.optimizer_overrides())
+    method = RunPlan.resolve(config).method
     assert (method.grad_clip_mode, method.grad_clip, method.weight_decay, method.weight_decay_form,
             method.lr_schedule) == ("norm", 1.0, 3e-5, "decoupled", "phase")
     assert build_method("deps", grad_clip=2.0).grad_clip_mode == "norm"  # a threshold alone: by norm
@@ -98,28 +98,26 @@ def test_phase_warmups_ramp_from_zero_then_follow_each_phase_cosine():
 def test_a_run_builds_the_presets_schedule_and_optimizer():
     """What `ofa-train` builds from a RunConfig: the rate per 256 images at the run's batch,
     the phase cosine with OFA's warm-ups, a momentum restart at each phase start."""
-    from types import SimpleNamespace
     from ofa_tf.runs.config import RunConfig
-    from ofa_tf.runs.train import learning_rate_schedule, make_optimizer
-    config = RunConfig(method="ofa", epochs=121, batch_size=64)  # 605 steps: one per reference epoch
-    method = build_method("ofa", get_space("ofa_mbv3"), **config.optimizer_overrides())
-    run = SimpleNamespace(config=config, method=method, steps_per_epoch=5)
-    schedule = learning_rate_schedule(run)
-    optimizer = make_optimizer(run, schedule)
-    assert schedule.learning_rate == pytest.approx(0.325 * 64 / 256) and schedule.mode == "phase"
+    from ofa_tf.runs.plan import RunPlan
+    plan = RunPlan.resolve(RunConfig(method="ofa", epochs=121, batch_size=256))  # 605 steps: one per reference epoch
+    schedule = plan.learning_rate_schedule(steps_per_epoch=5)
+    optimizer = plan.optimizer(schedule, steps_per_epoch=5)
+    assert schedule.learning_rate == pytest.approx(0.325) and schedule.mode == "phase"
     assert schedule.phase_starts == [0, 180, 305, 330, 455, 480]
     assert schedule.phase_warmups == [0, 5, 0, 5, 0, 5]
     assert optimizer.restart_steps == [180, 305, 330, 455, 480]
     assert (optimizer.weight_decay_form, optimizer.reference_weight_decay, optimizer.clip_mode) == (
         "coupled", 3e-5, "none")
-    assert float(schedule(180)) == 0.0 and float(schedule(185)) == pytest.approx(0.08125 * 0.96 / 2.6)
+    # OFA's warm-up: from one GPU's rate (64 of the 256 images: a quarter) to the phase's peak at its 5th step
+    kernel_peak = 0.325 * 0.96 / 2.6
+    assert [float(schedule(s)) for s in (180, 184, 185)] == pytest.approx(
+        [kernel_peak * (0.25 + 0.75 / 5), kernel_peak, kernel_peak])
 
-    config = RunConfig(method="bignas", epochs=10, batch_size=64, learning_rate=0.5, lr_warmup_epochs=2,
-                       weight_decay_form="decoupled")
-    method = build_method("bignas", **config.optimizer_overrides())
-    run = SimpleNamespace(config=config, method=method, steps_per_epoch=5)
-    schedule = learning_rate_schedule(run)
-    optimizer = make_optimizer(run, schedule)
+    plan = RunPlan.resolve(RunConfig(method="bignas", epochs=10, batch_size=64, learning_rate=0.5,
+                                     lr_warmup_epochs=2, weight_decay_form="decoupled"))
+    schedule = plan.learning_rate_schedule(steps_per_epoch=5)
+    optimizer = plan.optimizer(schedule, steps_per_epoch=5)
     assert (schedule.learning_rate, schedule.warmup_steps, schedule.phase_warmups) == (0.5, 10, [0])
     assert (optimizer.restart_steps, optimizer.clip_mode, optimizer.clip) == ([], "value", 1.0)
     assert optimizer.weight_decay == pytest.approx(1e-5)  # decoupled: Keras's own decay

@@ -10,7 +10,9 @@ import pytest
 from helpers import assert_one_line_error, run_tool, tiny_space
 from ofa_tf.errors import OfaError
 from ofa_tf.export import keras_to_tflite
-from ofa_tf.latency import AndroidBenchmark, LatencyTable, benchmark_host, op_specs, parse_benchmark_output
+from ofa_tf.latency import AndroidBenchmark, LatencyTable, benchmark_host
+from ofa_tf.latency.android import parse_benchmark_output
+from ofa_tf.latency.lut import op_specs
 from ofa_tf.latency.lut import distinct_op_specs
 from ofa_tf.latency.ops import build_table
 from ofa_tf.models import Supernet

@@ -25,13 +25,16 @@ from ofa_reference import NET_IDS, count_net_flops, count_parameters, random_ofa
 
 from ofa_tf.errors import OfaError
 from ofa_tf.export.tflite import TFLiteClassifier, keras_to_tflite
-from ofa_tf.interop import export_state_dict, get_net, import_run, import_state_dict, ofa_space
+from ofa_tf.interop import export_state_dict, get_net, import_run, import_state_dict
+from ofa_tf.interop.nets import ofa_space
 from ofa_tf.interop.specialized import import_specialized
 from ofa_tf.interop.torch_files import read_state_dict
 from ofa_tf.layers import ElasticConv2D, ElasticDepthwiseConv2D
 from ofa_tf.models import Supernet
-from ofa_tf.profile import profile
-from ofa_tf.runs import RunConfig, RunDirectory, build_model, check_init_checkpoint, load_init_checkpoint
+from ofa_tf.spaces import profile
+from ofa_tf.runs import RunConfig, RunDirectory, load_init_checkpoint
+from ofa_tf.runs.init_checkpoint import check_init_checkpoint
+from ofa_tf.runs.plan import build_model
 from ofa_tf.spaces import get_space
 from ofa_tf.training import build_method
 

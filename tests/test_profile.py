@@ -6,7 +6,7 @@ import pytest
 
 from helpers import assert_one_line_error, make_run_dir, run_tool
 from ofa_tf import OfaError
-from ofa_tf.profile import profile
+from ofa_tf.spaces import profile
 from ofa_tf.spaces import get_space
 
 

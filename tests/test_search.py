@@ -15,8 +15,8 @@ import pytest
 
 from helpers import tiny_space
 from ofa_tf.errors import OfaError
-from ofa_tf.search import (CostModels, EvolutionSearch, ExhaustiveSearch, RandomSearch, satisfies,
-                           zero_cost_select)
+from ofa_tf.search import CostModels, EvolutionSearch, ExhaustiveSearch, RandomSearch, zero_cost_select
+from ofa_tf.search.costs import satisfies
 from ofa_tf.spaces import Arch, get_space
 from ofa_tf.training.record import SampledRecord, load_sampled_record
 

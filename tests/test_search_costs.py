@@ -6,8 +6,9 @@ import pytest
 
 from helpers import tiny_space
 from ofa_tf.errors import OfaError
-from ofa_tf.profile import profile
-from ofa_tf.search import ArchCostTable, CostModels, LatencyCost, parse_budget, parse_target, zip_targets
+from ofa_tf.spaces import profile
+from ofa_tf.search import ArchCostTable, CostModels, LatencyCost
+from ofa_tf.search.costs import parse_budget, parse_target, zip_targets
 from ofa_tf.spaces import SPACES, get_space
 
 pytestmark = pytest.mark.unit

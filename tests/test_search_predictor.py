@@ -8,9 +8,10 @@ import pytest
 
 from helpers import tiny_space
 from ofa_tf.errors import OfaError
-from ofa_tf.search import (AccuracyPredictor, ArchEncoder, cross_validated_spearman, fit_predictor, kendall_tau,
-                           spearman)
-from ofa_tf.search.predictor import L2_GRID
+from ofa_tf.search import AccuracyPredictor, ArchEncoder, fit_predictor
+from ofa_tf.search.encoding import arch_encoder
+from ofa_tf.search.predictor import cross_validated_spearman, kendall_tau, spearman
+from ofa_tf.search.predictor import L2_GRID, MIN_HELDOUT_ARCHS, quality_warnings
 from ofa_tf.spaces import SPACES, get_space
 
 
@@ -20,8 +21,8 @@ def test_batched_encoding_equals_space_encode(space):
     encoder = ArchEncoder(space)
     rng = random.Random(0)
     archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(30)]
-    assert encoder.size == space.encoding_size
-    np.testing.assert_array_equal(encoder.encode(archs), np.stack([space.encode(a) for a in archs]))
+    assert encoder.size == arch_encoder(space).size
+    np.testing.assert_array_equal(encoder.encode(archs), np.stack([arch_encoder(space).encode([a])[0] for a in archs]))
 
 
 def _brute_kendall(a, b):
@@ -51,6 +52,37 @@ def test_rank_statistics():
         assert kendall_tau(a, b) == pytest.approx(_brute_kendall(a, b))
         assert spearman(a, b) == pytest.approx(_brute_spearman(a, b))
     assert spearman([1, 1, 1], [1, 2, 3]) == 0.0
+
+
+@pytest.mark.unit
+def test_rank_statistics_are_scipys():
+    """The figures are scipy.stats' own (ties included), not a re-implementation's."""
+    import scipy.stats
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        a, b = rng.normal(size=40), rng.integers(0, 5, 40).astype(float)  # b: many ties
+        assert spearman(a, b) == pytest.approx(scipy.stats.spearmanr(a, b).statistic, abs=1e-12)
+        assert kendall_tau(a, b) == pytest.approx(scipy.stats.kendalltau(a, b).statistic, abs=1e-12)
+    assert kendall_tau([1, 1, 1], [3, 1, 2]) == 0.0  # scipy gives NaN for a constant input
+
+
+@pytest.mark.unit
+def test_a_near_chance_predictor_is_warned_about():
+    """Accuracies unrelated to the archs: the cross-validated Spearman is near 0, and
+    `quality_warnings` says the predictor ranks poorly; a few held-out subnets are warned about too."""
+    space = tiny_space()
+    archs = space.sample_distinct(60, 0)
+    noise = np.random.default_rng(0).uniform(0.09, 0.11, len(archs))  # near chance for 10 classes
+    cv = cross_validated_spearman(space, archs, noise, folds=5, kind="linear")
+    assert len(cv["predicted"]) == len(archs) and abs(cv["spearman"]) < 0.3
+    info = {"spearman": cv["spearman"], "spearman_source": "cross-validated", "num_heldout": 5,
+            "heldout_spearman": 0.87}
+    warnings = quality_warnings(info)
+    assert len(warnings) == 2
+    assert "ranks subnets poorly (cross-validated Spearman" in warnings[0] and "--fitness=measured" in warnings[0]
+    assert warnings[1].startswith("only 5 held-out subnets") and "0.870" in warnings[1]
+    good = quality_warnings({"spearman": 0.7, "spearman_source": "cross-validated", "num_heldout": MIN_HELDOUT_ARCHS})
+    assert good == []
 
 
 @pytest.mark.integration

@@ -6,26 +6,11 @@ import random
 
 import pytest
 
-from helpers import assert_one_line_error, make_run_dir, run_tool, tiny_space
+from helpers import assert_one_line_error, make_run_dir, run_tool, synthetic_latency_table, tiny_space
 from ofa_tf.search import AccuracyPredictor, CostModels
 from ofa_tf.training.record import SampledRecord
 
 pytestmark = pytest.mark.integration
-
-
-def _synthetic_latency_table(space, path):
-    """A real `LatencyTable` file whose op latencies are made up (timing ops takes minutes)."""
-    from ofa_tf.latency.lut import LatencyTable, distinct_op_specs
-    tables = {}
-    for resolution in space.resolutions:
-        ops = {}
-        for op in distinct_op_specs(space, resolution, 10):
-            ms = (op.mid_channels * max(op.kernel, 1) ** 2 + op.in_shape[0] * op.out_shape[2]) / 1000
-            ops[op.key] = {"count": 1, "mean": ms, "std": 0.0, "median": ms}
-        tables[resolution] = {"overhead_ms": 0.0, "ops": ops}
-    table = LatencyTable(space, 10, tables)
-    table.save(path)
-    return table
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +42,14 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["num_train"] + report["num_heldout"] == 12 and -1 <= report["spearman"] <= 1
     assert report["cross_validation"]["folds"] == 5 and len(report["cross_validation"]["fold_spearman"]) == 5
+    # the headline is the cross-validated figure; 2 held-out subnets and a poor ranking are warned about
+    assert report["spearman_source"] == "cross-validated"
+    assert report["spearman"] == report["cross_validation"]["spearman"]
+    assert "warning: only 2 held-out subnets" in done.stderr
+    assert ("warning: the predictor ranks subnets poorly" in done.stderr) == (report["spearman"] <= 0.3)
+    assert len(report["warnings"]) == done.stderr.count("warning: ")
+    with open(os.path.join(run_dir, "predictor", "predicted_vs_measured.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert report["kind"] == report["selection"]["chosen"] in ("mlp", "linear")  # --predictor=auto, the default
     with open(os.path.join(run_dir, "predictor", "measurements.json")) as f:
         measured = json.load(f)["results"]
@@ -65,7 +58,7 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
     costs = CostModels(space, 10)
     low = costs.costs(space.min_arch(16))["macs"]
     flops = [int(low * 1.5), int(low * 3)]
-    lut = _synthetic_latency_table(space, str(tmp_path / "lut.json"))
+    lut = synthetic_latency_table(space, str(tmp_path / "lut.json"))
     latency_budget = round(lut.predict_ms(space.sample(random.Random(3), 24)), 3)
     out = tmp_path / "search"
     done = run_tool("search", f"--model_dir={run_dir}", f"--flops={flops[0]},{flops[1]}", "--params=40k",
@@ -74,7 +67,13 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
                     "--bn_calibration_images=32")
     assert done.returncode == 0, done.stderr[-3000:]
     files = [f"flops-{flops[i]}_params-40k_latency_ms-{latency_budget}.json" for i in range(2)]
-    assert sorted(os.listdir(out)) == sorted(files + ["summary.json"])
+    assert sorted(os.listdir(out)) == sorted(files + ["measurements.json", "summary.json"])
+    with open(out / "summary.json") as f:
+        baseline = json.load(f)["min_subnet"]  # the min subnet, measured on the same images
+    assert baseline["arch"] == space.min_arch(16).to_dict() and 0 <= baseline["measured_accuracy"] <= 1
+    with open(out / "measurements.json") as f:
+        measured_archs = [m["arch"] for m in json.load(f)["results"]]
+    assert baseline["arch"] in measured_archs
     for name, budget in zip(files, flops):
         with open(out / name) as f:
             result = json.load(f)
@@ -84,6 +83,9 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
         assert result["latency_ms"] == pytest.approx(lut.predict_ms(arch)) and result["latency_ms"] <= latency_budget
         assert 0 <= result["measured_accuracy"] <= 1 and isinstance(result["predicted_accuracy"], float)
         assert result["evaluations"] == 16 * 6
+        assert result["min_subnet_accuracy"] == baseline["measured_accuracy"] and result["arch"] in measured_archs
+        below = f"warning: {name}: measures" in done.stderr
+        assert below == (result["measured_accuracy"] < baseline["measured_accuracy"])
 
     plots = tmp_path / "plots"
     done = run_tool("plot_pareto", f"--runs=run={run_dir},copy={run_dir}/predictor/measurements.json",
@@ -95,6 +97,26 @@ def test_predictor_search_and_pareto_report(run_dir, tmp_path):
     assert summary["run"]["num_points"] == 12 and len(summary["run"]["buckets"]) == 6
     assert summary["run"]["low"] == low  # the run's min subnet .. max subnet range
     assert "| mean Pareto accuracy |" in done.stdout
+
+    # a search folder: the subnets it measured and found, on the latency axis of a look-up table
+    done = run_tool("plot_pareto", f"--runs=searched={out}", f"--latency_lut={tmp_path / 'lut.json'}",
+                    f"--output_dir={tmp_path / 'plots_ms'}", "--title=searched subnets")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "plots_ms" / "pareto.json") as f:
+        summary = json.load(f)["searched"]
+    assert summary["cost"] == "latency_ms" and summary["num_points"] == len(measured_archs)
+    assert summary["low"] == pytest.approx(lut.predict_ms(space.min_arch(16)))  # the min subnet: the fastest measured
+    assert sorted(p["label"] for p in summary["searched"]) == sorted(["flops=%d,params=40k,latency_ms=%s"
+                                                                      % (b, latency_budget) for b in flops])
+    for point in summary["searched"]:
+        with open(point["file"]) as f:
+            result = json.load(f)
+        assert point["latency_ms"] == pytest.approx(lut.predict_ms(space.parse_arch(result["arch"])))
+    assert (tmp_path / "plots_ms" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_line_error(run_tool("plot_pareto", f"--runs=searched={out}", f"--latency_lut={tmp_path / 'lut.json'}",
+                                   "--cost=macs", f"--output_dir={tmp_path / 'never'}"),
+                          "--latency_lut=")
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize("args, message", [

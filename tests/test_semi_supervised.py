@@ -16,11 +16,15 @@ from helpers import assert_one_line_error, make_run_dir, randomize_weights, run_
 from ofa_tf.data import strong_augment
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces import Arch
-from ofa_tf.training import OnceForAllModel, build_method, distillation_loss, label_loss
-from ofa_tf.training.semi_supervised import LABELLED, STRONG, WEAK, fixmatch_loss, pseudo_labels
+from ofa_tf.training import OnceForAllModel, build_method
+from ofa_tf.training.distillation import distillation_loss, label_loss
+from ofa_tf.data.semi_supervised import LABELLED, STRONG, WEAK
+from ofa_tf.training.semi_supervised import fixmatch_loss, pseudo_labels
 from ofa_tf.data import labelled_subset, semi_supervised_pipeline, unlabelled_images
-from ofa_tf.runs import (CHECKPOINT_DIR, RunConfig, RunDirectory, build_model, check_init_checkpoint,
-                         load_init_checkpoint, validation_leak)
+from ofa_tf.runs import RunConfig, RunDirectory, load_init_checkpoint
+from ofa_tf.runs.directory import CHECKPOINT_DIR
+from ofa_tf.runs.init_checkpoint import check_init_checkpoint, validation_leak
+from ofa_tf.runs.plan import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
@@ -112,7 +116,7 @@ def test_semi_supervised_step_equals_the_hand_computed_tofa_gradient(ssl_setup):
 
     slots = np.zeros(model.step_archs.shape, np.int32)
     for j, arch in enumerate(archs):
-        slots[j] = model.layout.encode(arch)
+        slots[j] = model.layout.to_vector(arch)
     model.step_archs.assign(slots)
     model.step_active.assign(np.ones(2, np.float32))
     model.epsilon.assign(epsilon)

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist_small.npz")
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 COMMANDS = ("train", "evaluate", "search", "train_predictor", "export", "benchmark_latency", "build_lut", "profile",
-            "plot_pareto", "check_data", "import_ofa", "export_ofa")  # every console script (ofa_tf/cli/__init__.py)
+            "plot_pareto", "check_data", "import_ofa", "export_ofa", "report")  # every console script (ofa_tf/cli/__init__.py)
 NO_TENSORFLOW = ("profile",)
 
 

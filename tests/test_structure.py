@@ -50,6 +50,7 @@ import functools
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -63,16 +64,7 @@ PROJECT_CODE = (PACKAGE, "tools", "benchmarks")  # top-level directories of proj
 # (importing module, imported module) -> why the import must wait until a function runs.
 # Only for optional heavy dependencies: a project module that imports a large or optional
 # third-party package at its top, needed by one rarely used function of the importer.
-_RUN_CONFIG_CHECKS = ("RunConfig is ofa-train's and ofa-check-data's flag list, read before TensorFlow loads "
-                      "(their --help): validate() imports the library's checks when it runs")
-FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
-    ("ofa_tf.runs.config", "ofa_tf.data.pipeline"): _RUN_CONFIG_CHECKS,
-    ("ofa_tf.runs.config", "ofa_tf.data.semi_supervised"): _RUN_CONFIG_CHECKS,
-    ("ofa_tf.runs.config", "ofa_tf.data.sources"): _RUN_CONFIG_CHECKS,
-    ("ofa_tf.runs.config", "ofa_tf.models.supernet"): _RUN_CONFIG_CHECKS,
-    ("ofa_tf.runs.config", "ofa_tf.training.methods"): _RUN_CONFIG_CHECKS,
-    ("ofa_tf.runs.config", "ofa_tf.training.model"): _RUN_CONFIG_CHECKS,
-}
+FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {}
 # package -> why its modules may import project modules inside functions
 FUNCTION_LEVEL_PACKAGES: dict[str, str] = {
     "ofa_tf.cli": "a program defines and parses its flags (and answers --help) before TensorFlow loads: it imports "
@@ -349,6 +341,89 @@ def test_no_function_level_import_of_a_project_module():
     used = {(imp.source, imp.target) for imp in hidden}
     stale = sorted(set(FUNCTION_LEVEL_ALLOWED) - used)
     assert not stale, f"FUNCTION_LEVEL_ALLOWED lists imports that no longer exist: {stale}"
+
+
+# package -> project packages it must not import: the lower floors stay below the upper ones
+NOT_ABOVE = {
+    "ofa_tf.spaces": ("ofa_tf.layers", "ofa_tf.models", "ofa_tf.data", "ofa_tf.training", "ofa_tf.evaluation",
+                      "ofa_tf.search", "ofa_tf.runs", "ofa_tf.export", "ofa_tf.latency", "ofa_tf.cli"),
+    "ofa_tf.data": ("ofa_tf.training", "ofa_tf.evaluation", "ofa_tf.search", "ofa_tf.runs", "ofa_tf.export",
+                    "ofa_tf.latency", "ofa_tf.cli"),
+    "ofa_tf.evaluation": ("ofa_tf.training", "ofa_tf.search", "ofa_tf.runs", "ofa_tf.export", "ofa_tf.cli"),
+    "ofa_tf.training": ("ofa_tf.evaluation", "ofa_tf.search", "ofa_tf.runs", "ofa_tf.export", "ofa_tf.cli"),
+}
+# third-party packages whose import costs seconds (TensorFlow and what loads it)
+HEAVY = ("tensorflow", "keras", "tf_keras", "tensorflow_datasets", "tensorflow_model_optimization", "torch")
+# modules that must import without them: the public face and the light modules the programs
+# read before parsing their flags (--help), the space and arch values, the search with a
+# saved predictor; every command-line module (its heavy imports wait inside functions)
+LIGHT = ("ofa_tf", "ofa_tf.errors", "ofa_tf.values", "ofa_tf.choices", "ofa_tf.lazy", "ofa_tf.io",
+         "ofa_tf.spaces", "ofa_tf.spaces.*", "ofa_tf.search", "ofa_tf.search.costs", "ofa_tf.search.encoding",
+         "ofa_tf.search.predictor", "ofa_tf.search.searchers", "ofa_tf.search.pareto", "ofa_tf.runs",
+         "ofa_tf.runs.config", "ofa_tf.export", "ofa_tf.export.options", "ofa_tf.cli.*")
+
+
+def test_lower_floors_do_not_import_upper_ones():
+    imports, _ = project_imports()
+    wrong = [f"{imp.where}: {imp.source} imports {imp.target}" for imp in imports
+             for package, above in NOT_ABOVE.items()
+             if (imp.source == package or imp.source.startswith(package + "."))
+             and any(imp.target == a or imp.target.startswith(a + ".") for a in above)]
+    assert not wrong, "\n".join(wrong)
+
+
+def _heavy_at_import(module: str, modules: dict[str, str]) -> list[str]:
+    """The chains by which importing `module` imports a HEAVY package: its module-level
+    imports (and its parent packages' `__init__`), followed through project modules."""
+    imports, _ = project_imports()
+    edges: dict[str, set[str]] = {}
+    for imp in imports:
+        if not imp.function_level and not imp.type_checking:
+            edges.setdefault(imp.source, set()).add(imp.target)
+
+    def own_heavy(name: str) -> list[str]:
+        found = []
+        for node, function_level, type_checking in _import_statements(_parse(modules[name])):
+            if function_level or type_checking:
+                continue
+            written = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if node.level == 0 else [])
+            found += [w for w in written if w.split(".")[0] in HEAVY]
+        return found
+
+    chains, seen, todo = [], set(), [(module, [module])]
+    while todo:
+        name, path = todo.pop()
+        if name in seen or name not in modules:
+            continue
+        seen.add(name)
+        chains += [" -> ".join(path + [heavy]) for heavy in own_heavy(name)]
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        todo += [(target, path + [target]) for target in sorted(edges.get(name, set()) | set(parents))]
+    return chains
+
+
+def test_the_public_face_and_the_light_modules_import_no_tensorflow():
+    """`import ofa_tf` (its names load on first use), the settings and choices the programs
+    read before parsing flags, spaces, archs and searching with a saved predictor load
+    no TensorFlow; nor does any command-line module before its flags are parsed."""
+    modules = _modules()
+    light = sorted({m for pattern in LIGHT for m in modules
+                    if m == pattern or (pattern.endswith(".*") and m.startswith(pattern[:-1]))})
+    assert "ofa_tf.cli.train" in light and "ofa_tf.spaces.arch" in light
+    heavy = [chain for module in light for chain in _heavy_at_import(module, modules)]
+    assert not heavy, "\n".join(heavy)
+    # a test of the test: a module that does import TensorFlow is caught
+    assert any(chain.endswith("tensorflow") for chain in _heavy_at_import("ofa_tf.runs.train", modules))
+
+
+def test_import_ofa_tf_loads_no_tensorflow():
+    """The same, by importing: `import ofa_tf` and a name of the public face that needs none."""
+    code = ("import sys, ofa_tf; ofa_tf.get_space('ofa_mbv3').max_arch(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in %r))" % (HEAVY,))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_cycle_finder_and_resolution_on_known_cases():

@@ -13,9 +13,9 @@ import tensorflow as tf
 from helpers import randomize_weights, tiny_space
 from ofa_tf import OfaError
 from ofa_tf.evaluation import ArchEvaluator, evaluate_arch
-from ofa_tf.layers import prefix_slice
+from ofa_tf.layers.base import prefix_slice
 from ofa_tf.models import Supernet
-from ofa_tf.training import recalibrate_bn
+from ofa_tf.evaluation import recalibrate_bn
 
 # Every arch is compared elastic vs extracted; every RELOAD_EVERY-th one also goes through a
 # .keras file (save + load costs ~2.5 s per subnet on 2 cores). OFA_TF_EXHAUSTIVE=1: 50 archs
@@ -62,7 +62,7 @@ def test_tensor_arch_equals_python_arch_in_a_traced_call():
     x = tf.random.normal((3, 16, 16, 3))
     for seed in range(8):
         arch = model.space.sample(seed, resolution=16)
-        np.testing.assert_allclose(fn(x, model.encode_arch(arch)).numpy(),
+        np.testing.assert_allclose(fn(x, model.arch_tensor(arch)).numpy(),
                                    model.get_subnet(arch)(x).numpy(), atol=1e-5)
     assert fn.experimental_get_tracing_count() == 1
 
@@ -88,7 +88,7 @@ def _elastic_and_static_gradients(model, arch, x, y, traced: bool):
         return [tf.zeros(v.shape) if g is None else g for v, g in zip(model.trainable_variables, grads)]
 
     fn = tf.function(elastic_grads, autograph=False) if traced else elastic_grads
-    grads = {id(v): g.numpy() for v, g in zip(model.trainable_variables, fn(x, y, model.encode_arch(arch)))}
+    grads = {id(v): g.numpy() for v, g in zip(model.trainable_variables, fn(x, y, model.arch_tensor(arch)))}
     subnet = model.get_subnet(arch)
     with tf.GradientTape() as tape:
         loss = loss_fn(y, subnet(x, training=True))
@@ -151,10 +151,10 @@ def test_one_trace_serves_every_arch_per_resolution():
     archs = sorted(archs, key=lambda a: a.to_json())[:30]
     assert len(archs) == 30
     for arch in archs:
-        assert np.isfinite(float(train_step(tf.random.normal((4, 16, 16, 3)), y, model.encode_arch(arch))))
+        assert np.isfinite(float(train_step(tf.random.normal((4, 16, 16, 3)), y, model.arch_tensor(arch))))
     assert len(traces) == 1
     for arch in archs[:5]:
-        train_step(tf.random.normal((4, 24, 24, 3)), y, model.encode_arch(arch))
+        train_step(tf.random.normal((4, 24, 24, 3)), y, model.arch_tensor(arch))
     assert len(traces) == 2
 
 

@@ -6,10 +6,11 @@ import pytest
 import tensorflow as tf
 
 from helpers import randomize_weights, tiny_space
-from ofa_tf.training import (OnceForAllModel, PhaseController, build_method, distillation_loss, label_loss,
-                             recalibrate_bn, sort_mid_channels)
+from ofa_tf.evaluation import recalibrate_bn
+from ofa_tf.training import OnceForAllModel, PhaseController, build_method, sort_mid_channels
+from ofa_tf.training.distillation import distillation_loss, label_loss
 from ofa_tf.models import Supernet
-from ofa_tf.training.bn_recalibration import batch_norm_layers
+from ofa_tf.evaluation.bn_recalibration import batch_norm_layers
 
 LR = 0.1
 
@@ -31,7 +32,7 @@ def setup():
 def _state(model, archs, active, epsilon, train_full=1.0, kd_weight=1.0, label_weight=0.0):
     slots = np.zeros(model.step_archs.shape, np.int32)
     for j, arch in enumerate(archs):
-        slots[j] = model.layout.encode(arch)
+        slots[j] = model.layout.to_vector(arch)
     model.step_archs.assign(slots)
     model.step_active.assign(np.array(active, np.float32))
     model.epsilon.assign(epsilon)
@@ -174,8 +175,8 @@ def test_large_batches_recalibrate_and_evaluate_in_bounded_memory_with_the_same_
     """Above `EAGER_PIXELS` a recalibration batch runs as a tf.function and an evaluation
     batch in chunks (an eager Keras call keeps all its intermediate tensors: ~20 GB for 200
     images at 224 px); the numbers are those of whole eager calls."""
-    from ofa_tf import evaluation
-    from ofa_tf.training import bn_recalibration
+    from ofa_tf.evaluation import subnet_accuracy as evaluation
+    from ofa_tf.evaluation import bn_recalibration, traced_calls
     model = Supernet(tiny_space(resolutions=(24,)), num_classes=5)
     model.build()
     randomize_weights(model, seed=3)
@@ -186,7 +187,7 @@ def test_large_batches_recalibrate_and_evaluate_in_bounded_memory_with_the_same_
     # everything eager; graph recalibration (large batches) with eager chunks of 7; graph
     # recalibration because many images are asked for (`GRAPH_MIN_IMAGES`)
     for pixels, graph_min_images in ((10 ** 9, 10 ** 9), (24 * 24 * 7, 10 ** 9), (10 ** 9, 100)):
-        monkeypatch.setattr(bn_recalibration, "EAGER_PIXELS", pixels)
+        monkeypatch.setattr(traced_calls, "EAGER_PIXELS", pixels)
         monkeypatch.setattr(bn_recalibration, "GRAPH_MIN_IMAGES", graph_min_images)
         monkeypatch.setattr(evaluation, "EAGER_PIXELS", pixels)
         subnet = model.get_subnet(model.space.max_arch(24))
@@ -279,10 +280,10 @@ def test_the_classifier_dropout_of_the_subnets_follows_subnet_dropout(subnet_dro
     arch = model.space.min_arch(16)
     _state(model, [arch], [1], epsilon=1.0, kd_weight=0.0, label_weight=1.0)  # subnet loss: its label loss
     no_dropout = {name: float(label_loss(y, model(x, arch=a, training=True, dropout=False), model.label_smoothing))
-                  for name, a in (("loss_full", "max"), ("loss_subnet0", arch))}
+                  for name, a in (("loss_full", "max"), ("loss_min", arch))}
     logs = model.train_on_batch(x, y, return_dict=True)
     assert abs(logs["loss_full"] - no_dropout["loss_full"]) > 1e-4  # dropout at 0.5 changed the full model's logits
     if subnet_dropout:
-        assert abs(logs["loss_subnet0"] - no_dropout["loss_subnet0"]) > 1e-4
+        assert abs(logs["loss_min"] - no_dropout["loss_min"]) > 1e-4
     else:
-        assert logs["loss_subnet0"] == pytest.approx(no_dropout["loss_subnet0"], rel=1e-5)
+        assert logs["loss_min"] == pytest.approx(no_dropout["loss_min"], rel=1e-5)

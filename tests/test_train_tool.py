@@ -72,7 +72,7 @@ def test_train_resume_and_evaluate(tmp_path):
     (["--dataset=mnist"], "--dataset='mnist': expected KIND:WHERE"),
     (["--strategy=tpu_pod"], "--strategy='tpu_pod': expected one of"),
     (["--kernel_mode=warp"], "--kernel_mode='warp'"),
-    (["--lr_schedule=cyclic"], "--lr_schedule='cyclic': expected one of ['run', 'phase']"),
+    (["--lr_schedule=cyclic"], "--lr_schedule='cyclic': expected one of ['run', 'phase', 'exponential']"),
     (["--space=resnet"], "space='resnet'"),
     (["--dataset=npz:/does/not/exist.npz"], "npz:/does/not/exist.npz: no such file"),
 ])

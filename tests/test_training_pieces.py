@@ -12,7 +12,9 @@ from helpers import tiny_space
 from ofa_tf import OfaError
 from ofa_tf.spaces import get_space
 from ofa_tf.training import (EpsilonSchedule, OnceForAllModel, PhaseController, PhaseCosineSchedule, RestrictedSampler,
-                             SandwichSampler, UpperAttentiveSampler, build_method, distillation_loss, step_rng)
+                             SandwichSampler, UpperAttentiveSampler, build_method)
+from ofa_tf.training.distillation import distillation_loss
+from ofa_tf.training.samplers import step_rng
 
 pytestmark = pytest.mark.unit
 
@@ -32,10 +34,9 @@ def test_lr_ratio_epsilon_is_ramped_lr_over_scheduled_lr():
         return 0.1 * 0.5 * (1 + math.cos(math.pi * step / 100))
 
     schedule = EpsilonSchedule(start=1e-3, ramp_steps=10, mode="lr_ratio")
-    for t in range(1, 10):
-        expected = (t / 10) * lr_at(50 + 10) / lr_at(50 + t)
+    for t in range(0, 10):  # DεpS's T_cur = t + 1: the first shrinking step is 1/10 of the way up
+        expected = ((t + 1) / 10) * lr_at(50 + 10) / lr_at(50 + t)
         assert schedule.value(t, lr_at, 50) == pytest.approx(min(1.0, expected))
-    assert schedule.value(0, lr_at, 50) == pytest.approx(1e-3)
     assert schedule.value(10, lr_at, 50) == 1.0
 
 
@@ -98,6 +99,12 @@ def test_deps_preset_follows_the_paper():
     assert shrink.train_full and shrink.teacher == "inplace" and shrink.sort_channels
     assert shrink.epsilon == EpsilonSchedule(1e-3, 200, "linear")
     assert [k for k in shrink.sampler.kinds()] == ["min", "random", "random"]
+    # built before the data says how many steps an epoch has: the ramp is a share of the run
+    unknown = build_method("deps", steps_per_epoch=None, epochs=10, epsilon_start=1e-3, epsilon_ramp_epochs=2)
+    assert unknown.phases[1].epsilon.ramp_fraction == pytest.approx(0.2)
+    assert unknown.phases[1].epsilon.for_run(10 * 100) == shrink.epsilon  # what steps_per_epoch=100 gives
+    with pytest.raises(OfaError, match="for_run"):
+        unknown.phases[1].epsilon.value(3)
     ofa = build_method("ofa", get_space("ofa_mbv3"))
     assert all(p.teacher == "frozen" and not p.train_full for p in ofa.phases[1:])
     bignas = build_method("bignas")

@@ -9,9 +9,11 @@
   ofa-build-lut        latency look-up table of a space                      ofa_tf.cli.build_lut
   ofa-profile          MACs / params of one subnet (no weights needed)       ofa_tf.cli.profile
   ofa-plot-pareto      Pareto plot and table of runs                         ofa_tf.cli.plot_pareto
+  ofa-report           one HTML page of a run: plots, tables, exports        ofa_tf.cli.report
   ofa-check-data       decode every image of a dataset, list the bad ones    ofa_tf.cli.check_data
   ofa-import-ofa       an OFA PyTorch supernet as a run directory           ofa_tf.cli.import_ofa
   ofa-export-ofa       a run's supernet as OFA's PyTorch state dict          ofa_tf.cli.export_ofa
+  ofa-finetune         one subnet of a run fine-tuned, as a run of its own    ofa_tf.cli.finetune
 
 Each module has a `main()` (the console script) and runs as `python -m ofa_tf.cli.NAME`.
 They all start through `ofa_tf.cli.startup` (flags parsed first, then quiet TensorFlow,

@@ -22,7 +22,7 @@ from absl import flags  # noqa: E402
 from ofa_tf.cli import flag_checks  # noqa: E402
 from ofa_tf.cli.config_flags import FLAGS, definer  # noqa: E402
 from ofa_tf.cli.latency_flags import check_latency_flags, define_latency_flags  # noqa: E402
-from ofa_tf.cli.space_flags import check_space_flags, define_space_flags  # noqa: E402
+from ofa_tf.cli.space_flags import check_space_flags, define_space_flags, read_run  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 
 PROGRAM = "ofa-build-lut"
@@ -63,13 +63,15 @@ def check_flags():
 
 def _main(argv: list[str]) -> None:
     from ofa_tf.latency.ops import build_table
+    from ofa_tf.layers.block_import import import_block_class
 
     space, num_classes, resolutions, android = check_flags()
     if android is not None:
         android.check_device()
+    block_class = import_block_class(read_run(FLAGS.model_dir).config.block_class) if FLAGS.model_dir else None
     table = build_table(space, num_classes, resolutions, FLAGS.threads, FLAGS.op_resolver, FLAGS.rounds,
                         FLAGS.runs_per_round, android, num_calibration_archs=FLAGS.calibration_archs,
-                        delegate=FLAGS.delegate)
+                        delegate=FLAGS.delegate, block_class=block_class)
     table.save(FLAGS.output)
     print(json.dumps({"output": FLAGS.output, "space": table.space_name, "image_size": table.resolutions,
                       "device": table.device, "ops": {str(r): len(t["ops"]) for r, t in table.tables.items()},

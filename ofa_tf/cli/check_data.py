@@ -31,9 +31,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
     """Every flag checked before any work: the data settings as a run checks them
-    (`RunConfig.validate`: the spec's kind, its file / directory / glob and first record, the
+    (`RunPlan.resolve`: the spec's kind, its file / directory / glob and first record, the
     label offset, the TFDS directory) and the output path. Returns the config."""
-    config = config_flags.config_from_flags(RunConfig, flag_values).validate()
+    from ofa_tf.runs.plan import RunPlan
+
+    config = RunPlan.resolve(config_flags.config_from_flags(RunConfig, flag_values)).config
     flag_checks.only_with(flag_values, ["label_offset"], config.dataset.startswith("tfrecord:"), "a tfrecord: dataset")
     flag_checks.output_file("output", flag_values.output)
     return config

@@ -31,7 +31,7 @@ from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.spaces import Arch  # noqa: E402
 
 if TYPE_CHECKING:
-    from ofa_tf.runs import SavedRun
+    from ofa_tf.runs.directory import SavedRun
 
 PROGRAM = "ofa-evaluate"
 
@@ -57,9 +57,9 @@ def check_flags() -> tuple[SavedRun, list[Arch]]:
     """Every flag checked before any work: the run (config and an intact checkpoint, read
     without building the model), the output path, the subnets (parsed in the run's space)
     and the counts. Returns the saved run and the subnets to evaluate."""
-    from ofa_tf.data import check_dataset_spec
+    from ofa_tf.data.sources import check_dataset_spec
     from ofa_tf.runs import RunDirectory
-    from ofa_tf.runs.data_free import check_dataset, require_dataset
+    from ofa_tf.runs.tool_dataset import check_dataset, require_dataset
 
     flag_checks.output_file("output", FLAGS.output)
     flag_checks.at_least("num_random", FLAGS.num_random, 0, "an integer")

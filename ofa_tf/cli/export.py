@@ -11,7 +11,16 @@ move the logits most for stay float32, see --float16_max_diff), dynamic (int8 we
 integer; ranges from a representative set of training images, fitted by --int8_calibration),
 qat (BN folded into the convs, quantisation-aware fine-tuning for --qat_epochs on labels and/or
 distillation from the float subnet, --qat_distillation, then int8). Inputs are float32
-images normalised as the metadata says.
+images normalised as the metadata says; with --include_preprocessing, raw uint8 RGB images of
+any size (resize and normalisation inside the model). The .tflite file carries its labels
+(--labels=FILE, else the run's class names) and input contract in its metadata, its tensors
+named `image` / `logits`. --formats=...,onnx (pip install 'ofa_tf[onnx]') also writes an ONNX
+model, checked in onnxruntime against Keras like the .tflite file.
+
+A progress bar on stderr follows the stages; a converted model that agrees with Keras on
+fewer than --warn_agreement_below of the images, or loses more than
+--warn_accuracy_drop_above accuracy, is a `warning:` line (and in the metadata's `warnings`),
+as is an int8 model that is not faster than float32 on this machine (--check_int8_latency).
 
 --dataset takes the images from other data with the supernet's classes. A run imported from
 OFA's PyTorch checkpoints has no training data here: without --dataset its subnet is written
@@ -47,7 +56,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     config_flags.define("string", "model_dir", None, "Run directory written by ofa-train.", group="run",
                         flag_values=flag_values)
     config_flags.define("string", "arch", "max", "Subnet: max, min, random, a JSON object or a JSON file (a search "
-                        "result works).", group=SUBNET, flag_values=flag_values)
+                        "result works); a directory ofa-finetune wrote: its fine-tuned subnet.", group=SUBNET,
+                        flag_values=flag_values)
     config_flags.define_config_flags(ExportOptions, flag_values, exclude=["verbose"])
     config_flags.define("string", "output", None, "Path of the .tflite file to write; the other files go beside "
                         "it.", group=OUTPUT, flag_values=flag_values)
@@ -70,11 +80,27 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> ExportOptions:
     for mode, names in MODE_FLAGS.items():
         flag_checks.only_with(flag_values, names, options.quantize == mode, f"--quantize={mode}")
     flag_checks.only_with(flag_values, ["seed"], flag_values.arch.strip() == "random", "--arch=random")
+    flag_checks.only_with(flag_values, ["check_int8_latency"], options.quantize in ("int8", "qat"),
+                          "--quantize=int8 or qat")
+    flag_checks.only_with(flag_values, ["rewrite_for_xnnpack"], options.quantize != "qat",
+                          "--quantize=none, float16, dynamic or int8 (qat converts its own graph)")
     directory = RunDirectory(flag_values.model_dir)
     space = directory.read_trained().space
-    space.parse_arch(flag_values.arch, rng=options.seed)
+    space.parse_arch(arch_spec(flag_values), rng=options.seed)
     check_data(directory, options)  # a mode that needs images without any, a dataset's class count
     return options
+
+
+def arch_spec(flag_values: flags.FlagValues = FLAGS) -> str:
+    """--arch; without it, for a directory ofa-finetune wrote, its fine-tuned subnet (arch.json)."""
+    import os
+
+    from ofa_tf.runs import RunDirectory
+    from ofa_tf.runs.finetuned import ARCH_FILE, is_finetune_config
+
+    if not flag_values["arch"].present and is_finetune_config(RunDirectory(flag_values.model_dir).read_raw()):
+        return os.path.join(flag_values.model_dir, ARCH_FILE)
+    return flag_values.arch
 
 
 def _main(argv: list[str]) -> None:
@@ -82,7 +108,7 @@ def _main(argv: list[str]) -> None:
 
     options = check_flags()
     try:
-        metadata = export_subnet(FLAGS.model_dir, FLAGS.arch, FLAGS.output, options)
+        metadata = export_subnet(FLAGS.model_dir, arch_spec(FLAGS), FLAGS.output, options)
     except Interrupted as stop:  # raised before any file is put in place (export_subnet)
         raise Interrupted(stop.signum, "interrupted; no file of the export was written") from None
     print(json.dumps(metadata))

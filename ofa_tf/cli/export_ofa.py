@@ -30,7 +30,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 def check_flags() -> None:
     """Every flag checked before any work: the output path, the run (trained, its space an
     OFA network's), torch installed."""
-    from ofa_tf.interop import net_of_space
+    from ofa_tf.interop.nets import net_of_space
     from ofa_tf.interop.torch_files import require_torch
     from ofa_tf.runs import RunDirectory
 

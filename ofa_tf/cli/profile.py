@@ -17,7 +17,7 @@ from absl import flags  # noqa: E402
 
 from ofa_tf.cli.space_flags import (check_arch_flags, check_space_flags, define_arch_flags,  # noqa: E402
                                     define_space_flags)
-from ofa_tf.profile import profile  # noqa: E402
+from ofa_tf.spaces import profile  # noqa: E402
 
 PROGRAM = "ofa-profile"
 FLAGS = flags.FLAGS

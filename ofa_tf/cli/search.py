@@ -12,13 +12,17 @@ Searchers: evolution (OFA's defaults), random, exhaustive (finite spaces such as
 zero_cost (TOFA: the most recently trained subnet within budget, from the run's record).
 Fitness: the run's accuracy predictor (ofa-train-predictor) or measured accuracy.
 Each result is measured after BN recalibration (--measure) and written to
---output_dir/<target>.json; `ofa-export --arch=FILE` accepts it as it is. The result set
-(every target's file and summary.json) is staged and put in place only once complete, so a
-search stopped before its end (Ctrl-C, SIGTERM, an error) leaves --output_dir's previous
-results as they were, never some targets' new results beside others' old ones (and an
---output_dir it had to create is removed again). --arch_format=ofa
-writes the arch as OFA's subnet dict {"ks", "e", "d", "r"} (OFA's PyTorch code reads it; so
-does every --arch of ofa_tf).
+--output_dir/<target>.json; `ofa-export --arch=FILE` accepts it as it is. Measuring also
+measures the run's min subnet on the same images, the baseline every result should beat:
+each result records it (`min_subnet_accuracy`, and summary.json's `min_subnet`), and a
+result that measures below it is a warning. Every subnet measured (a measured search's
+candidates included) goes to --output_dir/measurements.json, which ofa-plot-pareto and
+ofa-report draw. The result set (every target's file, summary.json and measurements.json)
+is staged and put in place only once complete, so a search stopped before its end
+(Ctrl-C, SIGTERM, an error) leaves --output_dir's previous results as they were, never some
+targets' new results beside others' old ones (and an --output_dir it had to create is
+removed again). --arch_format=ofa writes the arch as OFA's subnet dict {"ks", "e", "d",
+"r"} (OFA's PyTorch code reads it; so does every --arch of ofa_tf).
 
 --dataset measures on other data with the supernet's classes (a run imported from OFA's
 PyTorch checkpoints has no training data here, so measuring needs one);
@@ -37,10 +41,12 @@ from ofa_tf.cli import startup  # noqa: E402 (first: takes the signals from the 
 
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Callable, Iterator  # noqa: E402
 
@@ -52,12 +58,15 @@ from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf import io  # noqa: E402
 from ofa_tf.interrupts import Interrupted, raise_if_interrupted  # noqa: E402
 from ofa_tf.io import TEMP_PREFIX, publish_tree  # noqa: E402
-from ofa_tf.search import (PREDICTOR_DIR, SEARCHERS, AccuracyPredictor, CostModels, EvolutionSearch,  # noqa: E402
-                           ExhaustiveSearch, RandomSearch, format_cost, parse_budget, parse_target,
-                           space_fingerprint, zero_cost_select, zip_targets)  # (no TensorFlow: ofa_tf/search)
+from ofa_tf.report.run_files import MEASUREMENTS_FILE, SUMMARY_FILE  # noqa: E402 (file names only)
+from ofa_tf.search import (AccuracyPredictor, CostModels, EvolutionSearch, ExhaustiveSearch, RandomSearch,
+                           zero_cost_select)
+from ofa_tf.search.costs import format_cost, parse_budget, parse_target, zip_targets
+from ofa_tf.search.encoding import space_fingerprint
+from ofa_tf.search.predictor import PREDICTOR_DIR
+from ofa_tf.search.searchers import SEARCHERS  # (no TensorFlow: ofa_tf/search)
 
 PROGRAM = "ofa-search"
-SUMMARY_FILE = "summary.json"
 STAGING_PREFIX = TEMP_PREFIX + "search-"  # + HOST-PID-XXXXXXXX (`_result_set`)
 FITNESS = ("predictor", "measured")
 RUN, BUDGETS, SEARCHER, MEASURING = "run", "budgets", "searcher", "measuring"
@@ -182,9 +191,9 @@ def check_flags():
     choices, counts and ranges, the output directory, the input files, the budgets (each
     against the run's smallest subnet), the searcher for the run's space. Returns (saved
     run, searcher, cost models, targets, constraints)."""
-    from ofa_tf.data import check_dataset_spec
+    from ofa_tf.data.sources import check_dataset_spec
     from ofa_tf.runs import RunDirectory
-    from ofa_tf.runs.data_free import check_dataset, require_dataset
+    from ofa_tf.runs.tool_dataset import check_dataset, require_dataset
     from ofa_tf.search.measure import SubnetMeter
 
     f = FLAGS
@@ -236,7 +245,9 @@ def _main(argv: list[str]) -> None:
         record = load_sampled_record(FLAGS.model_dir)
     fitness = None
     if searcher is not None:
-        fitness = predictor.predict if FLAGS.fitness == "predictor" else meter.accuracy
+        fitness = predictor.predict if FLAGS.fitness == "predictor" else functools.partial(meter.accuracy,
+                                                                                          progress=True)
+    baseline = _min_subnet(meter, costs)
 
     summary = []
     try:
@@ -256,22 +267,47 @@ def _main(argv: list[str]) -> None:
                        "seed": FLAGS.seed, "evaluations": result.evaluations, "search_seconds": round(seconds, 3),
                        "predicted_accuracy": float(predictor.predict([arch])[0]) if predictor else None,
                        "measured_accuracy": meter.measure([arch])[0]["accuracy"] if meter else None,
-                       "measured_on": meter.settings if meter else None, **costs.costs(arch), **result.extra}
+                       "measured_on": meter.settings if meter else None,
+                       "min_subnet_accuracy": baseline["measured_accuracy"] if baseline else None,
+                       **costs.costs(arch), **result.extra}
                 name = _file_name(target)
                 _write_json(stage(name), os.path.join(FLAGS.output_dir, name), out)
                 summary.append({"file": os.path.join(FLAGS.output_dir, name),
-                                **{k: out[k] for k in ("target", "predicted_accuracy", "measured_accuracy", "macs",
-                                                       "params", "latency_ms", "evaluations")}})
+                                **{k: out[k] for k in ("target", "predicted_accuracy", "measured_accuracy",
+                                                       "min_subnet_accuracy", "macs", "params", "latency_ms",
+                                                       "evaluations")}})
+                against = f" (min subnet {baseline['measured_accuracy']:.4f} on the same images)" if baseline else ""
                 print(f"{name}: macs {format_cost('macs', out['macs'])}, params "
                       f"{format_cost('params', out['params'])}, predicted {out['predicted_accuracy']}, measured "
-                      f"{out['measured_accuracy']} ({seconds:.1f} s)", flush=True)
+                      f"{out['measured_accuracy']}{against} ({seconds:.1f} s)", flush=True)
+                if baseline and out["measured_accuracy"] < baseline["measured_accuracy"]:
+                    print(f"warning: {name}: measures {out['measured_accuracy']:.2%}, below the min subnet "
+                          f"({format_cost('macs', baseline['macs'])}) at {baseline['measured_accuracy']:.2%} on the "
+                          "same images: the search did worse than the smallest subnet; search with measured accuracy "
+                          "(--fitness=measured) or a better predictor", file=sys.stderr, flush=True)
+            if meter is not None:
+                _write_json(stage(MEASUREMENTS_FILE), os.path.join(FLAGS.output_dir, MEASUREMENTS_FILE),
+                            {"model_dir": FLAGS.model_dir, "settings": {**meter.settings, "space": space.name},
+                             "results": meter.measured()})
             _write_json(stage(SUMMARY_FILE), os.path.join(FLAGS.output_dir, SUMMARY_FILE),
                         {"model_dir": FLAGS.model_dir, "searcher": FLAGS.searcher, "settings": _settings(),
-                         "results": summary})
+                         "min_subnet": baseline, "results": summary})
     except Interrupted as stop:
         raise Interrupted(stop.signum, f"interrupted after {len(summary)} of {len(targets)} targets; "
                                        f"--output_dir={FLAGS.output_dir} is unchanged") from None
     print(json.dumps(summary))
+
+
+def _min_subnet(meter, costs) -> dict | None:
+    """The run's smallest subnet (`CostModels.smallest`: min choices at the smallest input
+    size) measured on the meter's images, as {"arch", "macs", "params", "latency_ms",
+    "measured_accuracy"}: the baseline a searched subnet should beat. None when nothing is
+    measured."""
+    if meter is None:
+        return None
+    smallest = costs.smallest()
+    return {"arch": smallest.to_dict(), **costs.costs(smallest),
+            "measured_accuracy": meter.measure([smallest])[0]["accuracy"]}
 
 
 @contextlib.contextmanager

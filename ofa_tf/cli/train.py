@@ -22,10 +22,10 @@ from absl import flags  # noqa: E402
 from ofa_tf.cli import config_flags, flag_checks  # noqa: E402
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.runs.config import DATA, SCHEDULE, RunConfig  # noqa: E402 (no TensorFlow: --help answers without it)
-from ofa_tf.spaces import get_space  # noqa: E402
 
 if TYPE_CHECKING:
     from ofa_tf.distribute import WorkerLost
+    from ofa_tf.runs.plan import RunPlan
 
 PROGRAM = "ofa-train"
 MODULE = "ofa_tf.cli.train"  # what a multi-worker restart re-executes
@@ -49,19 +49,20 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
-    """The run's `RunConfig`, checked (`RunConfig.validate`); image sizes sorted, once each."""
+    """The run's `RunConfig` as the flags give it; image sizes sorted, once each."""
     config = config_flags.config_from_flags(RunConfig, flag_values)
-    return dataclasses.replace(config, image_size=tuple(sorted(set(config.image_size)))).validate()
+    return dataclasses.replace(config, image_size=tuple(sorted(set(config.image_size))))
 
 
-def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
-    """Every flag checked before any work: the run's settings (`RunConfig.validate`), the
-    run directory (writable: not a file, nor under one) and the tool's own flags. Returns
-    the config."""
+def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunPlan:
+    """Every flag checked before any work: the run's settings, resolved into its `RunPlan`
+    (once: the plan is what the run uses), the run directory (writable: not a file, nor
+    under one) and the tool's own flags. Returns the plan."""
     from ofa_tf.runs.directory import RunDirectory
-    from ofa_tf.training import build_method
+    from ofa_tf.runs.plan import RunPlan
 
-    config = config_from_flags(flag_values)
+    plan = RunPlan.resolve(config_from_flags(flag_values))
+    config = plan.config
     flag_checks.required("model_dir", flag_values.model_dir, "the run directory")
     RunDirectory(flag_values.model_dir).check_writable()
     flag_checks.at_least("max_worker_restarts", flag_values.max_worker_restarts, 0, "an integer")
@@ -74,12 +75,12 @@ def check_flags(flag_values: flags.FlagValues = FLAGS) -> RunConfig:
     flag_checks.only_with(flag_values, ["label_offset"], config.dataset.startswith("tfrecord:"), "a tfrecord: dataset")
     flag_checks.only_with(flag_values, ["unlabelled_ratio", "unlabelled_weight", "fixmatch_threshold"],
                           config.unlabelled_dataset is not None, "--unlabelled_dataset (semi-supervised training)")
-    method = build_method(config.method, get_space(config.space, config.width_mult, config.image_size),
-                          epochs=config.epochs)
-    flag_checks.only_with(flag_values, ["epsilon_start", "epsilon_ramp_epochs", "epsilon_mode"],
-                          any(phase.epsilon is not None for phase in method.phases),
+    flag_checks.only_with(flag_values, ["epsilon_start", "epsilon_ramp_epochs", "epsilon_mode"], plan.uses_epsilon,
                           f"a method with an ε schedule (deps), not --method={config.method}")
-    return config
+    return plan
+
+
+_resolved: list[RunPlan] = []  # the plan `_prepare` resolved, for `_main` (the same process)
 
 
 def _prepare() -> None:
@@ -87,17 +88,18 @@ def _prepare() -> None:
     (multi-worker collectives and logical CPU devices must be set up before it)."""
     from ofa_tf.distribute import create_strategy
 
-    config = check_flags()
-    create_strategy(config.strategy, FLAGS.cpu_devices)
+    plan = check_flags()
+    create_strategy(plan.config.strategy, FLAGS.cpu_devices)
+    _resolved[:] = [plan]
 
 
 def _main(argv: list[str]) -> None:
     from ofa_tf.distribute import WorkerLost
     from ofa_tf.runs.train import train
 
-    config = check_flags()  # again: cheap, and `_prepare` runs once per process
+    plan = _resolved.pop() if _resolved else check_flags()  # (none when the runtime had started before)
     try:
-        summary = train(config, FLAGS.model_dir, download=FLAGS.download)
+        summary = train(plan, FLAGS.model_dir, download=FLAGS.download)
     except WorkerLost as lost:
         restart_after_worker_loss(lost)
     print(json.dumps(summary))

@@ -5,19 +5,24 @@
 Samples --num_archs distinct random subnets (seeded), measures each (BN recalibration on
 training images, then accuracy on the first --eval_images of the run's held-out
 validation split), trains a predictor on 1 - --holdout_fraction of them and reports
-Kendall tau and Spearman between predicted and measured accuracy on the rest, and
-(--cv_folds) the K-fold cross-validated Spearman over all measured subnets, a steadier
-figure than one held-out split of a few dozen subnets.
+Spearman and Kendall tau between predicted and measured accuracy. The headline is the
+K-fold cross-validated Spearman over all measured subnets (--cv_folds; the predictor kind
+chosen afresh in each fold), a steadier figure than one held-out split of a few dozen
+subnets, which is reported beside it (heldout_spearman). A warning (stderr, and the
+report's "warnings") says when the headline is at most 0.3, a predictor that would steer a
+search little better than chance, and when the held-out set is under 30 subnets.
 
 --predictor: mlp (OFA's), linear (ridge on the same encoding) or auto (default): whichever
 ranks the training subnets better by 5-fold CV, chosen without looking at the held-out
 ones (ofa_tf/search/predictor.py says why the linear one often wins on a few hundred).
 
 Writes MODEL_DIR/predictor/: predictor.npz (what ofa-search loads), predictor.json (the
-report) and measurements.json (every measured subnet: reused by a re-run with the same
-measuring settings, so an interrupted run continues, and by ofa-plot-pareto). Ctrl-C or
-SIGTERM while measuring keeps every subnet measured up to the last save (measurements.json
-is saved every few subnets) and says how many; while fitting, nothing is written.
+report), predicted_vs_measured.png (each subnet's out-of-fold prediction, and the held-out
+ones', against its measured accuracy) and measurements.json (every measured subnet: reused
+by a re-run with the same measuring settings, so an interrupted run continues, and by
+ofa-plot-pareto and ofa-report). Ctrl-C or SIGTERM while measuring keeps every subnet
+measured up to the last save (measurements.json is saved every few subnets) and says how
+many; while fitting, nothing is written.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ofa_tf.cli import startup  # noqa: E402 (first: takes the signals from the 
 
 import json  # noqa: E402
 import random  # noqa: E402
+import sys  # noqa: E402
 
 from absl import flags  # noqa: E402
 
@@ -39,12 +45,13 @@ from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.interrupts import Interrupted, interruptible  # noqa: E402
 from ofa_tf import io  # noqa: E402
 from ofa_tf.io import atomic_write  # noqa: E402
-from ofa_tf.search import (PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, fit_predictor,  # noqa: E402
-                           kendall_tau, spearman)  # (no TensorFlow: ofa_tf/search)
+from ofa_tf.report.run_files import MEASUREMENTS_FILE, PREDICTOR_PLOT  # noqa: E402 (file names only)
+from ofa_tf.search import fit_predictor
+from ofa_tf.search.predictor import PREDICTOR_DIR, PREDICTOR_KINDS, cross_validated_spearman, kendall_tau, spearman  # (no TensorFlow: ofa_tf/search)
+from ofa_tf.search.predictor import quality_warnings  # noqa: E402
 from ofa_tf.spaces import Arch, SearchSpace  # noqa: E402
 
 PROGRAM = "ofa-train-predictor"
-MEASUREMENTS_FILE = "measurements.json"
 # Subnets measured between saves of measurements.json: measuring one takes seconds, so a
 # stopped run loses at most this many, and saving stays a small share of the time.
 SAVE_EVERY = 10
@@ -73,8 +80,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         item_type=int)
     add("float", "weight_decay", 1e-4, "L2 weight decay of Adam (OFA: 1e-4, for ~16k measured subnets; a few "
         "hundred subnets may want more).", PREDICTOR)
-    add("integer", "cv_folds", 5, "Also report K-fold cross-validated Spearman over all measured subnets "
-        "(0: skip).", PREDICTOR)
+    add("integer", "cv_folds", 5, "K-fold cross-validated Spearman over all measured subnets, the headline "
+        "figure (0: skip; the held-out figure is then the headline).", PREDICTOR)
     add("integer", "seed", 0, "Seed of the subnet sample, the hold-out split and the MLP initialisation.",
         PREDICTOR)
 
@@ -96,9 +103,9 @@ def check_flags() -> tuple[SearchSpace, str]:
     """Every flag checked before any work (the supernet and its data load only after): counts
     and ranges, the measuring settings (`SubnetMeter.check_settings`), the run (trained), the
     output directory. Returns the run's space and the output directory."""
-    from ofa_tf.data import check_dataset_spec
+    from ofa_tf.data.sources import check_dataset_spec
     from ofa_tf.runs import RunDirectory
-    from ofa_tf.runs.data_free import check_dataset, require_dataset
+    from ofa_tf.runs.tool_dataset import check_dataset, require_dataset
     from ofa_tf.search.measure import SubnetMeter
 
     f = FLAGS
@@ -129,6 +136,7 @@ def check_flags() -> tuple[SearchSpace, str]:
 def _main(argv: list[str]) -> None:
     import keras
 
+    from ofa_tf.report.plots import save_png
     from ofa_tf.search.measure import SubnetMeter
 
     space, output_dir = check_flags()
@@ -179,16 +187,42 @@ def _main(argv: list[str]) -> None:
         predicted = predictor.predict([archs[i] for i in test])
         truth = [measured[i]["accuracy"] for i in test]
         accuracies = [r["accuracy"] for r in measured]
-        predictor.info.update({
-            "num_heldout": len(test), "spearman": spearman(predicted, truth),
-            "kendall_tau": kendall_tau(predicted, truth), "measured": settings,
+        info = predictor.info
+        info.update({
+            "num_heldout": len(test), "heldout_spearman": spearman(predicted, truth),
+            "heldout_kendall_tau": kendall_tau(predicted, truth), "measured": settings,
             "accuracy_range": [min(accuracies), max(accuracies)],
             "heldout_mae": float(sum(abs(p - t) for p, t in zip(predicted, truth)) / len(test))})
+        series = {}
         if FLAGS.cv_folds:
-            predictor.info["cross_validation"] = cross_validated_spearman(  # for auto: the choice is redone per fold
+            cv = cross_validated_spearman(  # for auto: the choice is redone per fold
                 space, archs, accuracies, FLAGS.cv_folds, seed=FLAGS.seed, kind=FLAGS.predictor, **mlp_options)
+            series["out-of-fold (cross-validation)"] = (accuracies, cv.pop("predicted"))
+            info["cross_validation"] = cv
+            info.update(spearman=cv["spearman"], kendall_tau=cv["kendall_tau"], spearman_source="cross-validated")
+        else:
+            info.update(spearman=info["heldout_spearman"], kendall_tau=info["heldout_kendall_tau"],
+                        spearman_source="held-out")
+        series["held-out"] = (truth, list(predicted))
+        info["warnings"] = quality_warnings(info)
+        plot = _scatter(series, info)
     predictor.save(output_dir)
-    print(json.dumps({"output_dir": output_dir, **predictor.info}))
+    save_png(plot, os.path.join(output_dir, PREDICTOR_PLOT))
+    for warning in info["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    print(f"predictor ({info['kind']}): {info['spearman_source']} Spearman {info['spearman']:.3f}"
+          + (f" over {len(archs)} subnets ({FLAGS.cv_folds} folds)" if FLAGS.cv_folds else "")
+          + f"; held-out Spearman {info['heldout_spearman']:.3f} on {len(test)} subnets", flush=True)
+    print(json.dumps({"output_dir": output_dir, **info}))
+
+
+def _scatter(series: dict, info: dict) -> bytes:
+    """The predicted-vs-measured plot (PNG bytes) of the fitted predictor."""
+    from ofa_tf.report.plots import predicted_vs_measured_png
+
+    title = (f"{info['kind']} predictor: {info['spearman_source']} Spearman {info['spearman']:.3f}, "
+             f"held-out {info['heldout_spearman']:.3f} ({info['num_heldout']} subnets)")
+    return predicted_vs_measured_png(series, title)
 
 
 def _dump(path: str, data) -> None:

@@ -10,7 +10,13 @@ resumed run.
 Augmentation (`augmentation`, the run's `augment` setting):
   imagenet  Inception-style random-resized crop (area 8-100%, aspect 3/4-4/3) and flip;
             evaluation resizes to size/0.875 and keeps the centre (`ofa_tf.data.decode`).
-  cifar     random flip and pad-4-then-crop; evaluation resizes.
+  imagenet_autoaugment
+            DεpS's ImageNet recipe: imagenet's crop and flip, then AutoAugment (ImageNet policy),
+            ColorJitter(0.4, 0.4, 0.4, 0.1) and RandomErasing(0.2) (`ofa_tf.data.autoaugment`);
+            evaluation as imagenet.
+  cifar     random flip and pad-4-then-crop, the padding reflected: DεpS's CIFAR recipe
+            (`RandomHorizontalFlip`, `RandomCrop(32, padding=4, padding_mode="reflect")`);
+            evaluation resizes.
   none      resize only.
 The default (`default_augment`) is imagenet from `IMAGENET_MIN_SIZE` px up, else cifar.
 
@@ -29,8 +35,10 @@ import tensorflow as tf
 
 from ofa_tf.data.decode import (ENCODINGS, PIXELS, DecodeFailures, ImageCount, centre_crop, decode_rgb,
                                 random_resized_crop, read, skip_undecodable)
-from ofa_tf.choices import (AUGMENTATIONS, CIFAR, IMAGENET, IMAGENET_MIN_SIZE, NONE,  # noqa: F401 (re-exported)
-                            check_augment, default_augment, parse_image_sizes)
+from ofa_tf.choices import (AUGMENTATIONS, CIFAR, IMAGENET, IMAGENET_AUTOAUGMENT,  # noqa: F401 (re-exported)
+                            IMAGENET_CROPS, IMAGENET_MIN_SIZE, NONE, check_augment, default_augment,
+                            parse_image_sizes)
+from ofa_tf.data.autoaugment import deps_imagenet_augment
 from ofa_tf.errors import OfaError
 
 MEAN = (0.485, 0.456, 0.406)
@@ -147,7 +155,7 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int, resolutions: Sequen
             ds = ds.take(remaining // batch_size * batch_size)
         ds = ds.filter(lambda i, example: _in_rows(i % batch_size, rows))
         kept = rows[1] - rows[0]
-    if encoding == PIXELS and augmentation != IMAGENET:
+    if encoding == PIXELS and augmentation not in IMAGENET_CROPS:
         return _batch_then_resize(ds, kept, sizes, training, seed, start_batch, drop, augmentation, images_read)
     if not training:
         ds = ds.enumerate()
@@ -212,11 +220,13 @@ def _resize_then_batch(ds: tf.data.Dataset, batch_size: int, sizes: tf.Tensor, t
         data = read(data, encoding)
         size = size_of(index)
         seeds = tf.random.experimental.stateless_split(tf.stack([seed64, index]), 2)
-        if augmentation == IMAGENET:
+        if augmentation in IMAGENET_CROPS:
             crop = random_resized_crop(data, encoded, seeds[0]) if training else centre_crop(data, encoded, size)
             image = tf.image.resize(to_rgb_float(crop), tf.stack([size, size]))
             if training:
                 image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+            if training and augmentation == IMAGENET_AUTOAUGMENT:
+                image = deps_imagenet_augment(image, tf.stack([seed64 + 2, index]), MEAN)
         else:
             image = tf.image.resize(to_rgb_float(decode_rgb(data) if encoded else data), tf.stack([size, size]))
             if training and augmentation == CIFAR:

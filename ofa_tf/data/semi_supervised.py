@@ -10,18 +10,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from ofa_tf.data.augment import strong_augment
-from ofa_tf.data.pipeline import augment, batch_resolution, decoded_pixels, normalize, to_rgb_float
-from ofa_tf.data.sources import load_dataset
+from ofa_tf.data.decode import PIXELS, DecodeFailures
+from ofa_tf.data.pipeline import augment, batch_resolution, decoded_pixels, normalize, split_validation, to_rgb_float
+from ofa_tf.data.sources import DataSource, load_dataset
 from ofa_tf.errors import OfaError
-from ofa_tf.training.semi_supervised import LABELLED, STRONG, WEAK
 
 REST = "rest"
+# the keys of a semi-supervised batch's images (`semi_supervised_pipeline`), which the train
+# step reads (`ofa_tf.training.semi_supervised`)
+LABELLED = "labelled"
+WEAK = "unlabelled_weak"
+STRONG = "unlabelled_strong"
+BATCH_KEYS = (LABELLED, WEAK, STRONG)
 
 
 def labelled_subset(dataset: tf.data.Dataset, per_class: int, class_names: Sequence[str],
@@ -116,3 +123,50 @@ def semi_supervised_pipeline(labelled: tf.data.Dataset, unlabelled: tf.data.Data
 
     return (tf.data.Dataset.zip(labelled, unlabelled).enumerate(start=start_batch)
             .map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
+@dataclasses.dataclass
+class TrainingSplits:
+    """The splits a run trains, validates and recalibrates BN on.
+
+    Attributes:
+      train: the labelled training images (a `labelled_per_class` subset with TOFA settings).
+      validation: the held-out share of the train split.
+      calibration: BN recalibration images: the whole training split; with TOFA settings the
+        labelled images and, with `rest`, the unlabelled ones (recalibration needs no labels),
+        repeated so that a few labelled images per class still fill its batches.
+      unlabelled: TOFA's unlabelled image stream, or None (supervised).
+      encoding: how `train` holds its images (TOFA's streams need pixels: decoded as read).
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    calibration: tf.data.Dataset
+    unlabelled: tf.data.Dataset | None
+    encoding: str
+
+
+def training_splits(data: DataSource, *, validation_fraction: float, seed: int, labelled_per_class: int = 0,
+                    unlabelled_dataset: str | None = None, data_dir: str | None = None, image_size: int = 32,
+                    download: bool = False, failures: DecodeFailures | None = None) -> TrainingSplits:
+    """A run's `TrainingSplits` of `data`: validation held out (deterministically, by `seed`),
+    then, with TOFA's settings, `labelled_per_class` labelled images per class and the
+    unlabelled stream (`unlabelled_dataset`: `rest` or a dataset spec), decoded to pixels of at
+    most `image_size` when the source streams encoded files."""
+    encoding = data.encoding
+    full_train, validation = split_validation(data.train, validation_fraction, seed)
+    train, rest = full_train, None
+    if labelled_per_class:
+        train, rest = labelled_subset(full_train, labelled_per_class, data.class_names, seed)
+    if (labelled_per_class or unlabelled_dataset) and encoding != PIXELS:
+        def decode(split):
+            return decoded_pixels(split, encoding, image_size, failures) if split is not None else None
+        full_train, train, rest = decode(full_train), decode(train), decode(rest)
+        encoding = PIXELS
+    unlabelled = (unlabelled_images(unlabelled_dataset, rest, data_dir, image_size, download)
+                  if unlabelled_dataset else None)
+    calibration = full_train
+    if labelled_per_class or unlabelled is not None:
+        calibration = (train if unlabelled_dataset != REST else train.concatenate(
+            unlabelled.map(lambda x: (x, tf.constant(-1, train.element_spec[1].dtype))))).repeat()
+    return TrainingSplits(train, validation, calibration, unlabelled, encoding)

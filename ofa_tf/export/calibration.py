@@ -103,11 +103,11 @@ def _histograms(calibrated: bytes, ranges: dict[int, tuple[float, float]],
     with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging: it is
         warnings.simplefilter("ignore")
         interpreter = make_interpreter(calibrated, op_resolver="builtin", preserve_all_tensors=True)
-    input_index = interpreter.get_input_details()[0]["index"]
+    input_index, input_dtype = (interpreter.get_input_details()[0][key] for key in ("index", "dtype"))
     histograms = {index: np.zeros(HISTOGRAM_BINS, np.int64) for index in ranges}
     shape = None
     for sample in representative():
-        image = np.asarray(sample[0], np.float32)
+        image = np.asarray(sample[0], input_dtype)  # float32 images, or raw uint8 (preprocessing inside)
         if image.shape != shape:
             interpreter.resize_tensor_input(input_index, image.shape)
             interpreter.allocate_tensors()

@@ -40,6 +40,7 @@ from ofa_tf.errors import OfaError
 from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.export.options import FLOAT16_CHECK_IMAGES, FLOAT16_MAX_DIFF  # noqa: F401 (re-exported)
 from ofa_tf.export.tflite import TFLiteClassifier, saved_model_to_tflite, scratch_saved_model
+from ofa_tf.export.xnnpack import for_xnnpack
 from ofa_tf.interrupts import raise_if_interrupted
 
 FLOAT16_MARGIN = 0.5  # fit to this share of the bound on the check images, for unseen ones
@@ -270,10 +271,12 @@ def fit_float16(float16_model: bytes, float32_model: bytes, images: np.ndarray |
 
 
 def keras_to_float16(model: keras.Model, images: np.ndarray | ImageBatches, max_abs_diff: float,
-                     verbose: int = 0) -> tuple[bytes, dict[str, Any]]:
+                     verbose: int = 0, xnnpack: bool = True) -> tuple[bytes, dict[str, Any]]:
     """Float16 `.tflite` bytes of a Keras 3 model (gates folded) within `FLOAT16_MARGIN` x
-    `max_abs_diff` of its float32 conversion on `images`, and the report of `fit_float16`."""
-    with scratch_saved_model(fold_gate_scales(model)) as directory:
+    `max_abs_diff` of its float32 conversion on `images`, and the report of `fit_float16`
+    (with `xnnpack`, the graph rewritten for XNNPACK first, as `keras_to_tflite` does)."""
+    folded = fold_gate_scales(model)
+    with scratch_saved_model(for_xnnpack(folded, "float16") if xnnpack else folded) as directory:
         float32_model = saved_model_to_tflite(directory, "none")
         float16_model = saved_model_to_tflite(directory, "float16")
     return fit_float16(float16_model, float32_model, images, max_abs_diff, verbose)

@@ -9,7 +9,11 @@ folded into their convs first (`ofa_tf.export.graph.fold_gate_scales`): kept as 
 constant it caused half or more of a float16 model's error. The other modes convert the
 graph as it is (folding changed neither float32 nor int8 results).
 `ofa_tf.export.float16.keras_to_float16` also keeps the few layers whose float16 weights move
-the logits most in float32, as few as meet a bound on images.
+the logits most in float32, as few as meet a bound on images. Every mode but QAT also
+converts the graph rewritten for XNNPACK, LiteRT's default CPU kernels
+(`ofa_tf.export.xnnpack`: depthwise kernels over 25 taps in strips, int8 hard-swish in
+ops XNNPACK runs), without which the int8 model of a 7x7-kernel subnet was several
+times slower than its float32 one.
 
 Inference runs on the LiteRT interpreter (`ofa_tf.export.interpreter`).
 
@@ -38,6 +42,7 @@ from ofa_tf.export.calibration import convert_int8
 from ofa_tf.export.graph import fold_gate_scales
 from ofa_tf.export.interpreter import make_interpreter
 from ofa_tf.export.options import QUANTIZE_MODES
+from ofa_tf.export.xnnpack import for_xnnpack
 from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.native_logs import quiet_native_logs
 
@@ -116,22 +121,26 @@ def scratch_saved_model(model: keras.Model) -> Iterator[str]:
 
 def keras_to_tflite(model: keras.Model, mode: str = "none",
                     representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
-                    int8_calibration: str = "mse") -> bytes:
+                    int8_calibration: str = "mse", xnnpack: bool = True) -> bytes:
     """`.tflite` bytes of a Keras 3 model (`mode` in none/float16/dynamic/int8); float16
-    models get their squeeze-excite gates folded first (module docstring)."""
+    models get their squeeze-excite gates folded first, and with `xnnpack` the graph is
+    rewritten for XNNPACK's fast kernels (module docstring; False: converted as it is)."""
     if check_quantize(mode) == "qat":
         raise OfaError("quantize=qat: use ofa_tf.export.qat (the model must be fine-tuned first)")
-    with scratch_saved_model(fold_gate_scales(model) if mode == "float16" else model) as directory:
+    model = fold_gate_scales(model) if mode == "float16" else model
+    with scratch_saved_model(for_xnnpack(model, mode) if xnnpack else model) as directory:
         return saved_model_to_tflite(directory, mode, representative, int8_calibration)
 
 
 def representative_dataset(batches: Iterable, num_images: int) -> Callable[[], Iterator[list[np.ndarray]]]:
     """A converter `representative_dataset`: `num_images` single images from `batches`
-    (arrays or (images, labels) tuples) of the same normalised data the model sees."""
+    (arrays or (images, labels) tuples) of the same data the model sees: normalised float32
+    images, or raw uint8 ones for a model with the preprocessing inside."""
     images: list[np.ndarray] = []
     for batch in batches:
-        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-        images.extend(np.asarray(batch, np.float32)[: num_images - len(images)])
+        batch = np.asarray(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        batch = batch if batch.dtype == np.uint8 else batch.astype(np.float32)
+        images.extend(batch[: num_images - len(images)])
         if len(images) >= num_images:
             break
     if not images:
@@ -144,32 +153,36 @@ def representative_dataset(batches: Iterable, num_images: int) -> Callable[[], I
 
 
 class TFLiteClassifier:
-    """Runs a float-I/O `.tflite` classifier on batches of normalised images.
+    """Runs a `.tflite` classifier on batches shaped like its input: normalised float32
+    images, or raw uint8 ones for a model with the preprocessing inside.
 
-    The batch dimension is resized per call (the exported models have a dynamic batch).
+    The input is resized whenever a batch's shape changes (the exported models have a
+    dynamic batch; with the preprocessing inside, any image size).
     """
 
     def __init__(self, model: str | bytes, num_threads: int = 1, op_resolver: str = "xnnpack"):
         self.interpreter = make_interpreter(model, num_threads, op_resolver)
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
-        self._batch = None
+        self._shape = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, np.float32)
-        if self._batch != images.shape[0]:
+        images = np.asarray(images, self._input["dtype"])
+        if self._shape != images.shape:
             with quiet_native_logs():
                 self.interpreter.resize_tensor_input(self._input["index"], list(images.shape))
                 self.interpreter.allocate_tensors()
-            self._batch = images.shape[0]
+            self._shape = images.shape
         self.interpreter.set_tensor(self._input["index"], images)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output["index"]).copy()
 
 
-def compare_on(keras_model: keras.Model, tflite_model: TFLiteClassifier, batches: Iterable) -> dict[str, float]:
+def compare_on(keras_model: keras.Model, tflite_model: Callable[[np.ndarray], np.ndarray], batches: Iterable,
+               name: str = "tflite") -> dict[str, float]:
     """Accuracy of both models, their top-1 agreement and max |logit difference| on (images,
-    labels) batches: the before/after-conversion figures of an export."""
+    labels) batches: the before/after-conversion figures of an export. `tflite_model` is
+    any callable from images to logits (an ONNX model's too: `name` names its accuracy)."""
     right_keras = right_tflite = agree = total = 0
     max_diff = 0.0
     for images, labels in batches:
@@ -184,5 +197,5 @@ def compare_on(keras_model: keras.Model, tflite_model: TFLiteClassifier, batches
         total += len(labels)
         max_diff = max(max_diff, float(np.abs(a - b).max()))
     total = max(total, 1)
-    return {"keras_accuracy": right_keras / total, "tflite_accuracy": right_tflite / total,
+    return {"keras_accuracy": right_keras / total, f"{name}_accuracy": right_tflite / total,
             "top1_agreement": agree / total, "max_abs_logit_diff": max_diff, "num_images": total}

@@ -7,8 +7,8 @@ Names load on first use (`ofa_tf.lazy`): the nets (`NETS`) come without TensorFl
 from ofa_tf.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "ofa_tf.interop.mapping": ("export_state_dict", "import_state_dict", "tensor_slots"),
-    "ofa_tf.interop.nets": ("NETS", "OfaNet", "get_net", "net_of_space", "ofa_space"),
+    "ofa_tf.interop.mapping": ("export_state_dict", "import_state_dict"),
+    "ofa_tf.interop.nets": ("NETS", "OfaNet", "get_net"),
     "ofa_tf.interop.runs": ("export_run", "import_run"),
     "ofa_tf.interop.specialized": ("import_specialized",),
 })

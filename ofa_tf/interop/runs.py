@@ -6,7 +6,7 @@ dataset `tfds:imagenet2012` (what it was trained on) and method `tofa` (recorded
 training happened here; it is the method meant to go on from such a supernet, and builds no
 frozen teacher), plus one checkpoint at step 0 holding every tensor. `tools.evaluate`, `tools.search`,
 `tools.export_tflite` and `tools.build_lut` read it like any trained run, except that the
-recorded dataset is never read: tools that need images take `--dataset` (`ofa_tf.runs.data_free`).
+recorded dataset is never read: tools that need images take `--dataset` (`ofa_tf.runs.tool_dataset`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from ofa_tf.interop.mapping import export_state_dict, import_state_dict
 from ofa_tf.interop.nets import IMAGENET_CLASSES, KERNEL_MODE, OfaNet, net_of_space, ofa_space
 from ofa_tf import io
 from ofa_tf.io import write_json
-from ofa_tf.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, RunDirectory, build_model
+from ofa_tf.runs import RunConfig, RunDirectory
+from ofa_tf.runs.directory import CHECKPOINT_DIR, CONFIG_FILE
+from ofa_tf.runs.plan import build_model
 from ofa_tf.runs.checkpoints import write_weights_checkpoint
+from ofa_tf.runs.finetuned import is_finetune_config
 from ofa_tf.training import OnceForAllModel, build_method
 
 IMPORT_METHOD = "tofa"
@@ -110,5 +113,10 @@ def export_run(model_dir: str) -> tuple[dict[str, np.ndarray], OfaNet]:
     if saved.config.kernel_mode != KERNEL_MODE:
         raise OfaError(f"model_dir={model_dir}: kernel_mode={saved.config.kernel_mode}; OFA's networks use "
                        f"{KERNEL_MODE} (their kernel-transform matrices)")
+    if is_finetune_config(saved.raw):
+        raise OfaError(f"model_dir={model_dir}: holds one subnet fine-tuned by ofa-finetune, not a supernet")
+    if saved.config.block_class is not None:
+        raise OfaError(f"model_dir={model_dir}: block_class={saved.config.block_class}; OFA's networks are built "
+                       "from the default block (ElasticInvertedResidual)")
     model, _ = directory.load_supernet()
     return export_state_dict(model, net), net

@@ -8,7 +8,7 @@ TensorFlow."""
 from ofa_tf.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "ofa_tf.latency.android": ("AndroidBenchmark", "DELEGATES", "parse_benchmark_output"),
-    "ofa_tf.latency.host": ("benchmark_host", "summarize_ms", "time_interleaved"),
-    "ofa_tf.latency.lut": ("LatencyTable", "OpSpec", "distinct_op_specs", "op_specs"),
+    "ofa_tf.latency.android": ("AndroidBenchmark", "DELEGATES"),
+    "ofa_tf.latency.host": ("benchmark_host",),
+    "ofa_tf.latency.lut": ("LatencyTable", "OpSpec"),
 })

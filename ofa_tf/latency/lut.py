@@ -32,7 +32,7 @@ from typing import Any, Mapping
 from ofa_tf.errors import OfaError
 from ofa_tf.io import isfile, read_json, write_json
 from ofa_tf.spaces import Arch, SearchSpace
-from ofa_tf.spaces.walk import IMAGE_CHANNELS, plan
+from ofa_tf.spaces.arch_plan import IMAGE_CHANNELS, plan
 
 FORMAT_VERSION = 1
 

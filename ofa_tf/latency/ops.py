@@ -93,10 +93,12 @@ def calibration_archs(space: SearchSpace, resolution: int, count: int, seed: int
 def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int], num_threads: int = 1,
                 op_resolver: str = "xnnpack", rounds: int = 200, runs_per_round: int = 1,
                 android: AndroidBenchmark | None = None, verbose: bool = True,
-                num_calibration_archs: int = 8, delegate: str = "xnnpack") -> LatencyTable:
+                num_calibration_archs: int = 8, delegate: str = "xnnpack",
+                block_class: type | None = None) -> LatencyTable:
     """Times every distinct op of `space` at each resolution (host LiteRT, or a phone when
     `android` is given, with its `delegate`), then calibrates each resolution's table on
-    `num_calibration_archs` whole subnets timed end to end (0: no calibration).
+    `num_calibration_archs` whole subnets timed end to end (0: no calibration). The blocks
+    are `block_class`'s (a run's own block: another activation costs other time).
 
     On the host the op models are timed round-robin: by default each is invoked once per
     round (`runs_per_round=1`) over `rounds` rounds, so between two timed runs of an op the
@@ -106,7 +108,7 @@ def build_table(space: SearchSpace, num_classes: int, resolutions: Sequence[int]
     latency, with worse ranking (docs/deployment.md has the figures). Whole subnets are
     timed as ofa-benchmark-latency times a model: consecutive runs, median.
     """
-    supernet = Supernet(space, num_classes)
+    supernet = Supernet(space, num_classes, block_class=block_class)
     supernet.build()
     tables = {}
     for resolution in resolutions:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.spaces.walk import conv_out_size
+from ofa_tf.spaces.arch_plan import conv_out_size
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - environment guard
     raise ImportError(f"ofa_tf needs the TensorFlow Keras backend; KERAS_BACKEND is {keras.backend.backend()!r}")

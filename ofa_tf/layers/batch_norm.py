@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf.errors import OfaError
 from ofa_tf.layers.base import ElasticLayer, channels_of, leading
 
 
@@ -21,9 +22,17 @@ class ElasticBatchNormalization(ElasticLayer):
 
     Defaults follow OFA: momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5. Under a
     mixed-precision policy it normalises in float32 and returns the layer's compute dtype.
+
+    `virtual_batch` (images; None: the whole batch): in training, an image batch whose size is a
+    multiple of it is normalised in groups of that many consecutive images, each over its own
+    statistics, as each GPU of a reference run normalises its own share (OFA 64 images, DεpS
+    128, CompOFA and fOFA 256, AttentiveNAS 32); the moving statistics take the mean of the
+    groups'. A batch that is not a multiple is normalised whole. `set_virtual_batch` sets it on
+    every elastic BN of a model.
     """
 
-    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs: Any):
+    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, virtual_batch: int | None = None,
+                 **kwargs: Any):
         # No autocast (of the inputs here, of the variables in `build`): under a mixed-precision
         # policy the statistics, gamma and beta are read as the float32 they are stored in, and
         # `call` normalises in float32.
@@ -31,6 +40,7 @@ class ElasticBatchNormalization(ElasticLayer):
         super().__init__(**kwargs)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
+        self.virtual_batch = check_virtual_batch(virtual_batch)
 
     def build(self, input_shape):
         self.max_channels = int(input_shape[-1])
@@ -74,7 +84,10 @@ class ElasticBatchNormalization(ElasticLayer):
         gradient op), where `tf.nn.moments` + `tf.nn.batch_normalization` make a dozen of
         each: a fraction of the tracing work and of the per-step cost, the same numbers to
         float rounding. (The raw op: `tf.compat.v1.nn.fused_batch_norm` raises epsilon to
-        1.001e-5.)"""
+        1.001e-5.) With `virtual_batch`, the groups of images become channel groups of one
+        op: (G * n, H, W, C) -> (n, H, W, G * C), gamma and beta tiled G times."""
+        if self.virtual_batch:
+            return self._grouped_training(inputs, gamma, beta, channels)
         empty = tf.constant([], tf.float32)
         y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
             x=inputs, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=self.epsilon,
@@ -86,6 +99,29 @@ class ElasticBatchNormalization(ElasticLayer):
                  else tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32))
         self._update(self.moving_mean, mean, channels)
         self._update(self.moving_variance, unbiased * ((count - 1) / count), channels)
+        return y
+
+    def _grouped_training(self, inputs, gamma, beta, channels):
+        """`_fused_training` over groups of `virtual_batch` images (one group when the batch is
+        not a multiple of it); the moving statistics take the groups' mean statistics."""
+        shape = tf.shape(inputs)
+        batch, height, width, depth = shape[0], shape[1], shape[2], shape[3]
+        groups = tf.where(tf.equal(batch % self.virtual_batch, 0), batch // self.virtual_batch, 1)
+        per_group = batch // groups
+        grouped = tf.reshape(inputs, [groups, per_group, height, width, depth])
+        grouped = tf.reshape(tf.transpose(grouped, [1, 2, 3, 0, 4]), [per_group, height, width, groups * depth])
+        empty = tf.constant([], tf.float32)
+        y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=grouped, scale=tf.tile(gamma, [groups]), offset=tf.tile(beta, [groups]), mean=empty, variance=empty,
+            epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        y = tf.reshape(y, [per_group, height, width, groups, depth])
+        y = tf.reshape(tf.transpose(y, [3, 0, 1, 2, 4]), shape)
+        count = tf.cast(per_group * height * width, tf.float32)
+        mean = tf.reduce_mean(tf.reshape(mean, [groups, depth]), axis=0)
+        variance = tf.reduce_mean(tf.reshape(unbiased, [groups, depth]), axis=0) * ((count - 1) / count)
+        self._update(self.moving_mean, mean, channels)
+        self._update(self.moving_variance, variance, channels)
+        y.set_shape(inputs.shape)
         return y
 
     def _update(self, variable: keras.Variable, batch_value: tf.Tensor, channels) -> None:
@@ -111,5 +147,25 @@ class ElasticBatchNormalization(ElasticLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(momentum=self.momentum, epsilon=self.epsilon)
+        config.update(momentum=self.momentum, epsilon=self.epsilon, virtual_batch=self.virtual_batch)
         return config
+
+
+def check_virtual_batch(images: int | None) -> int | None:
+    """`images` (the BN's virtual batch) is None or a positive integer; returns it (None for 0)."""
+    if images is None or images == 0:
+        return None
+    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 0:
+        raise OfaError(f"bn_virtual_batch={images!r}: expected a positive number of images")
+    return int(images)
+
+
+def set_virtual_batch(model: keras.Layer, images: int | None) -> int:
+    """Sets `virtual_batch` on every `ElasticBatchNormalization` of `model` (a frozen teacher's
+    too); returns how many. Read when a training step is traced: set it before the first."""
+    images = check_virtual_batch(images)
+    layers = [layer for layer in model._flatten_layers(include_self=True)
+              if isinstance(layer, ElasticBatchNormalization)]
+    for layer in layers:
+        layer.virtual_batch = images
+    return len(layers)

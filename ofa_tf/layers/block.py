@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ofa_tf.errors import OfaError
 from ofa_tf.layers.base import ElasticComposite, activation_fn, static_activation
@@ -31,15 +33,25 @@ class ElasticInvertedResidual(ElasticComposite):
     Subclass hooks: `activation_function()` (the nonlinearity) and `build_sublayers()`
     let users change parts of the block without rewriting `call`/`apply_static`
     (docs/extending.md shows one).
+
+    Two options of BigNAS's from-scratch training (AttentiveNAS `attentive_nas_dynamic_model.py`):
+      zero_residual_gamma: a block with an identity skip starts with the last BN's gamma at 0
+        (`zero_residual_block_bn_weights`), so it starts as the identity.
+      drop_connect_rate: set by the supernet (`Supernet(drop_connect=...)`); in training, with
+        `call(drop_connect=True)`, the residual branch of a block with an identity skip is
+        dropped per image with this probability and the kept ones scaled by 1 / (1 - rate)
+        (AttentiveNAS `nn_utils.drop_connect`). 0: never.
     """
 
     def __init__(self, out_channels: int, kernel_sizes: Sequence[int] = (3, 5, 7),
                  expand_ratios: Sequence[float] = (3.0, 4.0, 6.0), strides: int = 1,
                  activation: str = "relu", use_se: bool = False, residual: bool | None = None,
                  kernel_mode: str = "center_crop", bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
-                 padding: str = "same", **kwargs: Any):
+                 padding: str = "same", zero_residual_gamma: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.padding = padding
+        self.zero_residual_gamma = bool(zero_residual_gamma)
+        self.drop_connect_rate = 0.0
         self.out_channels = int(out_channels)
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         self.expand_ratios = tuple(float(e) for e in expand_ratios)
@@ -72,6 +84,12 @@ class ElasticInvertedResidual(ElasticComposite):
         if self.residual is None:
             self.residual = self.strides == 1 and self.max_in_channels == self.out_channels
         self.build_sublayers(input_shape)
+        if self.zero_residual_gamma and self.residual:
+            self.project_bn.gamma.assign(np.zeros(self.project_bn.gamma.shape, np.float32))
+        if self.drop_connect_rate > 0:
+            # a seed of its own per block (the same masks in every block would drop them together)
+            self.drop_connect_seed = keras.random.SeedGenerator(zlib.crc32(self.name.encode()),
+                                                                name=f"{self.name}_drop_connect_seed")
 
     def build_sublayers(self, input_shape) -> None:
         """Creates and builds the sub-layers at max size (override to add parts)."""
@@ -104,8 +122,18 @@ class ElasticInvertedResidual(ElasticComposite):
             return expanded_channels(int(inputs.shape[-1]), expand_ratio)
         return self.max_mid_channels
 
+    def _drop_connect(self, x, active):
+        """The residual branch `x` dropped per image with `drop_connect_rate` (kept ones scaled
+        up), when `active` (a Python bool or a scalar bool tensor) and training."""
+        keep = 1.0 - self.drop_connect_rate
+        mask = tf.floor(keep + keras.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=self.drop_connect_seed))
+        dropped = x / keep * tf.cast(mask, x.dtype)
+        if isinstance(active, bool):
+            return dropped if active else x
+        return tf.cond(active, lambda: dropped, lambda: x)
+
     def call(self, inputs, kernel_size=None, mid_channels=None, out_channels=None, se_channels=None,
-             expand_ratio=None, training=None):
+             expand_ratio=None, training=None, drop_connect=False):
         act = self.activation_function()
         x = inputs
         mid = self._mid(inputs, mid_channels, expand_ratio)
@@ -116,6 +144,8 @@ class ElasticInvertedResidual(ElasticComposite):
             x = self.se(x, se_channels=se_channels)
         x = self.project_bn(self.project_conv(x, out_channels=out_channels), training=training)
         if self.residual:
+            if training and self.drop_connect_rate > 0 and drop_connect is not False:
+                x = self._drop_connect(x, drop_connect)
             x = x + inputs
         return x
 
@@ -173,7 +203,7 @@ class ElasticInvertedResidual(ElasticComposite):
         return dict(out_channels=self.out_channels, kernel_sizes=list(self.kernel_sizes),
                     expand_ratios=list(self.expand_ratios), strides=self.strides, activation=self.activation,
                     use_se=self.use_se, kernel_mode=self.kernel_mode, bn_momentum=self.bn_momentum,
-                    bn_epsilon=self.bn_epsilon, padding=self.padding)
+                    bn_epsilon=self.bn_epsilon, padding=self.padding, zero_residual_gamma=self.zero_residual_gamma)
 
     def get_config(self):
         config = super().get_config()

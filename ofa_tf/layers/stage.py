@@ -43,6 +43,10 @@ class ElasticStage(ElasticComposite):
       block_choices: per block slot, `(kernel_size, mid_channels, se_channels)`: an int32
         tensor of shape `(max_depth, 3)`, or a list of such rows or of dicts with those keys.
       out_channels: stage width (int or tensor; default the max).
+      drop_connect: whether blocks with a drop-connect rate drop their residual branch
+        (bool or scalar bool tensor; `ElasticInvertedResidual`).
+
+    `zero_residual_gamma` is passed to the blocks (`ElasticInvertedResidual`) when set.
     """
 
     def __init__(self, out_channels: int, depths: Sequence[int] = (2, 3, 4),
@@ -50,19 +54,21 @@ class ElasticStage(ElasticComposite):
                  strides: int = 1, activation: str = "relu", use_se: bool = False,
                  first_residual: bool | None = None, kernel_mode: str = "center_crop",
                  bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, block_class: type | str | None = None,
-                 padding: str = "same", **kwargs: Any):
+                 padding: str = "same", zero_residual_gamma: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.depths = tuple(sorted(int(d) for d in depths))
         if not self.depths or self.depths[0] < 1:
             raise OfaError(f"depths={list(depths)}: expected positive block counts")
         self.first_residual = first_residual
         self.block_class = resolve_block_class(block_class)
-        # The blocks keep the settings the stage was given (read back through `blocks[0]`).
+        # The blocks keep the settings the stage was given (read back through `blocks[0]`); a
+        # block class of a user's that predates an option is not given it unless it is set.
+        options = {"zero_residual_gamma": True} if zero_residual_gamma else {}
         self.blocks = [
             self.block_class(
                 out_channels, kernel_sizes, expand_ratios, strides if i == 0 else 1, activation, use_se,
                 first_residual if i == 0 else True, kernel_mode, bn_momentum, bn_epsilon,
-                padding=padding, name=f"{self.name}_block{i}")
+                padding=padding, name=f"{self.name}_block{i}", **options)
             for i in range(self.max_depth)]
 
     @property
@@ -97,11 +103,12 @@ class ElasticStage(ElasticComposite):
             return dict(row) if isinstance(row, Mapping) else dict(zip(BLOCK_CHOICE_FIELDS, row))
         return {field: block_choices[i, j] for j, field in enumerate(BLOCK_CHOICE_FIELDS)}
 
-    def call(self, inputs, depth=None, block_choices=None, out_channels=None, training=None):
+    def call(self, inputs, depth=None, block_choices=None, out_channels=None, training=None, drop_connect=False):
         x = inputs
         for i, block in enumerate(self.blocks):
-            run = lambda x=x, i=i, block=block: block(  # noqa: E731
-                x, out_channels=out_channels, training=training, **self._choice(block_choices, i))
+            extra = {"drop_connect": drop_connect} if getattr(block, "drop_connect_rate", 0) > 0 else {}
+            run = lambda x=x, i=i, block=block, extra=extra: block(  # noqa: E731
+                x, out_channels=out_channels, training=training, **self._choice(block_choices, i), **extra)
             if i < self.min_depth or depth is None:
                 x = run()
             elif isinstance(depth, int):

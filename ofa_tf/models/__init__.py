@@ -1,6 +1,5 @@
-"""The supernet model and the graph-side arch encoding."""
+"""The supernet model (its graph-side arch encoding is `ofa_tf.models.arch_tensor`)."""
 
-from ofa_tf.models.arch_tensor import ArchTensorLayout
 from ofa_tf.models.supernet import Supernet
 
-__all__ = ["ArchTensorLayout", "Supernet"]
+__all__ = ["Supernet"]

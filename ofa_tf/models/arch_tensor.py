@@ -2,7 +2,7 @@
 
 The vector holds, in a fixed layout per space, the stem / final-expand / head widths,
 each stage's depth and width, and for every block slot its kernel size, mid channels and
-SE channels (all from `spaces.walk.plan`). Because it is a tensor of fixed length, one
+SE channels (all from `spaces.arch_plan.plan`). Because it is a tensor of fixed length, one
 `tf.function` trace serves every arch at a given input resolution.
 """
 
@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from ofa_tf.layers.stage import BLOCK_CHOICE_FIELDS
 from ofa_tf.spaces import Arch, SearchSpace
-from ofa_tf.spaces.walk import plan
+from ofa_tf.spaces.arch_plan import plan
 
 _HEADER = ("stem_width", "final_expand_width", "head_width")
 _PER_STAGE = ("depth", "width")
@@ -35,7 +35,7 @@ class ArchTensorLayout:
             offset += stage.max_depth * len(BLOCK_CHOICE_FIELDS)
         self.size = offset
 
-    def encode(self, arch: Arch) -> np.ndarray:
+    def to_vector(self, arch: Arch) -> np.ndarray:
         """The int32 vector of a validated arch. Skipped block slots repeat the last
         active block's values, so every field stays a valid choice."""
         p = plan(self.space, arch)

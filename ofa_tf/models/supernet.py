@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import keras
@@ -9,12 +10,23 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
-from ofa_tf.layers import (ElasticBatchNormalization, ElasticConv2D, ElasticDense, ElasticStage,
-                           resolve_block_class)
+from ofa_tf.layers import ElasticBatchNormalization, ElasticConv2D, ElasticDense, ElasticStage
+from ofa_tf.layers.stage import resolve_block_class
 from ofa_tf.layers.base import ElasticLayer, activation_fn, static_activation
 from ofa_tf.models.arch_tensor import ArchTensorLayout
 from ofa_tf.spaces import Arch, SearchSpace, get_space
-from ofa_tf.spaces.walk import IMAGE_CHANNELS, STEM_KERNEL, STEM_STRIDE, plan
+from ofa_tf.spaces.arch_plan import IMAGE_CHANNELS, STEM_KERNEL, STEM_STRIDE, plan
+
+
+def check_full_kernel(full_kernel: int | None, space: SearchSpace) -> int | None:
+    """`full_kernel` (None or 0: none) is an odd size at least the largest kernel of the space."""
+    if not full_kernel:
+        return None
+    largest = max(k for stage in space.stages for k in stage.kernels)
+    if isinstance(full_kernel, bool) or not isinstance(full_kernel, (int, np.integer)) or full_kernel % 2 == 0 \
+            or full_kernel < largest:
+        raise OfaError(f"full_kernel={full_kernel!r}: expected an odd kernel size >= the space's largest ({largest})")
+    return int(full_kernel)
 
 
 def check_dropout(dropout: float) -> None:
@@ -28,7 +40,7 @@ class Supernet(keras.Model):
     """A MobileNet-style supernet holding every subnet of `space` in shared weights.
 
     `model(x, arch=...)` runs one subnet; `arch` is an `Arch`, a dict, `"max"`/`"min"`,
-    or an int32 tensor from `encode_arch` (what training passes, so one trace serves
+    or an int32 tensor from `arch_tensor` (what training passes, so one trace serves
     every subnet). `get_subnet(arch)` returns a plain functional Keras model of that
     subnet with its weights copied out.
 
@@ -41,12 +53,24 @@ class Supernet(keras.Model):
       kernel_mode: `center_crop` or OFA's learned `transform` for smaller kernels.
       block_class: `ElasticInvertedResidual` or a registered subclass.
       bn_momentum, bn_epsilon: batch-norm settings (OFA's: 0.9 in Keras terms, 1e-5).
+      full_kernel: the depthwise kernel of the full network when it is larger than the space's
+        (CompOFA trains OFA's kernel-7 network as its teacher, then the space's kernel-3/5
+        subnets from it): the elastic stages (those of more than one block) hold their depthwise
+        weights at this size, the subnets use the centres, and the full network (`full_arch`,
+        and `call` without an arch) runs at it. None: the space's max net is the full network.
+      zero_residual_gamma: blocks with an identity skip start with their last BN's gamma at 0
+        (BigNAS's initialisation; `ElasticInvertedResidual`).
+      drop_connect: BigNAS's drop-connect rate (AttentiveNAS `set_dropout_rate`): the residual
+        blocks of the last two stages drop their branch with probability
+        `drop_connect * i / n` (i: the block's index among all n blocks of the max net), in
+        training and only when `call(dropout=True)` (the max net's regularisation).
     """
 
     def __init__(self, space: str | SearchSpace | dict = "ofa_mbv3", num_classes: int = 1000,
                  width_mult: float = 1.0, dropout: float = 0.1, resolutions: Sequence[int] | None = None,
                  kernel_mode: str = "center_crop", block_class: type | str | None = None,
-                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, **kwargs: Any):
+                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, full_kernel: int | None = None,
+                 zero_residual_gamma: bool = False, drop_connect: float = 0.0, **kwargs: Any):
         super().__init__(**kwargs)
         if isinstance(space, dict):
             space = SearchSpace.from_config(space)
@@ -59,6 +83,10 @@ class Supernet(keras.Model):
         self.kernel_mode = kernel_mode
         self.block_class = resolve_block_class(block_class)
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        self.full_kernel = check_full_kernel(full_kernel, self.space)
+        if not 0 <= drop_connect < 1:
+            raise OfaError(f"drop_connect={drop_connect!r}: expected a rate in [0, 1)")
+        self.zero_residual_gamma, self.drop_connect = bool(zero_residual_gamma), float(drop_connect)
         self.layout = ArchTensorLayout(self.space)
         sp = self.space
 
@@ -70,10 +98,13 @@ class Supernet(keras.Model):
         self.stem_bn = bn("stem_bn")
         self.stages = []
         for s, spec in enumerate(sp.stages):
+            kernels = sorted({*spec.kernels, self.full_kernel}) if self._has_full_kernel(s) else spec.kernels
             self.stages.append(ElasticStage(
-                max(spec.widths), spec.depths, spec.kernels, spec.expands, spec.stride, spec.activation,
+                max(spec.widths), spec.depths, kernels, spec.expands, spec.stride, spec.activation,
                 spec.use_se, sp.block_residual(s, 0), kernel_mode, self.bn_momentum, self.bn_epsilon,
-                self.block_class, padding=sp.padding, name=f"stage{s}"))
+                self.block_class, padding=sp.padding, zero_residual_gamma=self.zero_residual_gamma,
+                name=f"stage{s}"))
+        self._set_drop_connect_rates()
         last_width = max(sp.stages[-1].widths)
         self.final_expand_conv = self.final_expand_bn = self.head_conv = None
         if sp.final_expand_ratio:
@@ -83,6 +114,34 @@ class Supernet(keras.Model):
             self.head_conv = ElasticConv2D(max(sp.head_widths), 1, use_bias=sp.head_bias, name="head_conv")
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.classifier = ElasticDense(self.num_classes, name="classifier")
+
+    def _has_full_kernel(self, stage_index: int) -> bool:
+        return bool(self.full_kernel) and self.space.stages[stage_index].max_depth > 1
+
+    def _set_drop_connect_rates(self) -> None:
+        """AttentiveNAS's rates: block i of the max net's n blocks, in the last two stages, at
+        `drop_connect * i / n` (its `set_dropout_rate`, `drop_connect_only_last_two_stages`)."""
+        if not self.drop_connect:
+            return
+        blocks = [(s, block) for s, stage in enumerate(self.stages) for block in stage.blocks]
+        last_two = {len(self.stages) - 2, len(self.stages) - 1}
+        for i, (s, block) in enumerate(blocks):
+            if s in last_two and block.residual:  # (it drops only a residual branch)
+                block.drop_connect_rate = self.drop_connect * i / len(blocks)
+
+    def full_arch(self, resolution: int | None = None) -> Arch:
+        """The full network: the space's max arch, at `full_kernel` in the elastic stages when
+        set (CompOFA's kernel-7 teacher, not a subnet of its space: `Arch` unvalidated)."""
+        arch = self.space.max_arch(resolution)
+        if not self.full_kernel:
+            return arch
+        kernels = tuple((self.full_kernel,) * len(ks) if self._has_full_kernel(s) else ks
+                        for s, ks in enumerate(arch.kernels))
+        return dataclasses.replace(arch, kernels=kernels)
+
+    def full_arch_tensor(self) -> tf.Tensor:
+        """`full_arch` as the int32 tensor a traced call takes."""
+        return tf.constant(self.layout.to_vector(self.full_arch()), tf.int32)
 
     # ------------------------------------------------------------------ building
     def build(self, input_shape=None):
@@ -115,15 +174,15 @@ class Supernet(keras.Model):
         """Any user form of an arch, validated against this supernet's space."""
         return self.space.parse_arch(arch, resolution=resolution)
 
-    def encode_arch(self, arch: Any) -> tf.Tensor:
+    def arch_tensor(self, arch: Any) -> tf.Tensor:
         """The int32 tensor form of `arch` (pass it as `arch=` so one trace serves all)."""
-        return tf.constant(self.layout.encode(self.parse_arch(arch)), tf.int32)
+        return tf.constant(self.layout.to_vector(self.parse_arch(arch)), tf.int32)
 
-    def _arch_tensor(self, arch: Any, inputs) -> tf.Tensor:
+    def _resolve_arch_tensor(self, arch: Any, inputs) -> tf.Tensor:
         if isinstance(arch, (tf.Tensor, tf.Variable, np.ndarray)):
             return tf.cast(arch, tf.int32)
         size = inputs.shape[1]
-        return self.encode_arch(self.space.parse_arch(arch, resolution=size if size in self.space.resolutions
+        return self.arch_tensor(self.space.parse_arch(arch, resolution=size if size in self.space.resolutions
                                                      else None))
 
     # ------------------------------------------------------------------ elastic forward
@@ -132,18 +191,20 @@ class Supernet(keras.Model):
         the classifier's dropout in training mode too (subnets of methods that give dropout to
         the max net only; a Python bool, or a scalar bool tensor).
 
-        `arch=None` runs the max net on the whole weights, with no slicing and no per-block
-        `tf.cond`: the same numbers as the max arch's tensor, in a graph that traces and
-        runs like the static max model's (inference and the semi-supervised max-net step take
-        it; a train step's full model runs in its loop as the max arch's tensor)."""
+        `arch=None` runs the full network (the max net, or at `full_kernel`) on the whole
+        weights, with no slicing and no per-block `tf.cond`: the same numbers as `full_arch`'s
+        tensor, in a graph that traces and runs like the static max model's (inference and the
+        semi-supervised max-net step take it; a train step's full model runs in its loop as
+        `full_arch`'s tensor). `dropout` also turns the blocks' drop-connect on (`drop_connect`)."""
         lay, sp = self.layout, self.space
-        vec = None if arch is None else lay.unpack(self._arch_tensor(arch, inputs))
+        vec = None if arch is None else lay.unpack(self._resolve_arch_tensor(arch, inputs))
         choose = (lambda part, *args: None) if vec is None else (lambda part, *args: part(vec, *args))  # noqa: E731
         stem_act = activation_fn(sp.stem_activation)
         x = stem_act(self.stem_bn(self.stem_conv(inputs, out_channels=choose(lay.stem_width)), training=training))
+        extra = {"drop_connect": dropout} if self.drop_connect else {}  # the max net's regularisation too
         for s, stage in enumerate(self.stages):
             x = stage(x, depth=choose(lay.depth, s), block_choices=choose(lay.block_choices, s),
-                      out_channels=choose(lay.width, s), training=training)
+                      out_channels=choose(lay.width, s), training=training, **extra)
         head_act = activation_fn(sp.head_activation)
         if self.final_expand_conv is not None:
             x = self.final_expand_conv(x, out_channels=choose(lay.final_expand_width))
@@ -165,7 +226,7 @@ class Supernet(keras.Model):
         untouched: False when no network of the step used the variable.
 
         Args:
-          archs: `(n, layout.size)` int32, the step's subnets (`encode_arch` rows).
+          archs: `(n, layout.size)` int32, the step's subnets (`arch_tensor` rows).
           ran: `(n,)` bool, which of those rows the step ran.
           full_model: whether the step also ran the full model (which uses every weight but
             the kernel transforms).
@@ -252,5 +313,6 @@ class Supernet(keras.Model):
         config = super().get_config()
         config.update(space=self.space.to_config(), num_classes=self.num_classes, dropout=self.dropout_rate,
                       kernel_mode=self.kernel_mode, block_class=keras.saving.get_registered_name(self.block_class),
-                      bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+                      bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, full_kernel=self.full_kernel,
+                      zero_residual_gamma=self.zero_residual_gamma, drop_connect=self.drop_connect)
         return config

@@ -6,13 +6,11 @@ Names load on first use (`ofa_tf.lazy`): `RunConfig` comes without TensorFlow.""
 from ofa_tf.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "ofa_tf.runs.checkpoints": ("RunCheckpoint", "random_state_variables", "restore_checkpoint"),
-    "ofa_tf.runs.config": ("RESUMABLE_CHANGES", "RunConfig"),
-    "ofa_tf.runs.directory": ("CHECKPOINT_DIR", "CONFIG_FILE", "METRICS_FILE", "EvaluationData", "RunDirectory",
-                              "SavedRun"),
-    "ofa_tf.runs.init_checkpoint": ("InitCheckpoint", "check_init_checkpoint", "load_init_checkpoint",
-                                    "validation_leak"),
-    "ofa_tf.runs.model": ("build_model",),
+    "ofa_tf.runs.checkpoints": ("RunCheckpoint",),
+    "ofa_tf.runs.config": ("RunConfig",),
+    "ofa_tf.runs.directory": ("RunDirectory",),
+    "ofa_tf.runs.init_checkpoint": ("load_init_checkpoint",),
+    "ofa_tf.runs.plan": ("RunPlan",),
     "ofa_tf.runs.report": ("EpochReport",),
-    "ofa_tf.runs.train": ("PreparedRun", "check_semi_supervised_method", "train", "weights_fingerprint"),
+    "ofa_tf.runs.train": ("PreparedRun", "train"),
 })

@@ -9,6 +9,13 @@ complete, and one damaged later (a truncated copy, a torn disk write) fails its 
 The folder may be a URL (`ofa_tf.io`): Keras and NumPy write local temporary files that are
 then staged and renamed there, and read local copies of them.
 
+The optimizer state is stored once, in `.optimizer.npz`: the weights file holds the model's
+weights only (`weights_file_bytes` leaves the compiled model's optimizer out, which Keras's
+`save_weights` would write there as well), which is all that a reader of a run needs.
+Checkpoints written before this also carry the optimizer's variables in the weights file
+(an `optimizer` group); readers skip it, and a run resumes from such a checkpoint exactly
+(its `.optimizer.npz` has held the full state all along).
+
 The weights file is made in memory and written with a plain file write (`weights_file_bytes`):
 HDF5 writing to disk itself crashes the process when a write fails. A save that fails (out
 of space, over `ulimit -f`) removes what it wrote of its checkpoint and raises the OSError
@@ -61,7 +68,8 @@ def verify_checkpoint(base: str) -> str | None:
 
 def weights_file_bytes(model: keras.Model) -> bytes:
     """The `.weights.h5` that `model.save_weights` writes (the same groups and datasets;
-    `load_weights` reads it), made in memory.
+    `load_weights` reads it), made in memory, without the optimizer's variables: a run
+    checkpoint keeps those in its `.optimizer.npz`, and no reader of the weights needs them.
 
     Why not `save_weights(path)`: when a write of HDF5's fails (no space left, `ulimit -f`
     exceeded) the process dies of a segmentation fault. HDF5 (1.14) closes each dataset as
@@ -72,11 +80,13 @@ def weights_file_bytes(model: keras.Model) -> bytes:
     BytesIO, `_save_state`), as `saving_lib.save_weights_only` does with a path."""
     from keras.src.saving import saving_lib
 
+    optimizer = getattr(model, "optimizer", None)
+    skipped = {id(optimizer)} if optimizer is not None else set()  # as `save_weights(objects_to_skip=)`
     buffer = BytesIO()
     store = saving_lib.H5IOStore(buffer, mode="w")
     try:
         saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
-                               visited_saveables=set())
+                               visited_saveables=skipped)
     finally:
         store.close()
     return buffer.getvalue()
@@ -234,10 +244,13 @@ def random_state_variables(model: keras.Model) -> list:
 
 def restore_checkpoint(model: keras.Model, base: str) -> int:
     """Loads a `RunCheckpoint` into a compiled model; returns the global step it was taken
-    at. Raises OfaError when it does not fit the model."""
+    at. Raises OfaError when it does not fit the model.
+
+    The optimizer state comes from `.optimizer.npz` only: an optimizer group in the weights
+    file (checkpoints written before the state was stored once) is skipped."""
     try:
         with local_copy(base + ".weights.h5") as weights:
-            model.load_weights(weights)
+            model.load_weights(weights, objects_to_skip=[model.optimizer])
         if not model.optimizer.built:  # building twice adds variables (LossScaleOptimizer's scale)
             model.optimizer.build(model.supernet_trainable_variables)
         with local_copy(base + ".optimizer.npz") as optimizer, np.load(optimizer) as saved:

@@ -42,11 +42,13 @@ from ofa_tf.data import (MEAN, STD, DataSource, calibration_images, evaluation_b
 from ofa_tf import io
 from ofa_tf.errors import OfaError, error_text
 from ofa_tf.io import local_copy, read_json, unwritable_reason
+from ofa_tf.layers.block_import import import_block_class
 from ofa_tf.runs.checkpoints import verify_checkpoint
 from ofa_tf.runs.config import RunConfig
-from ofa_tf.runs.data_free import check_classes
+from ofa_tf.runs.finetuned import finetuned_arch, finetuned_supernet, is_finetune_config
+from ofa_tf.runs.tool_dataset import check_classes
 from ofa_tf.runs.fingerprint import FINGERPRINT_KEY, check_fingerprint_record, dataset_fingerprint, fingerprint_change
-from ofa_tf.runs.model import build_model
+from ofa_tf.runs.plan import build_model
 from ofa_tf.spaces import SearchSpace
 from ofa_tf.training import Method, OnceForAllModel
 from ofa_tf.values import is_count, is_finite_number, shown
@@ -103,6 +105,7 @@ class EvaluationData:
     num_calibration_images: int
     train_split: tf.data.Dataset
     source: DataSource
+    evaluation_split: tf.data.Dataset | None = None  # the images `evaluation` batches, undecoded and unresized
 
 
 class RunDirectory:
@@ -228,10 +231,13 @@ class RunDirectory:
         return saved
 
     def load_supernet(self) -> tuple[OnceForAllModel, SavedRun]:
-        """The run's model at its last checkpoint, and its saved settings."""
+        """The run's model at its last checkpoint, and its saved settings (for a directory
+        ofa-finetune wrote, a `FinetunedSupernet`: its subnet is the fine-tuned one)."""
         saved = self.read()
         checkpoint = self.trained_checkpoint()
         model = build_model(saved.config, saved.space, saved.num_classes, saved.method)
+        if is_finetune_config(saved.raw):
+            return finetuned_supernet(self.path, saved.raw, model, checkpoint), saved
         try:
             with local_copy(checkpoint + ".weights.h5") as weights:
                 model.load_weights(weights)
@@ -293,7 +299,7 @@ class RunDirectory:
         images = dict(augmentation=c.augmentation, encoding=data.encoding)
         calibration = calibration_images(train_split, resolution, count, c.seed + 1, **images) if count else []
         evaluation = evaluation_batches(eval_split, EVALUATION_BATCH, resolution, **images)
-        return EvaluationData(calibration, evaluation, count, train_split, data)
+        return EvaluationData(calibration, evaluation, count, train_split, data, eval_split)
 
     def dataset_change(self, saved: SavedRun, spec: str, data: DataSource) -> str | None:
         """How the run's own dataset `spec` (loaded: `data`) differs from the one it trained on
@@ -330,7 +336,10 @@ def _parse_saved(raw: dict[str, Any]) -> SavedRun:
     if missing:
         raise OfaError(f"{missing[0]} is missing (every ofa_tf run records it)")
     config = RunConfig.from_saved(raw["run"])
+    import_block_class(config.block_class)  # every tool rebuilds the run's own block, never the default in its place
     space = _parsed("space", raw["space"], SearchSpace.from_config)
+    if is_finetune_config(raw):  # ofa-finetune's directory (ofa_tf/runs/finetuned.py): its arch is in the space
+        finetuned_arch(raw, space)
     method = _parsed("method", raw["method"], Method.from_config)
     num_classes = raw["num_classes"]
     if not is_count(num_classes) or not 1 <= num_classes <= MAX_CLASSES:
@@ -352,7 +361,7 @@ def _parse_saved(raw: dict[str, Any]) -> SavedRun:
     fingerprint = raw.get(FINGERPRINT_KEY)
     if fingerprint is not None:
         check_fingerprint_record(fingerprint)
-    imported = raw.get("imported_from")  # `ofa_tf.interop`: a supernet trained elsewhere (`data_free.is_imported`)
+    imported = raw.get("imported_from")  # `ofa_tf.interop`: a supernet trained elsewhere (`tool_dataset.is_imported`)
     if "imported_from" in raw and not (isinstance(imported, dict) and isinstance(imported.get("net_id"), str)):
         raise OfaError(f"imported_from={shown(imported, as_json=True)}: expected an object naming the OFA net (net_id)")
     return SavedRun(config=config, space=space, method=method, num_classes=num_classes, class_names=class_names,

@@ -18,7 +18,7 @@ from ofa_tf.errors import OfaError, error_text
 from ofa_tf.models import Supernet
 from ofa_tf.runs.config import RunConfig, check_init_checkpoint_path
 from ofa_tf.runs.directory import CONFIG_FILE, RunDirectory, SavedRun
-from ofa_tf.runs.model import build_model
+from ofa_tf.runs.plan import build_model
 from ofa_tf.spaces import SearchSpace
 
 

@@ -10,9 +10,8 @@ import os
 import time
 
 import keras
-import numpy as np
 
-from ofa_tf.data import DecodeFailures
+from ofa_tf.data.decode import DecodeFailures
 from ofa_tf.evaluation import ArchEvaluator
 from ofa_tf import io as files
 from ofa_tf.io import write_text
@@ -46,6 +45,11 @@ class EpochReport(keras.callbacks.Callback):
     are extracted once and refreshed each epoch (`ArchEvaluator`).
     `skipped_images`: the image files this process's input pipelines have skipped so far
     because they did not decode (`DecodeFailures`; each file counted once).
+    Losses as the train step logs them (`OnceForAllModel`): `loss` the mean over the step's
+    networks, `loss_min` / `loss_random` empty in an epoch that trained no such subnet;
+    `epsilon` empty in a phase without an ε schedule (DεpS's FM-Warmup, other methods).
+    For a Keras user's own `fit`, `ofa_tf.evaluation.SubnetAccuracy` measures the same
+    recalibrated accuracies.
     """
 
     FIELDS = ["epoch", "phase", "loss", "loss_full", "loss_min", "loss_random", "epsilon", "learning_rate",
@@ -77,12 +81,10 @@ class EpochReport(keras.callbacks.Callback):
         train_seconds = round(time.time() - self.started, 2)
         model, phase = self.model, self.controller.phase
         row = {"epoch": epoch + 1, "phase": phase.name if phase else "", "loss": logs.get("loss"),
-               "loss_full": logs.get("loss_full"), "epsilon": self.controller.current_epsilon,
+               "loss_full": logs.get("loss_full"), "loss_min": logs.get("loss_min"),
+               "loss_random": logs.get("loss_random"),  # (left out of the logs while no such subnet trained)
+               "epsilon": self.controller.epsilon_in_use,  # (None in a phase without ε: FM-Warmup)
                "learning_rate": float(model.optimizer.learning_rate), "accuracy": logs.get("accuracy")}
-        kinds = phase.sampler.kinds() if phase else []
-        for kind in ("min", "random"):
-            values = [logs[f"loss_subnet{j}"] for j, k in enumerate(kinds) if k == kind and f"loss_subnet{j}" in logs]
-            row[f"loss_{kind}"] = float(np.mean(values)) if values else None
         resolution = max(self.space.resolutions)
         for name in ("max", "min"):
             arch = self.space.max_arch(resolution) if name == "max" else self.space.min_arch(resolution)

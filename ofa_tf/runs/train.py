@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.data import (MEAN, PIXELS, REST, STD, DataSource, DecodeFailures, ImageCount, calibration_images,
-                         decoded_pixels, evaluation_batches, labelled_subset, load_dataset, make_pipeline,
-                         semi_supervised_pipeline, split_validation, unlabelled_images)
+from ofa_tf.data import (MEAN, STD, DataSource, calibration_images, evaluation_batches, load_dataset, make_pipeline,
+                         semi_supervised_pipeline, training_splits)
+from ofa_tf.data.decode import DecodeFailures, ImageCount
 from ofa_tf.distribute import (PEER_FAILURES, WorkerLost, check_global_batch, current_strategy, is_chief,
                                replica_batches, worker_name)
 from ofa_tf.errors import OfaError, error_text
@@ -27,18 +27,16 @@ from ofa_tf import io as files
 from ofa_tf.io import TEMP_PREFIX, remove_stale_temp_files, write_json
 from ofa_tf.runs.checkpoints import (RunCheckpoint, remove_incomplete_checkpoints, restore_checkpoint,
                                      saved_metric_states)
-from ofa_tf.runs.config import LEGACY_VALUES, RESUMABLE_CHANGES, RunConfig
-from ofa_tf.runs.data_free import check_classes
+from ofa_tf.runs.config import LEGACY_VALUES, METHOD_DEFAULTED, RESUMABLE_CHANGES, RunConfig
+from ofa_tf.runs.tool_dataset import check_classes
 from ofa_tf.runs.directory import EVALUATION_BATCH, RunDirectory
 from ofa_tf.runs.fingerprint import FINGERPRINT_KEY, dataset_fingerprint
 from ofa_tf.runs.init_checkpoint import InitCheckpoint, check_init_checkpoint, load_init_checkpoint, validation_leak
-from ofa_tf.runs.model import build_model
+from ofa_tf.runs.plan import RunPlan
 from ofa_tf.runs.lock import LOCK_FILE, RunLock
 from ofa_tf.runs.report import EpochReport, trim_metrics
-from ofa_tf.spaces import SearchSpace, get_space
-from ofa_tf.training import Method, OnceForAllModel, PhaseController, PhaseCosineSchedule, build_method
+from ofa_tf.training import Method, OnceForAllModel, PhaseController
 from ofa_tf.training.loop import NonFiniteLoss, train_steps
-from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.precision import needs_loss_scaling, precision_policy
 from ofa_tf.training.record import RECORD_FILE, SampledRecord
 
@@ -48,53 +46,35 @@ NOTHING_KEPT = "nothing was kept (no checkpoint yet)"  # a run stopped before it
 class PreparedRun:
     """All inputs of a run, checked; nothing written yet.
 
-    With TOFA settings (`labelled_per_class`, `unlabelled_dataset`, `init_checkpoint`) the
-    run keeps a labelled subset, an unlabelled image stream and a pretrained start; BN
-    recalibration (per-epoch evaluation) then uses the labelled images and, with `rest`, the
-    unlabelled ones (it needs no labels), repeated so that a few labelled images per class
-    still fill its batches.
+    Takes the run's `RunPlan` (a `RunConfig` is resolved into one). With TOFA settings
+    (`labelled_per_class`, `unlabelled_dataset`, `init_checkpoint`) the run keeps a labelled
+    subset, an unlabelled image stream (`ofa_tf.data.training_splits`) and a pretrained start.
     """
 
-    def __init__(self, config: RunConfig, model_dir: str, download: bool = False, chief: bool = True):
-        self.config = config.validate()
+    def __init__(self, plan: RunPlan | RunConfig, model_dir: str, download: bool = False, chief: bool = True):
+        plan = plan if isinstance(plan, RunPlan) else RunPlan.resolve(plan)
+        self.plan, self.config, self.space = plan, plan.config, plan.space
         self.directory = RunDirectory(model_dir)
         self.chief = chief  # only the chief of a multi-worker run takes the lock (the others find it held)
         self.previous_checkpoint = self._check_model_dir()  # before the data loads: a bad directory fails in seconds
-        c = config
-        self.space: SearchSpace = get_space(c.space, c.width_mult, c.image_size)
+        c = self.config
         self.data: DataSource = load_dataset(c.dataset, c.data_dir, download, c.label_offset)
         self.decode_failures = DecodeFailures()  # images the pipelines skipped (metrics.csv's skipped_images)
         self.images_read = ImageCount()  # this worker's training images read (the summary's training_images_read)
-        self.encoding = self.data.encoding  # of the train split (TOFA's streams need pixels: decoded as read)
-        train_split, self.validation_split = split_validation(self.data.train, c.validation_fraction, c.seed)
-        self.train_split, rest = train_split, None
-        if c.labelled_per_class:
-            self.train_split, rest = labelled_subset(train_split, c.labelled_per_class, self.data.class_names, c.seed)
-        if (c.labelled_per_class or c.unlabelled_dataset) and self.encoding != PIXELS:
-            decode = lambda split: decoded_pixels(split, self.encoding, max(c.image_size),  # noqa: E731
-                                                  self.decode_failures) if split is not None else None
-            train_split, self.train_split, rest = decode(train_split), decode(self.train_split), decode(rest)
-            self.encoding = PIXELS
-        self.unlabelled: tf.data.Dataset | None = (
-            unlabelled_images(c.unlabelled_dataset, rest, c.data_dir, max(c.image_size), download)
-            if c.unlabelled_dataset else None)
+        splits = training_splits(self.data, validation_fraction=c.validation_fraction, seed=c.seed,
+                                 labelled_per_class=c.labelled_per_class, unlabelled_dataset=c.unlabelled_dataset,
+                                 data_dir=c.data_dir, image_size=max(c.image_size), download=download,
+                                 failures=self.decode_failures)
+        self.train_split, self.validation_split = splits.train, splits.validation
+        self.calibration_split, self.unlabelled, self.encoding = splits.calibration, splits.unlabelled, splits.encoding
         self.init_checkpoint: InitCheckpoint | None = (
             check_init_checkpoint(c.init_checkpoint, self.space, self.data.num_classes, c.width_mult)
             if c.init_checkpoint else None)
         leak = validation_leak(self.init_checkpoint, c) if self.init_checkpoint is not None else None
         if leak:
             logging.warning(leak)
-        self.calibration_split = train_split
-        if c.labelled_per_class or self.unlabelled is not None:
-            labelled = self.train_split
-            self.calibration_split = (labelled if c.unlabelled_dataset != REST else labelled.concatenate(
-                self.unlabelled.map(lambda x: (x, tf.constant(-1, labelled.element_spec[1].dtype))))).repeat()
         self.steps_per_epoch = c.steps_per_epoch or self._count_steps()
-        self.method: Method = build_method(
-            c.method, self.space, steps_per_epoch=self.steps_per_epoch, epochs=c.epochs,
-            warmup_fraction=c.warmup_fraction, epsilon_start=c.epsilon_start,
-            epsilon_ramp_epochs=c.epsilon_ramp_epochs, epsilon_mode=c.epsilon_mode,
-            num_subnets=c.num_subnets, **c.optimizer_overrides())
+        self.method: Method = plan.method
         if self.unlabelled is not None:
             check_semi_supervised_method(self.method)
         if self.previous_checkpoint is not None:
@@ -130,7 +110,9 @@ class PreparedRun:
             return None
         saved = directory.read_settings()  # strict, and every setting: an older run's at its legacy values
         current = self.config.to_dict()
-        changed = sorted(k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current[k])
+        resolved = self.plan.method_defaults()  # None ("the method's") as this run's method has it
+        changed = sorted(k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current[k]
+                         and not (k in METHOD_DEFAULTED and current[k] is None and saved[k] == resolved[k]))
         if changed and directory.checkpoints():
             raise OfaError(_config_change_message(path, changed[0], saved[changed[0]], current[changed[0]]))
         self.replaces_untrained = bool(changed)
@@ -168,7 +150,8 @@ def _config_change_message(path: str, key: str, saved: Any, current: Any) -> str
     value that resumes the run is named."""
     message = f"model_dir={path} holds a run with a different config: {key}={saved!r} there, {current!r} now"
     legacy = LEGACY_VALUES.get(key)
-    if legacy is not None and saved == legacy and current == getattr(RunConfig(), key):
+    if (legacy is not None and saved == legacy and current == getattr(RunConfig(), key)) or (
+            key in METHOD_DEFAULTED and current is None and saved is not None):  # the method's default changed
         return f"{message}; pass --{key}={saved} to resume it (or use another model_dir)"
     return f"{message} (use another model_dir)"
 
@@ -183,36 +166,9 @@ def check_semi_supervised_method(method: Method) -> None:
                            "(tofa, bignas, fofa, deps, full)")
 
 
-def learning_rate_schedule(run: PreparedRun) -> PhaseCosineSchedule:
-    """The method's cosine (over the run or restarted per phase), each phase's `lr_scale` and
-    warm-up applied, at `learning_rate` or the method's rate for the batch size
-    (`ofa_tf.training.lr_schedule`). `lr_warmup_epochs` replaces the method's warm-ups."""
-    c, method = run.config, run.method
-    total = c.epochs * run.steps_per_epoch
-    bounds = method.phase_bounds(total)
-    peak = c.learning_rate if c.learning_rate is not None else method.peak_learning_rate(c.batch_size)
-    if c.lr_warmup_epochs is None:
-        warmup, phase_warmups = 0, method.phase_warmup_steps(total)
-    else:
-        warmup, phase_warmups = int(round(c.lr_warmup_epochs * run.steps_per_epoch)), None
-    return PhaseCosineSchedule(peak, [start for start, _ in bounds], total, [phase.lr_scale for phase in method.phases],
-                               method.lr_schedule, warmup, phase_warmups)
-
-
-def make_optimizer(run: PreparedRun, schedule) -> keras.optimizers.Optimizer:
-    """SGD with Nesterov momentum and the method's weight decay form and gradient clip,
-    restarted at each phase start if the method runs phases as separate jobs
-    (`ofa_tf.training.optimizer`)."""
-    c, method = run.config, run.method
-    restarts = ([start for start, _ in method.phase_bounds(c.epochs * run.steps_per_epoch)]
-                if method.restart_optimizer else [])
-    return ReferenceSGD(schedule, momentum=c.momentum, nesterov=c.momentum > 0, weight_decay=method.weight_decay,
-                        weight_decay_form=method.weight_decay_form, clip_mode=method.grad_clip_mode,
-                        clip=method.grad_clip, restart_steps=restarts)
-
-
-def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = False) -> dict[str, Any]:
-    """Runs (or resumes) a training run; returns a summary dict.
+def train(plan: RunPlan | RunConfig, model_dir: str, verbose: int = 1, download: bool = False) -> dict[str, Any]:
+    """Runs (or resumes) a training run (its `RunPlan`, or a `RunConfig` resolved into one);
+    returns a summary dict.
 
     Re-running the same config on the same `model_dir` continues from the last checkpoint
     that verifies, at its exact global step: weights, optimizer state (and so the LR
@@ -226,18 +182,19 @@ def train(config: RunConfig, model_dir: str, verbose: int = 1, download: bool = 
     `ulimit -f`) is an OfaError naming the file and where a re-run resumes.
     """
     RunDirectory(model_dir).check_writable()  # a missing or unwritable model_dir: an error before anything starts
-    config.validate()  # before anything starts TensorFlow's runtime
+    plan = plan if isinstance(plan, RunPlan) else RunPlan.resolve(plan)  # before TensorFlow's runtime starts
+    config = plan.config
     with stop_on_signals():
         strategy = current_strategy(config.strategy)
         chief = is_chief(strategy)
-        run = PreparedRun(config, model_dir, download, chief)  # every input checked; nothing written yet
+        run = PreparedRun(plan, model_dir, download, chief)  # every input checked; nothing written yet
         check_global_batch(strategy, config.batch_size)
         keras.utils.set_random_seed(config.seed)
-        schedule = learning_rate_schedule(run)
+        schedule = plan.learning_rate_schedule(run.steps_per_epoch)
         with strategy.scope():
             with precision_policy(config.mixed_precision):  # the layers' policy is fixed when they are made
-                model = build_model(config, run.space, run.data.num_classes, run.method)
-            optimizer = make_optimizer(run, schedule)
+                model = plan.build_model(run.data.num_classes)
+            optimizer = plan.optimizer(schedule, run.steps_per_epoch)
             if needs_loss_scaling(config.mixed_precision):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             model.compile(optimizer=optimizer, metrics=["accuracy"])
@@ -370,7 +327,7 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
     record = SampledRecord.load(directory.path) if initial_step and files.exists(record_path) else SampledRecord()
     controller = PhaseController(run.method, total_steps, seed=config.seed, lr_at=lambda s: float(schedule(s)),
                                  record=record)
-    resolutions = run.space.resolutions
+    resolutions = run.plan.training_resolutions  # (the largest only when each network resizes the batch)
     images = dict(augmentation=config.augmentation, encoding=run.encoding, failures=run.decode_failures)
 
     def supervised(rows=None):
@@ -398,7 +355,8 @@ def _train_from(run: PreparedRun, model: OnceForAllModel, strategy, schedule, in
                  RunCheckpoint(directory.checkpoint_dir, record=record, every_steps=config.checkpoint_every_steps,
                                steps_per_epoch=run.steps_per_epoch, chief=chief, metric_states=metric_states)]
     if chief:
-        callbacks.append(keras.callbacks.TensorBoard(directory.logs_dir, update_freq="epoch"))
+        callbacks.append(keras.callbacks.TensorBoard(directory.logs_dir,
+                                                     update_freq=config.tensorboard_update_freq or "epoch"))
     try:
         history = train_steps(model, batches, strategy=strategy, epochs=config.epochs,
                               steps_per_epoch=run.steps_per_epoch, initial_step=initial_step, callbacks=callbacks,

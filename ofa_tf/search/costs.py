@@ -2,7 +2,7 @@
 
 A search asks "does this arch fit the budget?" tens of thousands of times (OFA's evolution:
 100 x 500 children, each drawn by rejection sampling), so a cost model must answer in
-microseconds. `ofa_tf.profile.profile` validates and walks the whole arch each call, so
+microseconds. `ofa_tf.spaces.profile` validates and walks the whole arch each call, so
 `ArchCostTable` gives the same MACs / params from the same `ofa_tf.spaces.costs.block_cost`,
 memoised by the few values a block depends on (the arguments of `block_plan`: stage, slot,
 input side, in/out width, kernel, expand); `tests/test_search_costs.py` checks it equals
@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequenc
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces import Arch, SearchSpace
 from ofa_tf.spaces.costs import Cost, block_cost, head_cost, stem_cost
-from ofa_tf.spaces.walk import STEM_STRIDE, block_plan, conv_out_size
+from ofa_tf.spaces.arch_plan import STEM_STRIDE, block_plan, conv_out_size
 
 
 @runtime_checkable
@@ -34,7 +34,7 @@ class LatencyPredictor(Protocol):
 
 
 class ArchCostTable:
-    """MACs and params of archs of one space, exactly as `ofa_tf.profile.profile` counts
+    """MACs and params of archs of one space, exactly as `ofa_tf.spaces.profile` counts
     them: each block's `block_cost` is memoised by the values it depends on.
 
     Archs are assumed valid for the space (searchers only make valid ones); results are

@@ -18,7 +18,7 @@ import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.evaluation import evaluate_archs
-from ofa_tf.runs.data_free import require_dataset
+from ofa_tf.runs.tool_dataset import require_dataset
 from ofa_tf.runs.directory import EvaluationData, RunDirectory, check_split
 from ofa_tf.spaces import Arch, SearchSpace
 
@@ -70,6 +70,11 @@ class SubnetMeter:
             self._cache.update(zip(group, results))
         return [self._cache[a] for a in archs]
 
-    def accuracy(self, archs: Sequence[Arch]) -> np.ndarray:
+    def measured(self) -> list[dict[str, Any]]:
+        """Every subnet measured so far, once each, in the order they were first measured (a
+        measured search's candidates: ofa-search saves them beside its results)."""
+        return list(self._cache.values())
+
+    def accuracy(self, archs: Sequence[Arch], progress: bool = False) -> np.ndarray:
         """Batched fitness: measured accuracy per arch (searchers' `Fitness`)."""
-        return np.array([r["accuracy"] for r in self.measure(archs)], np.float64)
+        return np.array([r["accuracy"] for r in self.measure(archs, progress)], np.float64)

@@ -1,15 +1,18 @@
 """Accuracy predictors on the arch encoding, in NumPy: OFA's MLP and ridge.
 
-Input: the space's `ArchEncoder` (`SearchSpace.encoder`: OFA's one-hot layout). Two kinds, one class:
+Input: the space's `ArchEncoder` (`search/encoding.py`: OFA's one-hot layout). Two kinds, one class:
 - "mlp", OFA's: 3 x 400 ReLU -> 1, plus a constant base accuracy; trained with Adam (lr
   1e-3, L2 weight decay 1e-4 as PyTorch's Adam applies it) on the MSE to measured,
   BN-recalibrated accuracies. OFA trained it on ~16k measured subnets.
-- "linear": ridge regression on the same encoding (the MLP with no hidden layer), solved
-  in closed form, its L2 strength picked by the exact leave-one-out error. With the few
+- "linear": ridge regression on the same encoding (the MLP with no hidden layer), its L2
+  strength picked by the exact leave-one-out error (scikit-learn's `RidgeCV`). With the few
   hundred subnets a small machine can measure it ranked better than the MLP by cross-validated
   Spearman (docs/results.md).
 `fit_predictor(kind="auto")` picks between them by K-fold CV Spearman on the training archs
 alone, so a held-out figure stays honest. Predictors rank subnets; they are not calibrated.
+The statistics are scipy's (Spearman, Kendall's tau-b) and scikit-learn's (K-fold, ridge),
+imported when first used: both take seconds to import, and `ofa-search --help` must not.
+`quality_warnings` says when a predictor's figures do not support searching with it.
 
 Why NumPy and not Keras: search calls it on batches of 100 archs 500 times per target, and
 a Keras call costs more in dispatch than the three matrix products it does; NumPy also
@@ -18,7 +21,8 @@ samples takes seconds in NumPy too.
 
 Saved as `<dir>/predictor.npz` (the weights and a JSON header with the space's config and
 fingerprint, so loading it for another space fails with one line) plus a readable
-`<dir>/predictor.json` report (settings, held-out Kendall tau and Spearman).
+`<dir>/predictor.json` report (settings, cross-validated and held-out Spearman and Kendall
+tau, the warnings).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.io import atomic_write, isfile, local_copy, makedirs, write_json
-from ofa_tf.search.encoding import space_fingerprint
+from ofa_tf.search.encoding import arch_encoder, space_fingerprint
 from ofa_tf.spaces import Arch, SearchSpace
 from ofa_tf.values import is_finite_number
 
@@ -43,41 +47,27 @@ REPORT_FILE = "predictor.json"
 
 
 # ----------------------------------------------------------------------- rank statistics
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties get their average rank (as scipy.stats.rankdata)."""
-    values = np.asarray(values, np.float64)
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), np.float64)
-    start = 0
-    for end in range(1, len(values) + 1):
-        if end == len(values) or sorted_values[end] != sorted_values[start]:
-            ranks[order[start:end]] = (start + end + 1) / 2.0
-            start = end
-    return ranks
-
-
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation (Pearson correlation of tie-averaged ranks)."""
-    ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    return float((ra * rb).sum() / denominator) if denominator else 0.0
+    """Spearman's rank correlation (`scipy.stats.spearmanr`: Pearson correlation of
+    tie-averaged ranks); 0.0 when either sequence is constant (no ranking to compare)."""
+    return _rank_statistic("spearmanr", a, b)
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b (accounts for ties in either sequence), O(n^2) memory-light loop."""
+    """Kendall's tau-b (`scipy.stats.kendalltau`, which accounts for ties in either
+    sequence); 0.0 when either sequence is constant."""
+    return _rank_statistic("kendalltau", a, b)
+
+
+def _rank_statistic(name: str, a: Sequence[float], b: Sequence[float]) -> float:
+    import scipy.stats  # here: scipy.stats takes seconds to import, and ofa-search --help must not wait
+
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    concordant_minus_discordant = 0.0
-    pairs_a = pairs_b = 0.0
-    for i in range(len(a) - 1):
-        da = np.sign(a[i + 1:] - a[i])
-        db = np.sign(b[i + 1:] - b[i])
-        concordant_minus_discordant += float((da * db).sum())
-        pairs_a += float(np.count_nonzero(da))
-        pairs_b += float(np.count_nonzero(db))
-    denominator = np.sqrt(pairs_a * pairs_b)
-    return float(concordant_minus_discordant / denominator) if denominator else 0.0
+    if len(a) != len(b):
+        raise OfaError(f"rank correlation of {len(a)} against {len(b)} values")
+    if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return 0.0  # scipy returns NaN (and warns) for a constant input
+    return float(getattr(scipy.stats, name)(a, b).statistic)
 
 
 def cross_validated_spearman(space: SearchSpace, archs: Sequence[Arch], accuracies: Sequence[float],
@@ -86,24 +76,53 @@ def cross_validated_spearman(space: SearchSpace, archs: Sequence[Arch], accuraci
 
     A single held-out split of a few dozen archs gives a Spearman with a standard error
     near 0.15; predicting every measured arch once from a predictor that did not see it
-    uses all of them. Returns {"spearman", "kendall_tau"} over all out-of-fold predictions
-    and "fold_spearman" (one per fold). `kind` and `fit_kwargs` go to `fit_predictor`; with
-    "auto" the choice is made afresh inside each fold (nested), from that fold's archs only.
+    uses all of them. Returns {"spearman", "kendall_tau"} over all out-of-fold predictions,
+    "fold_spearman" (one per fold) and "predicted" (each arch's out-of-fold prediction, in
+    the order given). The folds are scikit-learn's `KFold` (shuffled with `seed`). `kind`
+    and `fit_kwargs` go to `fit_predictor`; with "auto" the choice is made afresh inside
+    each fold (nested), from that fold's archs only.
     """
+    from sklearn.model_selection import KFold  # here: scikit-learn is slow to import (see `_rank_statistic`)
+
     y = np.asarray(accuracies, np.float64)
     if folds < 2 or len(archs) < 2 * folds:
         raise OfaError(f"cross-validation with {folds} folds needs folds >= 2 and >= {2 * folds} archs, "
                        f"got {len(archs)}")
-    order = np.random.default_rng(seed).permutation(len(archs))
     predicted = np.zeros(len(archs))
     per_fold = []
-    for part in np.array_split(order, folds):
-        train = np.setdiff1d(order, part)
+    for train, part in KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros((len(archs), 1))):
         model = fit_predictor(space, [archs[i] for i in train], y[train], kind, seed=seed, **fit_kwargs)
         predicted[part] = model.predict([archs[i] for i in part])
         per_fold.append(spearman(predicted[part], y[part]))
     return {"folds": folds, "spearman": spearman(predicted, y), "kendall_tau": kendall_tau(predicted, y),
-            "fold_spearman": [round(v, 4) for v in per_fold]}
+            "fold_spearman": [round(v, 4) for v in per_fold], "predicted": [float(v) for v in predicted]}
+
+
+# A predictor whose cross-validated Spearman is at most this ranks subnets too poorly to
+# steer a search (`quality_warnings`).
+MIN_USEFUL_SPEARMAN = 0.3
+# A held-out Spearman on fewer subnets has a standard error above ~0.19 (about 1 / sqrt(n - 3)).
+MIN_HELDOUT_ARCHS = 30
+
+
+def quality_warnings(info: dict[str, Any]) -> list[str]:
+    """What a predictor's report (`AccuracyPredictor.info` as ofa-train-predictor fills it:
+    "spearman", "spearman_source", "num_heldout") says against trusting it, one sentence each:
+    a headline Spearman at or below MIN_USEFUL_SPEARMAN (the search would pick little better
+    than at random), and a held-out set under MIN_HELDOUT_ARCHS subnets (its figure is noise)."""
+    found = []
+    headline, source = info.get("spearman"), info.get("spearman_source", "held-out")
+    if is_finite_number(headline) and headline <= MIN_USEFUL_SPEARMAN:
+        found.append(f"the predictor ranks subnets poorly ({source} Spearman {headline:.3f} <= "
+                     f"{MIN_USEFUL_SPEARMAN}): a search with it picks little better than at random; measure more "
+                     "subnets (--num_archs) or search with --fitness=measured")
+    heldout = info.get("num_heldout")
+    if isinstance(heldout, int) and heldout < MIN_HELDOUT_ARCHS:
+        found.append(f"only {heldout} held-out subnets: their Spearman "
+                     f"({info.get('heldout_spearman', float('nan')):.3f}) has a standard error near "
+                     f"{1 / np.sqrt(max(heldout - 3, 1)):.2f}; trust the cross-validated figure "
+                     f"(or hold out >= {MIN_HELDOUT_ARCHS})")
+    return found
 
 
 PREDICTOR_KINDS = ("auto", "mlp", "linear")
@@ -140,7 +159,7 @@ class AccuracyPredictor:
     def __init__(self, space: SearchSpace, layers: list[tuple[np.ndarray, np.ndarray]], base: float,
                  scale: float, info: dict[str, Any] | None = None):
         self.space = space
-        self.encoder = space.encoder
+        self.encoder = arch_encoder(space)
         if layers[0][0].shape[0] != self.encoder.size:
             raise OfaError(f"predictor input size {layers[0][0].shape[0]} does not match space "
                            f"{space.name!r} (encoding size {self.encoder.size})")
@@ -164,7 +183,7 @@ class AccuracyPredictor:
         """Trains on (arch, measured accuracy) pairs; deterministic for a given seed."""
         if len(archs) != len(accuracies) or len(archs) < 2:
             raise OfaError(f"predictor training needs >= 2 measured archs, got {len(archs)}")
-        x = space.encoder.encode(archs)
+        x = arch_encoder(space).encode(archs)
         y = np.asarray(accuracies, np.float64)
         base, scale = float(y.mean()), float(y.std()) or 1.0
         target = ((y - base) / scale).astype(np.float32)[:, None]
@@ -187,29 +206,23 @@ class AccuracyPredictor:
     @classmethod
     def fit_linear(cls, space: SearchSpace, archs: Sequence[Arch], accuracies: Sequence[float],
                    l2_grid: Sequence[float] = L2_GRID) -> "AccuracyPredictor":
-        """Ridge regression on the encoding: one linear layer, the L2 strength from `l2_grid`
-        with the least exact leave-one-out squared error (the hat-matrix shortcut, so no refits)."""
+        """Ridge regression on the encoding (scikit-learn's `RidgeCV`): one linear layer, the
+        L2 strength from `l2_grid` with the least exact leave-one-out squared error (RidgeCV's
+        efficient leave-one-out, so no refits; the intercept is not penalised)."""
+        from sklearn.linear_model import RidgeCV  # here: slow to import (see `_rank_statistic`)
+
         if len(archs) != len(accuracies) or len(archs) < 3:
             raise OfaError(f"linear predictor training needs >= 3 measured archs with one accuracy each, got "
                            f"{len(archs)} archs and {len(accuracies)} accuracies")
-        x = space.encoder.encode(archs).astype(np.float64)
+        x = arch_encoder(space).encode(archs).astype(np.float64)
         y = np.asarray(accuracies, np.float64)
         base, scale = float(y.mean()), float(y.std()) or 1.0
-        target = (y - base) / scale  # mean 0: the intercept is `base`
-        mean = x.mean(axis=0)
-        centred = x - mean
-        gram = centred.T @ centred
-        best: tuple[float, float] | None = None
-        for l2 in l2_grid:
-            hat = centred @ np.linalg.solve(gram + l2 * np.eye(len(gram)), centred.T)
-            # leave-one-out residual of ridge with an intercept: e_i / (1 - h_ii - 1/n)
-            residual = (target - hat @ target) / (1.0 - np.diag(hat) - 1.0 / len(y))
-            error = float(np.mean(residual ** 2))
-            if best is None or error < best[0]:
-                best = (error, float(l2))
-        loo_error, l2 = best
-        weights = np.linalg.solve(gram + l2 * np.eye(len(gram)), centred.T @ target)
-        layers = [(weights[:, None], np.array([-mean @ weights]))]
+        target = (y - base) / scale  # standardised, so one grid of strengths fits any accuracy range
+        ridge = RidgeCV(alphas=[float(a) for a in l2_grid], fit_intercept=True, store_cv_results=True)
+        ridge.fit(x, target)
+        l2 = float(ridge.alpha_)
+        loo_error = float(ridge.cv_results_[:, list(ridge.alphas).index(ridge.alpha_)].mean())
+        layers = [(ridge.coef_[:, None], np.array([ridge.intercept_]))]
         info = {"kind": "linear", "l2": l2, "loo_mse": loo_error * scale ** 2, "num_train": len(archs)}
         return cls(space, layers, base, scale, info)
 
@@ -265,9 +278,9 @@ class AccuracyPredictor:
                            f"{header.get('fingerprint')}) than this run's {space.name!r} "
                            f"({space_fingerprint(space)}); retrain it with ofa-train-predictor")
         inputs = layers[0][0].shape[0]
-        if inputs != space.encoder.size:
+        if inputs != arch_encoder(space).size:
             raise OfaError(f"{path}: unreadable predictor (w0: {inputs} inputs, but space {space.name!r} encodes "
-                           f"an arch as {space.encoder.size} numbers); retrain it with ofa-train-predictor")
+                           f"an arch as {arch_encoder(space).size} numbers); retrain it with ofa-train-predictor")
         return cls(space, layers, base, scale, info)
 
 

@@ -5,16 +5,20 @@ BN, activation, pooling or residual adds), so numbers are comparable with the pa
 Parameters count every trainable weight of the static subnet (conv/dense kernels and
 biases, BN gamma and beta).
 
-This is the one place those counts are written: `ofa_tf.profile.profile` sums them over
-an arch's plan (`plan_cost`), and the searchers' `ofa_tf.search.costs.ArchCostTable`
+This is the one place those counts are written: `profile` sums them over an arch's plan
+(`plan_cost`) for any arch form, checking it, and the searchers' `ofa_tf.search.costs.ArchCostTable`
 memoises `block_cost` per block configuration, so both give the same numbers.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
-from ofa_tf.spaces.walk import IMAGE_CHANNELS, STEM_KERNEL, ArchPlan, BlockPlan
+from ofa_tf.errors import OfaError
+from ofa_tf.spaces.arch import Arch
+from ofa_tf.spaces.arch_plan import IMAGE_CHANNELS, STEM_KERNEL, ArchPlan, BlockPlan, plan
+from ofa_tf.spaces.registry import get_space
+from ofa_tf.spaces.space import SearchSpace
 
 Cost = tuple[int, int]  # (MACs, params)
 
@@ -80,3 +84,21 @@ def plan_cost(p: ArchPlan, num_classes: int) -> Cost:
     head = head_cost(p.feature_size, p.blocks[-1].out_channels, p.final_expand_width, p.head_width, num_classes,
                      p.head_bias)
     return total_cost([stem_cost(p.stem_size, p.stem_width), *(block_cost(b) for b in p.blocks), head])
+
+
+def profile(space: SearchSpace | str, arch: Arch | Any, num_classes: int,
+            resolution: int | None = None) -> dict[str, Any]:
+    """MACs and params of `arch` (any form `SearchSpace.parse_arch` takes), checked first; the
+    searchers' `ArchCostTable` takes valid archs only and memoises per block.
+
+    Returns:
+      {"macs": int, "params": int, "resolution": int}.
+    Raises:
+      OfaError: unknown space, bad arch, resolution outside the space, num_classes <= 0.
+    """
+    space = get_space(space)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise OfaError(f"num_classes={num_classes!r}: expected a positive integer")
+    arch = space.parse_arch(arch, resolution=resolution)
+    macs, params = plan_cost(plan(space, arch), num_classes)
+    return {"macs": int(macs), "params": int(params), "resolution": arch.resolution}

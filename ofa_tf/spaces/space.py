@@ -9,14 +9,12 @@ archs from it, the profiler walks it. Spaces differ only in their tables
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import json
 import math
 import random as _random
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
 
 from ofa_tf.errors import OfaError
 from ofa_tf.io import isfile
@@ -391,21 +389,6 @@ class SearchSpace:
         """OFA's subnet dict `{"ks", "e", "d", "r"}` of `arch` (`ofa_format.arch_to_ofa`)."""
         return arch_to_ofa(self, self.validate(arch))
 
-    # ---------------------------------------------------------------- encodings
-    @functools.cached_property
-    def encoder(self) -> ArchEncoder:
-        """This space's `ArchEncoder` (built once per space)."""
-        return ArchEncoder(self)
-
-    def encode(self, arch: Arch) -> np.ndarray:
-        """Fixed-length float vector for accuracy predictors (OFA's one-hot encoding, see
-        `ArchEncoder`) of any arch form `validate` takes."""
-        return self.encoder.encode([self.validate(arch)])[0]
-
-    @property
-    def encoding_size(self) -> int:
-        return self.encoder.size
-
     # ---------------------------------------------------------------- config
     def to_config(self) -> dict[str, Any]:
         config = dataclasses.asdict(self)
@@ -422,70 +405,6 @@ class SearchSpace:
             stages.append(StageSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}))
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
         return cls(stages=tuple(stages), **fields)
-
-
-class ArchEncoder:
-    """OFA's one-hot arch encoding, the accuracy predictor's input, for batches of archs.
-
-    Per block slot: one-hot kernel and one-hot expand ratio (all zeros when the block is
-    skipped); per stage a one-hot width; one-hot stem / head width and resolution. Only
-    elastic choices (more than one option) contribute features. Evolution encodes 50,000
-    archs per target, so where every choice's 1 goes is worked out once and a whole batch
-    is filled with one index assignment.
-    """
-
-    def __init__(self, space: SearchSpace):
-        self.space = space
-        offset = 0
-
-        def slot(choices: Sequence) -> dict[float, int]:
-            nonlocal offset
-            if len(choices) < 2:
-                return {}
-            start, offset = offset, offset + len(choices)
-            return {float(c): start + i for i, c in enumerate(choices)}
-
-        self._resolution = slot(space.resolutions)
-        self._stem = slot(space.stem_widths)
-        self._head = slot(space.head_widths)
-        self._widths, self._kernels, self._expands = [], [], []
-        for stage in space.stages:
-            self._widths.append(slot(stage.widths))
-            ks, es = [], []
-            for _ in range(stage.max_depth):
-                ks.append(slot(stage.kernels))
-                es.append(slot(stage.expands))
-            self._kernels.append(ks)
-            self._expands.append(es)
-        self.size = offset
-
-    def columns(self, arch: Arch) -> list[int]:
-        """Indices of the ones in `arch`'s encoding (arch assumed valid for the space)."""
-        cols = []
-        for table, value in ((self._resolution, arch.resolution), (self._stem, arch.stem_width),
-                             (self._head, arch.head_width)):
-            if table:
-                cols.append(table[float(value)])
-        for s, depth in enumerate(arch.depths):
-            if self._widths[s]:
-                cols.append(self._widths[s][float(arch.widths[s])])
-            for b in range(depth):
-                if self._kernels[s][b]:
-                    cols.append(self._kernels[s][b][float(arch.kernels[s][b])])
-                if self._expands[s][b]:
-                    cols.append(self._expands[s][b][float(arch.expands[s][b])])
-        return cols
-
-    def encode(self, archs: Sequence[Arch]) -> np.ndarray:
-        """(len(archs), size) float32 matrix of one-hot encodings."""
-        rows, cols = [], []
-        for i, arch in enumerate(archs):
-            c = self.columns(arch)
-            rows.extend([i] * len(c))
-            cols.extend(c)
-        out = np.zeros((len(archs), self.size), np.float32)
-        out[rows, cols] = 1.0
-        return out
 
 
 def _as_rng(rng: _random.Random | int | None) -> _random.Random:
@@ -512,4 +431,4 @@ def _describe(values: Sequence[int]) -> str:
     return str(values)
 
 
-__all__ = ["ACTIVATIONS", "ArchEncoder", "SearchSpace", "StageSpec", "expanded_channels", "squeeze_channels"]
+__all__ = ["ACTIVATIONS", "SearchSpace", "StageSpec", "expanded_channels", "squeeze_channels"]

@@ -2,8 +2,11 @@
 
 Elastic expand keeps the *first* N mid channels, so before subnets start using fewer
 channels the most important ones are moved to the front. Every tensor indexed by mid
-channel (expand conv outputs, BNs, depthwise, SE, projection inputs) and its optimizer
-slots are permuted together, so the full model computes exactly the same function.
+channel (expand conv outputs, BNs, depthwise, SE, projection inputs) is permuted together,
+so the full model computes exactly the same function. The optimizer's slots (momentum) are
+permuted with them when the optimizer is passed; the references leave them where they were
+(DεpS's sort assigns the weights' `.data`, PyTorch's optimizer state does not follow;
+OFA sorts before a fresh optimizer), which `Method.sort_momentum="stay"` reproduces.
 
 Two rankings: `global` ranks all mid channels of a block at once; `grouped` is OFA's
 `re_organize_middle_weights(expand_ratio_stage=len(ratios) - 2)`, what OFA runs before its
@@ -51,8 +54,9 @@ def sort_mid_channels(model: keras.Model, optimizer: keras.optimizers.Optimizer 
 
     `mode`: "global" (one ranking of a block's mid channels) or "grouped" (within each
     expand ratio's group, then the SE hidden channels; see the module's docstring).
-    Optimizer slot variables (momentum, Adam moments) of the permuted weights are
-    permuted too, so the optimizer state stays attached to the right channels.
+    With `optimizer`, its slot variables (momentum, Adam moments) of the permuted weights
+    are permuted too, so the state follows its channels; without, the state stays in the old
+    order, as the references' `.data` assignment leaves PyTorch's optimizer state.
     """
     if mode not in SORT_MODES:
         raise OfaError(f"channel sort mode={mode!r}: expected one of {list(SORT_MODES)}")

@@ -17,12 +17,14 @@ from typing import Any
 
 from absl import logging
 
+from ofa_tf.choices import OPTIMIZERS, PER_NETWORK, SIZE_SAMPLING, SORT_MOMENTUM, check_choice
 from ofa_tf.errors import OfaError
 from ofa_tf.spaces import SearchSpace
 from ofa_tf.training.channel_sorting import SORT_MODES
 from ofa_tf.training.epsilon import EpsilonSchedule
-from ofa_tf.training.lr_schedule import LR_SCHEDULES
-from ofa_tf.training.optimizer import check_optimizer_settings
+from ofa_tf.training.lr_schedule import LR_SCHEDULES, PhaseCosineSchedule
+from ofa_tf.training.optimizer import (ReferenceRMSProp, ReferenceSGD, check_optimizer_settings,
+                                      check_unused_parameters)
 from ofa_tf.training.samplers import (FullOnlySampler, RestrictedSampler, Sampler, SandwichSampler,
                                       UpperAttentiveSampler, check_subnet_count, sampler_from_config)
 
@@ -37,8 +39,29 @@ OFA_TEACHER_LR_PER_256 = 2.6 * 256 / 2048  # 0.325
 OFA_KERNEL_LR = 0.96 / 2.6
 OFA_STAGE1_LR = 0.08 / 2.6
 OFA_STAGE2_LR = 0.24 / 2.6
-# OFA / CompOFA warm up a phase's LR for 5 epochs on top of its 120 (kernel, stage 2), none in stage 1.
+# OFA / CompOFA warm up a phase's LR for 5 epochs on top of its 120 (kernel, stage 2), none in stage 1,
+# from one GPU's rate (`warmup_lr = base_lr`) to all GPUs' (`init_lr = base_lr * num_gpus`), reaching it at
+# the warm-up's last step (run_config.py `warmup_adjust_learning_rate`: T_cur = batch + 1).
 OFA_PHASE_WARMUP = 5 / 125
+# AttentiveNAS's warm-up factor starts at `warmup_lr` 0.001 of the peak (solver/build.py, lr_scheduler.py).
+ATTENTIVENAS_WARMUP_START = 0.001
+# DεpS floors its cosine at `--min_lr` 2.5e-3 (train_options.py; pytorch_utils.py `max(min_lr, lr)`).
+DEPS_MIN_LR = 2.5e-3
+# CompOFA's teacher is OFA's kernel-7 / depth-4 / expand-6 network (train_ofa_net.py: `--task teacher`
+# trains ks_list 7 ... via set_active_subnet(ks=7, e=6, d=4); the compound phases load it and distil from
+# `OFAMobileNetV3(ks_list=7, expand_ratio_list=6, depth_list=4)`); the fOFA paper's Table 1 agrees.
+COMPOFA_TEACHER_KERNEL = 7
+# BigNAS's regularisation of the max net in AttentiveNAS's config (train_attentive_nas_models.yml:
+# dropout 0.2, drop_connect 0.2, drop_connect_only_last_two_stages).
+BIGNAS_DROPOUT = 0.2
+BIGNAS_DROP_CONNECT = 0.2
+# BigNAS's ImageNet optimizer (the DεpS paper, §5.2: "RMSProp optimizer with its proposed
+# hyper-parameters for ImageNet-1k"): RMSProp as DεpS's code builds it (`deps/utils/pytorch_utils.py`
+# build_optimizer: alpha 0.9, eps sqrt(1e-3), momentum 0.9), at EfficientNet's 0.256 per 4096 images
+# (BigNAS trains with EfficientNet's recipe), decayed exponentially with a constant ending
+# (`ofa_tf.training.lr_schedule`).
+BIGNAS_RMSPROP_LR_PER_256 = 0.256 * 256 / 4096  # 0.016
+DEFAULT_DROPOUT = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +146,34 @@ class Method:
       restart_optimizer: zero the momentum at every phase start (a fresh optimizer per phase).
       subnet_dropout: the subnets run the classifier's dropout too (OFA, CompOFA); False:
         only the max net does (DεpS's and AttentiveNAS's code), the subnets run without it.
+      dropout: the classifier's dropout rate (`Supernet(dropout=...)`; a run's `dropout` setting
+        overrides it).
+      drop_connect: the max net's drop-connect rate in the last two stages (BigNAS; 0: none).
+      zero_residual_gamma: blocks with an identity skip start with the last BN's gamma at 0
+        (BigNAS's initialisation for training from scratch).
+      resolution_per_network: each network of a step at its own input size (AttentiveNAS:
+        the max net at the largest, the min net at the smallest, random ones at a random one;
+        `OnceForAllModel(resolution_per_network=True)`), not the batch's.
+      full_kernel: the depthwise kernel of the full network, when the method trains a larger
+        one than the space's max net (CompOFA: its teacher is OFA's kernel-7 network);
+        `Supernet(full_kernel=...)`. None: the space's max net.
+      optimizer_name: "sgd" (Nesterov) or "rmsprop" (BigNAS's ImageNet recipe,
+        `ofa_tf.training.optimizer.ReferenceRMSProp`).
+      unused_parameters: "update" (a parameter no network of a step used takes the step with a
+        zero gradient, so weight decay and momentum move it, as in every reference's runtime:
+        Horovod, DDP) or "freeze" (left alone); `ofa_tf.training.optimizer`.
+      sort_momentum: at a channel sort, the optimizer's momentum "stay"s in the old channel
+        order (DεpS assigns the sorted weights' `.data`, which PyTorch's optimizer state does not
+        follow) or is "permute"d with the weights.
+      device_batch: the images per GPU the reference trains with (OFA 64, DεpS 128, CompOFA and
+        fOFA 256, AttentiveNAS 32); its BN normalises over that many, and OFA's warm-up starts at
+        one GPU's rate.
+      lr_warmup_start, lr_warmup_offset: a phase warm-up's first rate as a share of the phase's
+        peak (None: one GPU's share, `device_batch` / the batch, as OFA's warm-up starts at the
+        per-GPU `base_lr`; BigNAS: AttentiveNAS's 0.001), and whether its first step already
+        climbs one step (OFA's `(t + 1) / T`: 1) or not (AttentiveNAS's `t / T`: 0);
+        `PhaseCosineSchedule`.
+      min_learning_rate: the cosine's floor, an absolute rate (DεpS's `--min_lr` 2.5e-3; 0: none).
     """
 
     name: str
@@ -135,6 +186,18 @@ class Method:
     weight_decay_form: str = "coupled"
     restart_optimizer: bool = False
     subnet_dropout: bool = True
+    dropout: float = DEFAULT_DROPOUT
+    drop_connect: float = 0.0
+    zero_residual_gamma: bool = False
+    resolution_per_network: bool = False
+    full_kernel: int | None = None
+    optimizer_name: str = "sgd"
+    unused_parameters: str = "update"
+    sort_momentum: str = "stay"
+    device_batch: int | None = None
+    lr_warmup_start: float | None = 0.0
+    lr_warmup_offset: int = 0
+    min_learning_rate: float = 0.0
 
     def __post_init__(self):
         if self.lr_schedule not in LR_SCHEDULES:
@@ -142,6 +205,17 @@ class Method:
         if not 0 < self.lr_per_256 < float("inf"):
             raise OfaError(f"lr_per_256={self.lr_per_256!r}: expected a positive number")
         check_optimizer_settings(self.weight_decay, self.weight_decay_form, self.grad_clip_mode, self.grad_clip)
+        check_choice("optimizer", self.optimizer_name, OPTIMIZERS)
+        check_unused_parameters(self.unused_parameters)
+        check_choice("sort_momentum", self.sort_momentum, SORT_MOMENTUM)
+        if self.optimizer_name == "rmsprop" and self.weight_decay_form != "coupled":
+            raise OfaError(f"weight_decay_form={self.weight_decay_form}: optimizer=rmsprop decays in the coupled form "
+                           "(PyTorch's RMSprop, as DεpS's code runs BigNAS)")
+        for name in ("dropout", "drop_connect"):
+            if not 0 <= getattr(self, name) < 1:
+                raise OfaError(f"{name}={getattr(self, name)!r}: expected a rate in [0, 1)")
+        if self.lr_warmup_start is None and not self.device_batch:
+            raise OfaError("lr_warmup_start=None (one GPU's share) needs device_batch")
 
     def peak_learning_rate(self, batch_size: int) -> float:
         """The method's peak rate at a global batch of `batch_size` images (linear scaling)."""
@@ -151,6 +225,36 @@ class Method:
         """Each phase's LR warm-up in steps (`Phase.lr_warmup` of its length)."""
         return [int(phase.lr_warmup * (end - start))
                 for phase, (start, end) in zip(self.phases, self.phase_bounds(total_steps))]
+
+    def learning_rate_schedule(self, total_steps: int, batch_size: int, learning_rate: float | None = None,
+                               warmup_steps: int | None = None) -> PhaseCosineSchedule:
+        """The method's cosine (over the run or restarted per phase), each phase's `lr_scale`
+        and warm-up applied, peaking at `learning_rate` or the method's rate for the batch
+        size; `warmup_steps` (a run-wide warm-up from 0) replaces the phases' warm-ups."""
+        peak = learning_rate if learning_rate is not None else self.peak_learning_rate(batch_size)
+        if warmup_steps is None:
+            warmup, phase_warmups = 0, self.phase_warmup_steps(total_steps)
+        else:
+            warmup, phase_warmups = int(warmup_steps), None
+        start = (min(1.0, self.device_batch / batch_size) if self.lr_warmup_start is None
+                 else self.lr_warmup_start)
+        return PhaseCosineSchedule(peak, [start for start, _ in self.phase_bounds(total_steps)], total_steps,
+                                   [phase.lr_scale for phase in self.phases], self.lr_schedule, warmup, phase_warmups,
+                                   warmup_start=start, warmup_offset=self.lr_warmup_offset,
+                                   min_rate=self.min_learning_rate)
+
+    def optimizer(self, learning_rate, total_steps: int, momentum: float = 0.9) -> ReferenceSGD:
+        """SGD with Nesterov momentum (when `momentum` > 0), or RMSProp (`optimizer_name`), with
+        the method's weight decay form and gradient clip, restarted at each phase start if the
+        method runs its phases as separate jobs (`ofa_tf.training.optimizer`)."""
+        restarts = [start for start, _ in self.phase_bounds(total_steps)] if self.restart_optimizer else []
+        if self.optimizer_name == "rmsprop":
+            return ReferenceRMSProp(learning_rate, momentum=momentum, weight_decay=self.weight_decay,
+                                    clip_mode=self.grad_clip_mode, clip=self.grad_clip, restart_steps=restarts,
+                                    unused_parameters=self.unused_parameters)
+        return ReferenceSGD(learning_rate, momentum=momentum, nesterov=momentum > 0, weight_decay=self.weight_decay,
+                            weight_decay_form=self.weight_decay_form, clip_mode=self.grad_clip_mode,
+                            clip=self.grad_clip, restart_steps=restarts, unused_parameters=self.unused_parameters)
 
     @property
     def clipnorm(self) -> float | None:
@@ -187,8 +291,11 @@ class Method:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Method":
         """A saved method; a run saved before the optimizer settings were part of it clipped
-        by global norm (`clipnorm`) and decayed weights in decoupled form."""
+        by global norm (`clipnorm`) and decayed weights in decoupled form; one saved before
+        `unused_parameters` / `sort_momentum` froze unused parameters and permuted momentum."""
         config = dict(config)
+        config.setdefault("unused_parameters", "freeze")
+        config.setdefault("sort_momentum", "permute")
         phases = tuple(Phase.from_config(p) for p in config.pop("phases"))
         if "clipnorm" in config:
             clipnorm = config.pop("clipnorm")
@@ -203,16 +310,22 @@ def _check_fraction(name: str, value: float) -> float:
     return float(value)
 
 
-def build_method(name: str, space: SearchSpace | None = None, *, steps_per_epoch: int = 1,
+def build_method(name: str, space: SearchSpace | None = None, *, steps_per_epoch: int | None = 1,
                  epochs: float | None = None, warmup_fraction: float | None = None, epsilon_start: float = 1e-4,
                  epsilon_ramp_epochs: float | None = None, epsilon_mode: str = "linear",
                  num_subnets: int | None = None, grad_clip: float | None = None, grad_clip_mode: str | None = None,
                  weight_decay: float | None = None, weight_decay_form: str | None = None,
-                 lr_schedule: str | None = None) -> Method:
+                 lr_schedule: str | None = None, dropout: float | None = None, drop_connect: float | None = None,
+                 size_sampling: str | None = None, optimizer: str | None = None,
+                 full_kernel: int | None = None, unused_parameters: str | None = None,
+                 sort_momentum: str | None = None) -> Method:
     """The preset `name` with its knobs; None means the preset's default (its reference's).
 
     Presets: full, deps, bignas, fofa, ofa, compofa, tofa. `grad_clip` alone on a preset
-    that does not clip clips by global norm.
+    that does not clip clips by global norm. `steps_per_epoch=None` (not known yet): epoch
+    counts become shares of the run (`epochs` then needed for the ε ramp). `optimizer="rmsprop"`
+    brings BigNAS's ImageNet rate and schedule with it (0.016 per 256 images, `exponential`)
+    unless `lr_schedule` is given. `full_kernel=0` trains the space's own max net as the full network.
     """
     if name not in PRESETS:
         raise OfaError(f"method={name!r}: expected one of {sorted(PRESETS)}")
@@ -223,13 +336,24 @@ def build_method(name: str, space: SearchSpace | None = None, *, steps_per_epoch
     if epsilon_ramp_epochs is not None and not (0 <= epsilon_ramp_epochs < float("inf")):
         raise OfaError(f"epsilon_ramp_epochs={epsilon_ramp_epochs!r}: expected >= 0")
     EpsilonSchedule(epsilon_start, 0, epsilon_mode)  # validates start and mode
-    knobs = dict(steps_per_epoch=max(1, int(steps_per_epoch)), epochs=epochs, warmup_fraction=warmup_fraction,
+    knobs = dict(steps_per_epoch=None if steps_per_epoch is None else max(1, int(steps_per_epoch)), epochs=epochs, warmup_fraction=warmup_fraction,
                  epsilon_start=epsilon_start, epsilon_ramp_epochs=epsilon_ramp_epochs,
                  epsilon_mode=epsilon_mode, num_subnets=num_subnets)
     method = PRESETS[name](space, **knobs)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("size_sampling", size_sampling, SIZE_SAMPLING)
     overrides = {k: v for k, v in dict(grad_clip=grad_clip, grad_clip_mode=grad_clip_mode, weight_decay=weight_decay,
-                                       weight_decay_form=weight_decay_form, lr_schedule=lr_schedule).items()
+                                       weight_decay_form=weight_decay_form, lr_schedule=lr_schedule, dropout=dropout,
+                                       drop_connect=drop_connect, optimizer_name=optimizer,
+                                       unused_parameters=unused_parameters, sort_momentum=sort_momentum).items()
                  if v is not None}
+    if size_sampling is not None:
+        overrides["resolution_per_network"] = size_sampling == PER_NETWORK
+    if full_kernel is not None:
+        overrides["full_kernel"] = full_kernel or None
+    if optimizer == "rmsprop" and method.optimizer_name != "rmsprop":
+        overrides["lr_per_256"] = BIGNAS_RMSPROP_LR_PER_256
+        overrides.setdefault("lr_schedule", "exponential")
     if grad_clip is not None and grad_clip_mode is None and method.grad_clip_mode == "none":
         overrides["grad_clip_mode"] = "norm"
     if grad_clip_mode in ("norm", "value") and grad_clip is None and method.grad_clip is None:
@@ -256,25 +380,35 @@ def _deps(space, *, steps_per_epoch, epochs, warmup_fraction, epsilon_start, eps
     warmup = 0.5 if warmup_fraction is None else warmup_fraction
     if epsilon_ramp_epochs is None:
         epsilon_ramp_epochs = 5.0 if epochs is None else 5.0 / 270.0 * epochs
-    ramp_steps = int(round(epsilon_ramp_epochs * steps_per_epoch))
+    if steps_per_epoch is not None:
+        epsilon = EpsilonSchedule(epsilon_start, int(round(epsilon_ramp_epochs * steps_per_epoch)), epsilon_mode)
+    elif epochs is not None:
+        epsilon = EpsilonSchedule(epsilon_start, 0, epsilon_mode, ramp_fraction=epsilon_ramp_epochs / epochs)
+    else:
+        raise OfaError("method=deps: the ε ramp needs the run's steps per epoch or its epochs")
     subnets = 3 if num_subnets is None else num_subnets
     return Method("deps", (
         Phase("fm_warmup", warmup, FullOnlySampler()),
         Phase("shrink", 1.0 - warmup, SandwichSampler(subnets) if subnets else FullOnlySampler(), teacher="inplace",
-              epsilon=EpsilonSchedule(epsilon_start, ramp_steps, epsilon_mode), sort_channels=True,
+              epsilon=epsilon, sort_channels=True,
               sort_mode="grouped"),
-    ), subnet_dropout=False)
+    ), subnet_dropout=False, device_batch=128, min_learning_rate=DEPS_MIN_LR)
 
 
 def _bignas(space, *, num_subnets, **_) -> Method:
     """BigNAS as AttentiveNAS's public code trains it: sandwich rule (max + min + 2 random) with
     in-place KD from the start; 0.1 per 256 images, coupled L2 1e-5 (not BN / bias), each
     gradient value clipped at 1 after the all-reduce, a linear warm-up over 5 of 360 epochs;
-    dropout on the max net only."""
+    dropout 0.2 and drop-connect 0.2 (last two stages) on the max net only; the last BN gamma
+    of each residual block zero-initialised; each network at its own resolution (the max net
+    at the largest, the min net at the smallest, random ones at a random one).
+    `optimizer="rmsprop"` gives BigNAS's own ImageNet optimizer (`build_method`)."""
     subnets = 3 if num_subnets is None else num_subnets
     return Method("bignas", (Phase("sandwich", 1.0, SandwichSampler(subnets), teacher="inplace",
                                    lr_warmup=5 / 360),),
-                  grad_clip=1.0, grad_clip_mode="value", lr_per_256=0.1, weight_decay=1e-5, subnet_dropout=False)
+                  grad_clip=1.0, grad_clip_mode="value", lr_per_256=0.1, weight_decay=1e-5, subnet_dropout=False,
+                  dropout=BIGNAS_DROPOUT, drop_connect=BIGNAS_DROP_CONNECT, zero_residual_gamma=True,
+                  resolution_per_network=True, device_batch=32, lr_warmup_start=ATTENTIVENAS_WARMUP_START)
 
 
 def _tofa(space, *, num_subnets, **_) -> Method:
@@ -297,14 +431,14 @@ def _fofa(space, *, warmup_fraction, num_subnets, **_) -> Method:
     coupling, and the paper states its goal for "the design space of OFA and CompOFA" (§2),
     so another space is allowed with one warning."""
     if space is not None and not any(stage.expand_for_depth for stage in space.stages):
-        _warn_once(f"method=fofa: fOFA is defined on CompOFA's coupled space (--space=compofa); training it on "
+        logging.warning(f"method=fofa: fOFA is defined on CompOFA's coupled space (--space=compofa); training it on "
                    f"{space.name!r}, whose depth and expand are independent")
     warmup = 5 / 185 if warmup_fraction is None else warmup_fraction
     subnets = 2 if num_subnets is None else num_subnets
     return Method("fofa", (
         Phase("warmup", warmup, FullOnlySampler()),
         Phase("upper_attentive", 1.0 - warmup, UpperAttentiveSampler(subnets), teacher="inplace"),
-    ), grad_clip=1.0, grad_clip_mode="value")
+    ), grad_clip=1.0, grad_clip_mode="value", device_batch=256)
 
 
 def _ofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
@@ -343,13 +477,17 @@ def _ofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
                             subnet_label_weight=1.0, sort_channels=bool(sort),
                             sort_mode=sort if isinstance(sort, str) else "global", lr_scale=lr_scale,
                             lr_warmup=lr_warmup))
-    return Method("ofa", tuple(phases), lr_schedule="phase", restart_optimizer=True)
+    return Method("ofa", tuple(phases), lr_schedule="phase", restart_optimizer=True, device_batch=64,
+                  lr_warmup_start=None, lr_warmup_offset=1)
 
 
 def _compofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
     """CompOFA: teacher (180 ep), then compound phases (25 + 125 ep, 4 subnets / step), both
     over all networks of the coupled depth/expand space (243 in CompOFA's), vanilla KD from
-    the frozen teacher. Its train_ofa_net.py:
+    the frozen teacher. The teacher is OFA's kernel-7 / depth-4 / expand-6 network
+    (`COMPOFA_TEACHER_KERNEL`): the `full` phase trains it, the compound phases start from its
+    weights (the subnets' 3x3 / 5x5 kernels are the centres of its 7x7 ones) and distil from
+    its snapshot. Its train_ofa_net.py:
     teacher 2.6, compound stage 1 0.08, stage 2 0.24 per 2048 images (OFA's stage ratios), a
     cosine per phase with a fresh optimizer, stage 2 warmed up over 5 of its 125 epochs,
     coupled L2 3e-5 (not BN / bias), no clipping."""
@@ -368,17 +506,8 @@ def _compofa(space, *, num_subnets, warmup_fraction, **_) -> Method:
                                                                          depths=depths),
               train_full=False, teacher="frozen", subnet_label_weight=1.0, lr_scale=OFA_STAGE2_LR,
               lr_warmup=OFA_PHASE_WARMUP),
-    ), lr_schedule="phase", restart_optimizer=True)
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    """Logs `message` as a warning, once per process (a run builds its method more than once)."""
-    if message not in _WARNED:
-        _WARNED.add(message)
-        logging.warning(message)
+    ), lr_schedule="phase", restart_optimizer=True, full_kernel=COMPOFA_TEACHER_KERNEL, device_batch=256,
+       lr_warmup_start=None, lr_warmup_offset=1)
 
 
 def _all_choices(space: SearchSpace | None, field: str) -> list:

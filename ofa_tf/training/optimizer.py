@@ -24,13 +24,21 @@ coupled decay term is added after clipping, as `optimizer.step()` adds it after 
 restart_steps: global steps at which the momentum buffers are zeroed before the update (a
 fresh optimizer at each phase start, as OFA and CompOFA run each phase as its own job).
 
-skip_masks: {variable index: scalar bool (or 0 / 1) tensor}, set by the train step before each
-`apply` (`Supernet.unused_variable_masks`). A variable whose mask is false this step is left
-alone entirely (no decay, no momentum, no update), as PyTorch's SGD skips a parameter whose
-gradient is None: in the references a block that every network of the step skipped (elastic
-depth), or a kernel transform no network of the step used, does not move. The updates of the
-variables sharing one mask tensor (a block's) sit in one `tf.cond`, so a skipped block costs
-no optimizer work. With the coupled form only; "decoupled" is Keras's own update of every weight.
+unused_parameters: what happens to a parameter no network of the step used (a block every
+sampled depth left out, a kernel transform no network ran):
+  "update"  it takes the step with a zero gradient: weight decay and momentum still move it.
+            The references' runtime does this: Horovod's DistributedOptimizer (v0.19, OFA,
+            CompOFA and DεpS) gives every parameter a zero gradient when it is built and
+            all-reduces the ones no backward reached (`horovod/torch/__init__.py`
+            `_register_hooks`, `synchronize`), and PyTorch 1.x's `zero_grad()` zeroes a
+            gradient rather than clearing it; under DDP (AttentiveNAS) a parameter keeps its
+            zeroed gradient from the first step that used it, and the max net uses every one.
+  "freeze"  it is left alone entirely (no decay, no momentum, no update), as PyTorch's SGD
+            skips a parameter whose gradient is None. The train step sets `skip_masks`
+            ({variable index: scalar bool (or 0 / 1) tensor}, `Supernet.unused_variable_masks`)
+            before each `apply`; the updates of the variables sharing one mask tensor (a
+            block's) sit in one `tf.cond`, so a skipped block costs no optimizer work. With the
+            coupled form only; "decoupled" is Keras's own update of every weight.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from ofa_tf.choices import UNUSED_PARAMETERS
 from ofa_tf.errors import OfaError
 
 WEIGHT_DECAY_FORMS = ("coupled", "decoupled")
@@ -61,6 +70,12 @@ def check_optimizer_settings(weight_decay: float, weight_decay_form: str, clip_m
         raise OfaError(f"grad_clip={clip}: expected a positive number with grad_clip_mode={clip_mode}")
 
 
+def check_unused_parameters(mode: str) -> None:
+    """`mode` is one of `UNUSED_PARAMETERS` (module docstring)."""
+    if mode not in UNUSED_PARAMETERS:
+        raise OfaError(f"unused_parameters={mode!r}: expected one of {list(UNUSED_PARAMETERS)}")
+
+
 def decays(name: str) -> bool:
     """Whether a variable of this name takes weight decay (not BN gamma / beta, not biases)."""
     return re.search("|".join(NO_DECAY), name) is None
@@ -72,8 +87,10 @@ class ReferenceSGD(keras.optimizers.SGD):
 
     def __init__(self, learning_rate=0.01, momentum: float = 0.9, nesterov: bool = True, *,
                  weight_decay: float = 0.0, weight_decay_form: str = "coupled", clip_mode: str = "none",
-                 clip: float | None = None, restart_steps: Sequence[int] = (), **kwargs):
+                 clip: float | None = None, restart_steps: Sequence[int] = (), unused_parameters: str = "update",
+                 **kwargs):
         check_optimizer_settings(weight_decay, weight_decay_form, clip_mode, clip)
+        check_unused_parameters(unused_parameters)
         decoupled = weight_decay_form == "decoupled" and weight_decay > 0
         super().__init__(learning_rate, momentum=momentum, nesterov=nesterov,
                          weight_decay=weight_decay if decoupled else None, **kwargs)
@@ -85,7 +102,8 @@ class ReferenceSGD(keras.optimizers.SGD):
         self.clip = None if clip is None else float(clip)
         self.restart_steps = sorted({int(s) for s in restart_steps if int(s) > 0})
         self._decay_mask: list[bool] = []
-        self.skip_masks: dict = {}
+        self.unused_parameters = unused_parameters
+        self.skip_masks: dict = {}  # read with unused_parameters="freeze" only
 
     def build(self, variables):
         super().build(variables)
@@ -111,9 +129,9 @@ class ReferenceSGD(keras.optimizers.SGD):
         apply_update = lambda var, grad, lr: self.update_step(grad, var, lr)  # noqa: E731
         restart_only = lambda var, grad, lr: self._restart_momentum(var)  # noqa: E731
         always, masked = [], {}
-        coupled = self.weight_decay_form == "coupled"
+        freeze = self.weight_decay_form == "coupled" and self.unused_parameters == "freeze"
         for grad, var in grads_and_vars:
-            mask = self.skip_masks.get(self._get_variable_index(var)) if coupled else None
+            mask = self.skip_masks.get(self._get_variable_index(var)) if freeze else None
             if mask is None:
                 always.append((grad, var))
             else:
@@ -169,8 +187,83 @@ class ReferenceSGD(keras.optimizers.SGD):
         config = super().get_config()
         config.pop("weight_decay", None)
         config.update(weight_decay=self.reference_weight_decay, weight_decay_form=self.weight_decay_form,
-                      clip_mode=self.clip_mode, clip=self.clip, restart_steps=list(self.restart_steps))
+                      clip_mode=self.clip_mode, clip=self.clip, restart_steps=list(self.restart_steps),
+                      unused_parameters=self.unused_parameters)
         return config
 
 
-__all__ = ["CLIP_MODES", "NO_DECAY", "ReferenceSGD", "WEIGHT_DECAY_FORMS", "check_optimizer_settings", "decays"]
+# BigNAS's RMSProp as DεpS's code builds it (`deps/utils/pytorch_utils.py` build_optimizer:
+# `torch.optim.RMSprop(alpha=0.9, eps=0.0316227766, momentum=0.9)`): PyTorch adds eps after the square
+# root, so sqrt(1e-3) there is the 1e-3 TensorFlow's RMSProp (EfficientNet's, which BigNAS follows) adds
+# inside it.
+RMSPROP_RHO = 0.9
+RMSPROP_EPSILON = 1e-3 ** 0.5
+
+
+@keras.saving.register_keras_serializable(package="ofa_tf")
+class ReferenceRMSProp(ReferenceSGD):
+    """RMSProp in PyTorch's form (`torch.optim.RMSprop(alpha=rho, eps=epsilon, momentum,
+    weight_decay)`, not centred), as DεpS's code runs BigNAS on ImageNet:
+
+        g = g + wd * w                    (coupled; not BN gamma / beta, not biases)
+        v = rho * v + (1 - rho) * g^2     (v starts at 0)
+        buf = momentum * buf + g / (sqrt(v) + epsilon);   w -= lr * buf
+        (without momentum: w -= lr * g / (sqrt(v) + epsilon))
+
+    Clipping, skip masks and restarts as `ReferenceSGD` (a restart zeroes both buffers, as a
+    fresh optimizer has neither)."""
+
+    def __init__(self, learning_rate=0.01, momentum: float = 0.9, *, rho: float = RMSPROP_RHO,
+                 epsilon: float = RMSPROP_EPSILON, weight_decay: float = 0.0, clip_mode: str = "none",
+                 clip: float | None = None, restart_steps: Sequence[int] = (), **kwargs):
+        for fixed in ("nesterov", "weight_decay_form"):  # (in a saved config: always False, "coupled")
+            kwargs.pop(fixed, None)
+        if not (0 <= rho < 1 and epsilon > 0):
+            raise OfaError(f"rmsprop rho={rho!r}, epsilon={epsilon!r}: expected 0 <= rho < 1 and epsilon > 0")
+        super().__init__(learning_rate, momentum=momentum, nesterov=False, weight_decay=weight_decay,
+                         weight_decay_form="coupled", clip_mode=clip_mode, clip=clip, restart_steps=restart_steps,
+                         **kwargs)
+        self.rho = float(rho)
+        self.rms_epsilon = float(epsilon)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.square_averages = self.add_optimizer_variables(variables, "square_average")
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        learning_rate = tf.cast(learning_rate, variable.dtype)
+        gradient = tf.cast(gradient, variable.dtype)
+        if self.reference_weight_decay and self._decay_mask[index]:
+            gradient = gradient + tf.cast(self.reference_weight_decay, variable.dtype) * variable
+        square = self.square_averages[index]
+        previous = self._restarted(square) if self.restart_steps else square
+        rho = tf.cast(self.rho, variable.dtype)
+        new_square = rho * previous + (1.0 - rho) * tf.square(gradient)
+        self.assign(square, new_square)
+        step = gradient / (tf.sqrt(new_square) + tf.cast(self.rms_epsilon, variable.dtype))
+        if self.momentum == 0:
+            self.assign_sub(variable, learning_rate * step)
+            return
+        buf = self.momentums[index]
+        previous = self._restarted(buf) if self.restart_steps else buf
+        new_buf = tf.cast(self.momentum, variable.dtype) * previous + step
+        self.assign(buf, new_buf)
+        self.assign_sub(variable, learning_rate * new_buf)
+
+    def _restart_momentum(self, variable):
+        if self.momentum != 0:
+            super()._restart_momentum(variable)
+        square = self.square_averages[self._get_variable_index(variable)]
+        self.assign(square, self._restarted(square))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rho=self.rho, epsilon=self.rms_epsilon)
+        return config
+
+
+__all__ = ["CLIP_MODES", "NO_DECAY", "RMSPROP_EPSILON", "RMSPROP_RHO", "ReferenceRMSProp", "ReferenceSGD",
+           "WEIGHT_DECAY_FORMS", "check_optimizer_settings", "check_unused_parameters", "decays"]

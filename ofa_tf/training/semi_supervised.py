@@ -24,13 +24,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from ofa_tf.data.semi_supervised import BATCH_KEYS, LABELLED, STRONG, WEAK
 from ofa_tf.training.distillation import label_loss
 from ofa_tf.training.gradients import gradients, zero_gradients
 
-LABELLED = "labelled"
-WEAK = "unlabelled_weak"
-STRONG = "unlabelled_strong"
-BATCH_KEYS = (LABELLED, WEAK, STRONG)
 LOG_NAMES = ("loss_fixmatch", "pseudo_label_rate")
 
 

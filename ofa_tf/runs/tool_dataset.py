@@ -16,7 +16,8 @@ record only. For such a run:
 
 from __future__ import annotations
 
-from ofa_tf.data import check_dataset_spec, load_dataset
+from ofa_tf.data import load_dataset
+from ofa_tf.data.sources import check_dataset_spec
 from ofa_tf.errors import OfaError
 
 NO_DATASET = "none"  # ofa-export --dataset=none: no recalibration, no accuracy

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.errors import OfaError
+from ofa_tf.evaluation.traced_calls import large_batch, traced_call
 from ofa_tf.interrupts import raise_if_interrupted
 
 
@@ -24,33 +25,10 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-# Keras runs a functional model eagerly by keeping every intermediate tensor of a call until
-# the call returns, so a large batch at ImageNet sizes holds tens of GB (docs/results.md). A
-# tf.function frees each tensor after its last use. Calls on more pixels than this run as a
-# tf.function (one trace per model and image size, seconds, paid once per subnet); smaller
-# ones eagerly (no trace, so evaluating many subnets at small sizes stays cheap).
-EAGER_PIXELS = 64 * 112 * 112
 # A recalibration over this many images or more runs as a tf.function whatever the image size:
 # its one trace (a single forward pass) costs less than running that many images eagerly
 # (docs/results.md times both ways), while at half as many the two came out even.
 GRAPH_MIN_IMAGES = 1000
-
-
-def large_batch(images: tf.Tensor) -> bool:
-    """Whether a call on `images` (N, H, W, C) is too large to run eagerly (`EAGER_PIXELS`)."""
-    n, h, w = images.shape[0], images.shape[1], images.shape[2]
-    return n is not None and h is not None and w is not None and n * h * w > EAGER_PIXELS
-
-
-def traced_call(traced_calls: dict, model: keras.Model, images: tf.Tensor, training: bool) -> tf.Tensor:
-    """`model(images, training=training)` as a traced call kept in `traced_calls`, one per image
-    shape and mode, whatever the batch size (a graph frees each tensor after its last use, so
-    any batch fits in memory); the next call on the same model and shape traces nothing."""
-    key = ("recalibration" if training else "inference", tuple(images.shape[1:]), images.dtype.name)
-    if key not in traced_calls:
-        traced_calls[key] = tf.function(lambda x: model(x, training=training), autograph=False,
-                                        input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
-    return traced_calls[key](images)
 
 
 def recalibrate_bn(model: keras.Model, images: Iterable, num_images: int = 2000,

@@ -10,15 +10,14 @@ A supernet is judged by its measured subnets as a whole, not by one of them:
 
 Points are dicts with at least "accuracy" and a cost key ("macs" by default), as
 `ofa_tf.evaluation.evaluate_archs` returns them. `summarize` bundles the three as one JSON
-report, `markdown` renders bucket tables of one or several runs side by side, and `plot`
-draws every measured subnet with each run's front (`ofa-plot-pareto` runs all three).
+report and `markdown` renders bucket tables of one or several runs side by side
+(`ofa-plot-pareto` writes both, and the plot: `ofa_tf.report.plots.pareto_png`, the front
+as a staircase). No plotting here: search stays free of matplotlib.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
-
-from ofa_tf.io import atomic_write
 
 Point = dict[str, Any]
 
@@ -106,34 +105,3 @@ def markdown(summaries: Mapping[str, dict[str, Any]]) -> str:
         f"{100 * summaries[n]['mean_pareto_accuracy']:.2f}%" for n in names) + " |")
     lines.append("| measured subnets | " + " | ".join(str(summaries[n]["num_points"]) for n in names) + " |")
     return "\n".join(lines) + "\n"
-
-
-def plot(runs: Mapping[str, Sequence[Point]], path: str, cost: str = "macs", title: str | None = None) -> None:
-    """A PNG of every measured subnet (dots) and each run's Pareto front (line), one colour
-    per run, written atomically."""
-    import matplotlib  # only here: plotting is optional, and matplotlib is slow to import
-
-    matplotlib.use("Agg")  # files only: no display on training machines
-    import matplotlib.pyplot as plt
-
-    scale, unit = (1.0, "ms") if cost == "latency_ms" else (1e6, "M")
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for i, (name, points) in enumerate(runs.items()):
-        points = [p for p in points if p.get(cost) is not None]
-        colour = f"C{i}"
-        axes.scatter([p[cost] / scale for p in points], [100 * p["accuracy"] for p in points], s=10,
-                     alpha=0.35, color=colour, label=f"{name}: {len(points)} subnets")
-        front = pareto_front(points, cost)
-        axes.plot([p[cost] / scale for p in front], [100 * p["accuracy"] for p in front], "-o", markersize=4,
-                  color=colour, label=f"{name}: Pareto front")
-    axes.set_xlabel(f"{cost} ({unit})")
-    axes.set_ylabel("top-1 accuracy (%)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    if title:
-        axes.set_title(title)
-    figure.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
-    finally:
-        plt.close(figure)

@@ -17,9 +17,10 @@ import tensorflow as tf
 
 from ofa_tf.interrupts import raise_if_interrupted
 from ofa_tf.models import Supernet
-from ofa_tf.profile import profile
+from ofa_tf.spaces import profile
 from ofa_tf.spaces import Arch
-from ofa_tf.training.bn_recalibration import EAGER_PIXELS, large_batch, recalibrate_bn, traced_call
+from ofa_tf.evaluation.bn_recalibration import recalibrate_bn
+from ofa_tf.evaluation.traced_calls import EAGER_PIXELS, large_batch, traced_call
 
 
 def accuracy(model: keras.Model, batches: Iterable, traced_calls: dict | None = None) -> float:
@@ -39,7 +40,7 @@ def accuracy(model: keras.Model, batches: Iterable, traced_calls: dict | None = 
 
 def inference_logits(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
     """`model(images)` in inference mode, eagerly, in chunks small enough that an eager
-    call's intermediate tensors stay within `EAGER_PIXELS` (see bn_recalibration.py)."""
+    call's intermediate tensors stay within `EAGER_PIXELS` (see traced_calls.py)."""
     if not large_batch(images):
         return model(images, training=False)
     per_call = max(1, EAGER_PIXELS // (int(images.shape[1]) * int(images.shape[2])))

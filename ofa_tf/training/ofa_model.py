@@ -16,8 +16,8 @@ Which subnets, ε and the weights are *state*, held in non-trainable variables t
 seeded by the step. The train step reads them as tensors, so one trace serves every
 subnet and every phase. The full model and the active subnet slots run in one
 `tf.while_loop`, the full model first (its logits are the subnets' in-place teacher), as
-the max arch's tensor: its every slice is a whole weight, which costs what the static max
-model costs. The loop body is traced once and appears once in the graph, so tracing and
+`full_arch`'s tensor (the max arch, or CompOFA's kernel-7 network with `full_kernel`): its
+every slice is a whole weight, which costs what the static max model costs. The loop body is traced once and appears once in the graph, so tracing and
 graph optimisation cost about one elastic step's whatever the number of networks, and a
 network that does not run costs nothing.
 
@@ -45,8 +45,9 @@ from ofa_tf.errors import OfaError
 from ofa_tf.models.supernet import Supernet
 from ofa_tf.training import semi_supervised
 from ofa_tf.training.distillation import distillation_loss, label_loss
+from ofa_tf.training.controller import SUBNET_LOSSES, PhaseController
 from ofa_tf.training.gradients import zero_gradients
-from ofa_tf.training.methods import TEACHER_CODES
+from ofa_tf.training.methods import TEACHER_CODES, Method
 
 
 def check_loss_settings(kd_temperature: float, label_smoothing: float, fixmatch_threshold: float,
@@ -65,6 +66,15 @@ def check_loss_settings(kd_temperature: float, label_smoothing: float, fixmatch_
 class OnceForAllModel(Supernet):
     """A `Supernet` trained once-for-all with `compile` / `fit`.
 
+    The Keras way: `model.compile(optimizer=..., method="deps", metrics=["accuracy"])`, then
+    `model.fit(...)` with any Keras callbacks. `fit` builds the model if it is not built yet
+    and attaches the method's `PhaseController` (or runs the one passed among the callbacks);
+    without either it raises, since its train step would otherwise train the max net alone.
+    The losses are the method's (label smoothing, distillation), so `compile` takes no `loss`.
+    Logs: `loss` is the mean over the step's networks of their own losses (it does not jump
+    when a phase adds subnets), beside `loss_full`, `loss_min` and `loss_random` (left out
+    while no such subnet trained), `epsilon` and `phase` (`PhaseController`).
+
     Args (besides `Supernet`'s):
       max_subnets: subnet slots per step (the largest `num_subnets` of the method's phases).
       kd_temperature: distillation temperature T (losses are T^2-scaled).
@@ -76,11 +86,19 @@ class OnceForAllModel(Supernet):
       subnet_dropout: the subnet slots run the classifier's dropout too; False: the full
         model only (`Method.subnet_dropout`; `PhaseController` sets it from its method). A
         Python bool read when the step is traced, so one trace serves every subnet.
+      resolution_per_network: each network of a step runs at its own input size, as
+        AttentiveNAS trains BigNAS: the full model at the largest of the space's resolutions,
+        each subnet at its arch's (the min net the smallest, random ones a random size; the
+        `PhaseController` writes them into `step_resolutions`), the batch resized to it with
+        bicubic interpolation (AttentiveNAS `forward`: `interpolate(mode="bicubic")`) inside the
+        step's loop, so one trace serves every size. False: every network runs on the batch as
+        it comes (one resolution per batch).
     """
 
     def __init__(self, *args: Any, max_subnets: int = 3, kd_temperature: float = 1.0,
                  label_smoothing: float = 0.1, frozen_teacher: bool = False, fixmatch_threshold: float = 0.95,
-                 unlabelled_weight: float = 1.0, subnet_dropout: bool = True, **kwargs: Any):
+                 unlabelled_weight: float = 1.0, subnet_dropout: bool = True, resolution_per_network: bool = False,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         if isinstance(max_subnets, bool) or not isinstance(max_subnets, (int, np.integer)) or max_subnets < 0:
             raise OfaError(f"max_subnets={max_subnets!r}: expected a non-negative integer")
@@ -92,14 +110,16 @@ class OnceForAllModel(Supernet):
         self.fixmatch_threshold = float(fixmatch_threshold)
         self.unlabelled_weight = float(unlabelled_weight)
         self.subnet_dropout = bool(subnet_dropout)
+        self.resolution_per_network = bool(resolution_per_network)
         # OFA's teacher is a converged net built with dropout_rate=0 (train_ofa_net.py)
         self.teacher = (Supernet(self.space.to_config(), self.num_classes, dropout=0.0,
                                  kernel_mode=self.kernel_mode, block_class=self.block_class,
-                                 bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, name="teacher")
+                                 bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+                                 full_kernel=self.full_kernel, name="teacher")
                         if self.frozen_teacher else None)
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in
-                              ["loss", "loss_full"] + [f"loss_subnet{j}" for j in range(self.max_subnets)]
-                              + list(semi_supervised.LOG_NAMES)}
+                              ["loss", "loss_full", *SUBNET_LOSSES, *semi_supervised.LOG_NAMES]}
+        self.method: Method | str | None = None  # `compile(method=...)`: the controller `fit` attaches
         # Python side effect: runs only while `train_step` is traced. One per input
         # resolution is expected; more means something retraces per step.
         self.train_step_traces = 0
@@ -120,6 +140,10 @@ class OnceForAllModel(Supernet):
         self.kd_weight = state(1.0, "float32", "kd_weight")
         self.subnet_label_weight = state(0.0, "float32", "subnet_label_weight")
         self.teacher_code = state(TEACHER_CODES["inplace"], "int32", "teacher_code")
+        # only with per-network resolution: a model without it keeps the variables (and the
+        # checkpoint layout) it always had
+        self.step_resolutions = (state(np.full((slots,), max(self.space.resolutions), np.int32), "int32",
+                                       "step_resolutions") if self.resolution_per_network else None)
 
     @property
     def metrics(self):
@@ -152,7 +176,8 @@ class OnceForAllModel(Supernet):
     def _supernet_weights(self) -> list:
         teacher_ids = self._teacher_ids()
         own_state = {id(v) for v in (self.step_archs, self.step_active, self.epsilon, self.train_full,
-                                     self.kd_weight, self.subnet_label_weight, self.teacher_code)}
+                                     self.kd_weight, self.subnet_label_weight, self.teacher_code,
+                                     getattr(self, "step_resolutions", None)) if v is not None}
         return [v for v in self.weights if id(v) not in teacher_ids and id(v) not in own_state]
 
     @property
@@ -189,7 +214,9 @@ class OnceForAllModel(Supernet):
         slots = self.max_subnets
         active = self.step_active[:slots]
         full = slots  # the full model's index: its arch and weight come after the slots'
-        archs = tf.concat([self.step_archs[:slots], self.encode_arch("max")[None]], axis=0)
+        archs = tf.concat([self.step_archs[:slots], self.full_arch_tensor()[None]], axis=0)
+        sizes = (tf.concat([self.step_resolutions[:slots], [max(self.space.resolutions)]], axis=0)
+                 if self.resolution_per_network else None)
         weights = tf.concat([self.epsilon * active, [1.0]], axis=0)  # (train_full is 1 when it runs)
         full_runs = tf.logical_and(self.train_full > 0, full_model)
         order = tf.boolean_mask(tf.constant([full, *range(slots)], tf.int32),  # the full model first
@@ -208,7 +235,8 @@ class OnceForAllModel(Supernet):
             is_full = tf.equal(j, full)
             weight = weights[j]
             with tf.GradientTape() as tape:
-                logits = self(x, arch=archs[j], training=True, dropout=dropout_of(is_full))
+                logits = self(x if sizes is None else self._resized(x, sizes[j]), arch=archs[j], training=True,
+                              dropout=dropout_of(is_full))
                 logits.set_shape(logits_shape)
                 loss = tf.where(is_full, 0.0, kd_weight) * distillation_loss(logits, teacher, self.kd_temperature)
                 loss += tf.where(is_full, 1.0, label_weight) * label_loss(y, logits, self.label_smoothing)
@@ -228,9 +256,23 @@ class OnceForAllModel(Supernet):
             lambda k, *_: k < tf.shape(order)[0], body, loop_vars, parallel_iterations=1)
         return list(grads), full_loss, full_logits, losses[:slots], first_logits, total
 
+    @staticmethod
+    def _resized(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        """The batch at `size` x `size` (bicubic), or as it is when it has that size already."""
+        same = tf.logical_and(tf.equal(tf.shape(x)[1], size), tf.equal(tf.shape(x)[2], size))
+        return tf.cond(same, lambda: tf.identity(x),
+                       lambda: tf.cast(tf.image.resize(x, tf.stack([size, size]), method="bicubic"), x.dtype))
+
+    def _slots_are_min(self) -> tf.Tensor:
+        """(max_subnets,) bool: which subnet slots hold the space's min subnet (whichever
+        sampler drew it), so that `loss_min` is the min net's loss and `loss_random` the others'."""
+        min_vector = tf.constant(self.layout.to_vector(self.space.min_arch()), tf.int32)
+        return tf.reduce_all(tf.equal(self.step_archs[:self.max_subnets], min_vector[None]), axis=1)
+
     def _skipped_block_masks(self, variables) -> dict[int, tf.Tensor]:
         """`Supernet.unused_variable_masks` of this step's networks: its active subnet slots,
-        and the full model if the phase trains it. `ReferenceSGD` reads them."""
+        and the full model if the phase trains it. `ReferenceSGD(unused_parameters="freeze")`
+        reads them."""
         n = self.max_subnets
         return self.unused_variable_masks(variables, self.step_archs[:n], self.step_active[:n] > 0,
                                           self.train_full > 0)
@@ -260,14 +302,23 @@ class OnceForAllModel(Supernet):
                                      lambda: teacher_logits)
         teacher_logits.set_shape((x.shape[0], self.num_classes))
 
-        grads, loop_full_loss, loop_full_logits, subnet_losses, first_subnet_logits, subnet_total = \
+        grads, loop_full_loss, loop_full_logits, subnet_losses, first_subnet_logits, _ = \
             self._train_networks(x, y, teacher_logits, grads, variables, full_model=not semi_supervised_batch)
         if not semi_supervised_batch:
             full_loss, full_logits = loop_full_loss, loop_full_logits
-        total = full_loss * self.train_full + subnet_total
+        # `loss` is the mean of the networks' own losses (the objective, full + ε x the subnets'
+        # sum, grows with the number of networks and with ε: it would jump at a phase switch)
+        active = self.step_active[:self.max_subnets]
+        networks = self.train_full + tf.reduce_sum(active)
+        mean_loss = tf.math.divide_no_nan(full_loss * self.train_full + tf.reduce_sum(active * subnet_losses),
+                                          networks)
         logs["loss_full"] = full_loss
-        for j in range(self.max_subnets):
-            logs[f"loss_subnet{j}"] = subnet_losses[j]
+        is_min = tf.cast(self._slots_are_min(), tf.float32) * active
+        is_random = active - is_min
+        logs["loss_min"] = (tf.math.divide_no_nan(tf.reduce_sum(is_min * subnet_losses), tf.reduce_sum(is_min)),
+                            tf.reduce_sum(is_min))
+        logs["loss_random"] = (tf.math.divide_no_nan(tf.reduce_sum(is_random * subnet_losses),
+                                                     tf.reduce_sum(is_random)), tf.reduce_sum(is_random))
         if semi_supervised_batch:
             metric_logits = full_logits  # (TOFA always trains the full model)
         else:  # phases that do not run the full model report their first subnet's accuracy
@@ -276,13 +327,16 @@ class OnceForAllModel(Supernet):
         if replicas > 1:  # the optimizer sums replicas' gradients; each is its local batch's mean
             grads = [g / replicas for g in grads]
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # (under loss scaling)
-        if hasattr(optimizer, "skip_masks"):
+        if getattr(optimizer, "unused_parameters", None) == "freeze":  # ("update": every weight takes the step)
             optimizer.skip_masks = self._skipped_block_masks(variables)
         self.optimizer.apply(grads, variables)
 
-        self.loss_trackers["loss"].update_state(total)
+        self.loss_trackers["loss"].update_state(mean_loss)
         for name, value in logs.items():
-            self.loss_trackers[name].update_state(value)
+            if isinstance(value, tuple):  # (mean over the step's subnets of a kind, how many): weighted by the count
+                self.loss_trackers[name].update_state(value[0], sample_weight=value[1])
+            else:
+                self.loss_trackers[name].update_state(value)
         self._update_compiled_metrics(labels, metric_logits)
         return {k: v for k, v in self.get_metrics_result().items()
                 if k in logs or k not in semi_supervised.LOG_NAMES}  # no FixMatch logs in supervised runs
@@ -295,12 +349,82 @@ class OnceForAllModel(Supernet):
         self.loss_trackers["loss_full"].update_state(loss)
         self._update_compiled_metrics(y, logits)
         return {k: v for k, v in self.get_metrics_result().items()
-                if not k.startswith("loss_subnet") and k not in semi_supervised.LOG_NAMES}
+                if k not in SUBNET_LOSSES and k not in semi_supervised.LOG_NAMES}
+
+    # ------------------------------------------------------------------ Keras's compile / fit
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None, metrics: Any = None,
+                *, method: Method | str | None = None, **kwargs: Any) -> None:
+        """Keras's `compile`, plus the once-for-all method `fit` runs (`method`: a preset's name
+        such as `"deps"`, or a `Method`; `fit` attaches its `PhaseController`).
+
+        Raises:
+          OfaError: for a `loss` or `loss_weights` (the train step's losses are the method's:
+            label loss with `label_smoothing`, distillation at `kd_temperature`; a loss given
+            here would be ignored), for `steps_per_execution` other than 1 (the controller
+            sets each step's subnets before it runs), for an unknown method.
+        """
+        if loss is not None or loss_weights is not None:
+            raise OfaError(f"compile(loss={loss!r}): OnceForAllModel trains with its method's losses (label loss with "
+                           "label_smoothing, distillation at kd_temperature, set on the model) and would ignore it; "
+                           "compile it without loss")
+        if kwargs.get("steps_per_execution", 1) != 1:
+            raise OfaError(f"compile(steps_per_execution={kwargs['steps_per_execution']!r}): expected 1 (the "
+                           "PhaseController sets the subnets of every step before it runs)")
+        if method is not None:
+            PhaseController(method)  # checks it: a preset's name or a Method
+        self.method = method
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1, verbose: Any = "auto",
+            callbacks: Any = None, **kwargs: Any):
+        """Keras's `fit`, which cannot train the wrong thing: it builds the model first (so
+        callbacks such as `BackupAndRestore` find it built) and runs the method's
+        `PhaseController` before every other callback (`fit_callbacks`)."""
+        self.build_for_keras()
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                           callbacks=self.fit_callbacks(callbacks), **kwargs)
+
+    def train_on_batch(self, *args: Any, **kwargs: Any):
+        self.build_for_keras()
+        return super().train_on_batch(*args, **kwargs)
+
+    def build_for_keras(self) -> None:
+        """Builds the model (under its strategy's scope) if it is not built yet: Keras's own
+        symbolic build of a batch does not make the per-step state the train step reads."""
+        if not self.built:
+            with self.distribute_strategy.scope():
+                self.build()
+
+    def fit_callbacks(self, callbacks: Any) -> Any:
+        """`callbacks` as `fit` runs them: with a `PhaseController` for `compile(method=...)`
+        when none is given, and the callbacks that add to the logs (`LOGS_FIRST`: the
+        controller's ε and phase, `SubnetAccuracy`'s recalibrated accuracies) before the
+        others (TensorBoard, CSVLogger, EarlyStopping read them).
+
+        Raises:
+          OfaError: no method (neither `compile(method=...)` nor a `PhaseController`; the train
+            step would train the max net only), or both.
+        """
+        if isinstance(callbacks, keras.callbacks.CallbackList):  # built by the caller: taken as it is
+            return callbacks
+        callbacks = list(callbacks or [])
+        given = [c for c in callbacks if isinstance(c, PhaseController)]
+        if given and self.method is not None:
+            raise OfaError("fit: compile(method=...) and a PhaseController among the callbacks both set the "
+                           "method; pass one of them")
+        if not given:
+            if self.method is None:
+                raise OfaError("fit: OnceForAllModel has no method to train (its subnets would never train): "
+                               "compile it with method='deps' (or another preset, or a Method), or pass a "
+                               "PhaseController(method) among the callbacks")
+            callbacks.insert(0, PhaseController(self.method))
+        return ([c for c in callbacks if getattr(c, "LOGS_FIRST", False)]
+                + [c for c in callbacks if not getattr(c, "LOGS_FIRST", False)])
 
     def get_config(self):
         config = super().get_config()
         config.update(max_subnets=self.max_subnets, kd_temperature=self.kd_temperature,
                       label_smoothing=self.label_smoothing, frozen_teacher=self.frozen_teacher,
                       fixmatch_threshold=self.fixmatch_threshold, unlabelled_weight=self.unlabelled_weight,
-                      subnet_dropout=self.subnet_dropout)
+                      subnet_dropout=self.subnet_dropout, resolution_per_network=self.resolution_per_network)
         return config

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ofa_tf import reports
+from ofa_tf.report import plots
+from ofa_tf.search import pareto as reports
 
 pytestmark = pytest.mark.unit
 
@@ -38,8 +39,20 @@ def test_report_files(tmp_path):
     assert len(table) == 2 + 6 + 2 and table[-2].startswith("| mean Pareto accuracy | ")
     assert "60.00% (20)" in table[3]
     path = tmp_path / "pareto.png"
-    reports.plot(runs, str(path), cost="latency_ms", title="two runs")
+    searched = {"deps": [{"latency_ms": 3.5, "accuracy": 0.72, "label": "flops=40"}]}
+    plots.save_png(plots.pareto_png(runs, cost="latency_ms", title="two runs", searched=searched,
+                                    baselines={"min subnet": {"latency_ms": 1.0, "accuracy": 0.5}}), str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["pareto.png"]  # no temporary file left
     with pytest.raises(ValueError, match="no measured points"):
         reports.summarize([{"accuracy": 0.5}], 0, 1, cost="latency_ms")
+
+
+def test_front_staircase():
+    """The front is drawn level from each point to the next one's cost, then up (steps-post),
+    and on to the costliest subnet."""
+    front = reports.pareto_front(_points())
+    xs, ys = plots.staircase(front, "macs", right=70)
+    assert xs == [10, 20, 40, 60, 70] and ys == [0.5, 0.6, 0.7, 0.75, 0.75]
+    assert plots.staircase(front, "macs", right=60) == ([10, 20, 40, 60], [0.5, 0.6, 0.7, 0.75])
+    assert plots.staircase([], "macs", right=5) == ([], [])
