@@ -47,9 +47,9 @@ OFA_PHASE_WARMUP = 5 / 125
 ATTENTIVENAS_WARMUP_START = 0.001
 # DεpS floors its cosine at `--min_lr` 2.5e-3 (train_options.py; pytorch_utils.py `max(min_lr, lr)`).
 DEPS_MIN_LR = 2.5e-3
-# CompOFA's teacher is OFA's kernel-7 / depth-4 / expand-6 network (train_ofa_net.py: `--task teacher`
-# trains ks_list 7 ... via set_active_subnet(ks=7, e=6, d=4); the compound phases load it and distil from
-# `OFAMobileNetV3(ks_list=7, expand_ratio_list=6, depth_list=4)`); the fOFA paper's Table 1 agrees.
+# CompOFA's teacher is OFA's kernel-7 / depth-4 / expand-6 network (train_ofa_net.py: the compound phases
+# distil from `OFAMobileNetV3(ks_list=7, expand_ratio_list=6, depth_list=4)` loaded from OFA's released
+# `ofa_D4_E6_K7`, also their starting weights); the fOFA paper's Table 1 agrees.
 COMPOFA_TEACHER_KERNEL = 7
 # BigNAS's regularisation of the max net in AttentiveNAS's config (train_attentive_nas_models.yml:
 # dropout 0.2, drop_connect 0.2, drop_connect_only_last_two_stages).
@@ -413,7 +413,7 @@ def _bignas(space, *, num_subnets, **_) -> Method:
 
 def _tofa(space, *, num_subnets, **_) -> Method:
     """TOFA's supervised part: sandwich rule with in-place KD (from pretrained weights); paper
-    §5: 0.01 at 32 images (0.08 per 256), L2 1e-5 except biases, cosine."""
+    §4.2: 0.01 at 32 images (0.08 per 256), L2 1e-5 except biases, cosine."""
     subnets = 3 if num_subnets is None else num_subnets
     return Method("tofa", (Phase("sandwich", 1.0, SandwichSampler(subnets), teacher="inplace"),),
                   lr_per_256=0.01 * 256 / 32, weight_decay=1e-5)
