@@ -168,7 +168,7 @@ def test_export_tool_shows_its_stages_and_warns_on_low_int8_agreement(run_dir, t
     done = run_tool("export_tflite", f"--model_dir={run_dir}", "--arch=max", f"--output={output}",
                     "--quantize=int8", "--representative_images=1", "--int8_calibration=minmax",
                     "--include_preprocessing", "--warn_agreement_below=0.99", "--bn_calibration_images=64",
-                    "--eval_images=64")
+                    "--eval_images=64", env={"OFA_TF_PROGRESS": "1"})  # (a pipe: no bar unless asked)
     assert done.returncode == 0, done.stderr[-2000:]
     for stage in ("BN recalibration", "calibration", "conversion", "comparison", "latency check", "writing"):
         assert f"ofa-export: {stage}:" in done.stderr, stage

@@ -370,12 +370,19 @@ class Reiterable:
         return iter(self.make())
 
 
+# set to 1: the stage bar is drawn on a stderr that is not a terminal too (a log file, a test)
+PROGRESS_ENV = "OFA_TF_PROGRESS"
+
+
 class Stages:
-    """A tqdm progress bar over named stages, on stderr (stdout keeps the tool's JSON)."""
+    """A tqdm progress bar over named stages, on stderr (stdout keeps the tool's JSON). Drawn
+    on a terminal only (or with OFA_TF_PROGRESS=1), so a log or a pipe gets the tool's result
+    and its one-line errors without the bar's redraws."""
 
     def __init__(self, names: Sequence[str], verbose: int):
         self.names = list(names)
-        self.bar = tqdm(total=len(self.names), file=sys.stderr, disable=not verbose, unit="stage", leave=False,
+        shown = bool(verbose) and (sys.stderr.isatty() or os.environ.get(PROGRESS_ENV) == "1")
+        self.bar = tqdm(total=len(self.names), file=sys.stderr, disable=not shown, unit="stage", leave=False,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} stages [{elapsed}]")
         self.current: str | None = None
 
