@@ -168,7 +168,8 @@ def test_export_tool_int8_writes_every_file_and_metadata(tmp_path):
                     "--quantize=int8", "--formats=tflite,keras", "--representative_images=32",
                     "--bn_calibration_images=64", "--eval_images=128")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr.strip() == "" or "%" in done.stderr  # only the progress bar, no TF chatter
+    # no TF chatter: only the tool's own warnings (the int8 latency check may say int8 is not faster)
+    assert all(line.startswith("warning: ") for line in done.stderr.splitlines() if line.strip()), done.stderr
     assert sorted(os.listdir(out)) == ["min.json", "min.keras", "min.tflite"]  # no temporary leftovers
     meta = json.loads((out / "min.json").read_text())
     assert meta == json.loads(done.stdout.strip().splitlines()[-1])
