@@ -61,6 +61,11 @@ flags.DEFINE_string("output", None, "Also write the JSON to this file.")
 FLAGS = flags.FLAGS
 
 
+def summarize(names, times) -> dict[str, dict[str, float]]:
+    """{name: {"median_ms", "min_ms"}} of each model's timed runs."""
+    return {name: {"median_ms": float(np.median(t)), "min_ms": float(np.min(t))} for name, t in zip(names, times)}
+
+
 def delegated_partitions(model: bytes) -> int:
     """How many parts XNNPACK splits the model into (1: it runs the whole graph but the
     final reshape)."""
@@ -94,7 +99,7 @@ def time_op_models(threads: int, rounds: int, runs_per_round: int) -> dict[str, 
                 models[name] = keras_to_tflite(model, mode, representative_dataset(images, 8) if mode == "int8"
                                                else None, "minmax", xnnpack=rewritten)
     times = time_interleaved(list(models.values()), threads, "xnnpack", rounds, runs_per_round, warmup=3)
-    return {name: {"median_ms": float(np.median(t)), "min_ms": float(np.min(t))} for name, t in zip(models, times)}
+    return summarize(models, times)
 
 
 def main(argv: list[str]) -> None:
@@ -131,7 +136,7 @@ def main(argv: list[str]) -> None:
         print(f"timing with {resolver}", file=sys.stderr, flush=True)
         times = time_interleaved([models[name] for name in names], FLAGS.threads, resolver, FLAGS.rounds,
                                  FLAGS.runs_per_round, warmup=3)
-        ms = {name: {"median_ms": float(np.median(t)), "min_ms": float(np.min(t))} for name, t in zip(names, times)}
+        ms = summarize(names, times)
         result["timing"][resolver] = {
             **ms,
             "exported_int8_over_float32": ms["exported_int8"]["median_ms"] / ms["exported_float32"]["median_ms"],
