@@ -54,8 +54,11 @@ FLAGS = flags.FLAGS
 
 
 def make_step(model, momentum: float, traces: list | None = None):
-    """The step for every model: SGD in training's form (`ReferenceSGD`, PyTorch's), without Nesterov."""
-    return common.make_step(model, ReferenceSGD(0.01, momentum=momentum, nesterov=False), traces=traces)
+    """The step for every model: SGD in training's form (`ReferenceSGD`, PyTorch's), without Nesterov,
+    leaving the blocks a subnet skipped alone (`unused_parameters="freeze"`, PyTorch's SGD without
+    Horovod): the static twin has no such weights to update."""
+    return common.make_step(model, ReferenceSGD(0.01, momentum=momentum, nesterov=False, unused_parameters="freeze"),
+                            traces=traces)
 
 
 def main(argv: list[str]) -> None:

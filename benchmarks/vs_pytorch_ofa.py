@@ -19,8 +19,12 @@ Every step sees the same batch (random images, NHWC for TensorFlow and the same 
 for PyTorch, random labels), the same loss and the same optimizer, in training's form on both
 sides: SGD with learning rate 0.01, momentum 0.9, Nesterov (OFA's default and ofa_tf's),
 L2 3e-5 added to the gradient (not BN parameters, not biases: OFA's `no_decay_keys="bn#bias"`,
-ofa_tf's coupled `ReferenceSGD`), label smoothing 0.1, classifier dropout 0.1. Kinds (per
-resolution, `--kinds`):
+ofa_tf's coupled `ReferenceSGD`), label smoothing 0.1, classifier dropout 0.1. A parameter
+no network of the step used (the blocks a shallow subnet skips) has no gradient in PyTorch
+(`zero_grad()` sets it to None) and its SGD leaves it alone; ofa_tf does the same with
+`--unused_parameters=freeze`, the default here. (OFA's runs under Horovod give it a zero
+gradient instead, ofa_tf's training default `update`: weight decay and momentum move it;
+`--unused_parameters=update` times that.) Kinds (per resolution, `--kinds`):
   full, min: the max / min subnet; random: one fixed random subnet (OFA's
     `sample_active_subnet` after `random.seed(--seed)`, mapped to ofa_tf's `Arch` with
     `SearchSpace.validate`); one subnet trained on the labels. PyTorch: OFA's
@@ -106,6 +110,8 @@ flags.DEFINE_integer("threads", 2, "Threads of both: torch intra- and inter-op, 
 flags.DEFINE_list("kinds", list(KINDS), f"Steps to time, of {list(KINDS)}.")
 flags.DEFINE_integer("num_classes", 10, "Classifier outputs.")
 flags.DEFINE_integer("seed", 0, "Seed of the batch, the weights and the random subnet.")
+flags.DEFINE_enum("unused_parameters", "freeze", ["freeze", "update"],
+                  "ofa_tf's treatment of parameters a step did not use (freeze: as the PyTorch side's SGD).")
 flags.DEFINE_bool("ofa_layout", True, "ofa_tf in OFA's layout (the same architecture); false: ofa_tf's defaults.")
 FLAGS = flags.FLAGS
 
@@ -222,7 +228,8 @@ def measure(resolution: int, batch: int, kinds: list[str]) -> dict:
     torch_y = torch.from_numpy(labels.astype(np.int64))
 
     space = tf_space(resolution)
-    method = build_method("deps", space, steps_per_epoch=DEPS_RUN_STEPS, epochs=1)
+    method = build_method("deps", space, steps_per_epoch=DEPS_RUN_STEPS, epochs=1,
+                          unused_parameters=args.unused_parameters)
     model = tf_model(space, method, args.num_classes)
     net = torch_net(args.num_classes, args.seed)
     result: dict = {"batch": batch, "params": {
@@ -303,7 +310,8 @@ def main(argv: list[str]) -> None:
     kinds = [k for k in KINDS if k in args.kinds]
 
     result = {"net_id": NET_ID, "ofa_layout": args.ofa_layout, "num_classes": args.num_classes,
-              "threads": args.threads, "cpus": os.cpu_count(), "rounds": args.rounds, "warmup": args.warmup,
+              "unused_parameters": args.unused_parameters, "threads": args.threads, "cpus": os.cpu_count(),
+              "rounds": args.rounds, "warmup": args.warmup,
               "seed": args.seed, "torch": torch.__version__, "tensorflow": tf.__version__,
               "optimizer": {"lr": LEARNING_RATE, "momentum": MOMENTUM, "nesterov": NESTEROV,
                             "weight_decay": build_method("deps").weight_decay, "no_decay": "BN, biases"},

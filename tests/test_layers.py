@@ -151,3 +151,71 @@ def test_leading_slices_the_first_entries_and_leaves_a_whole_tensor_alone():
         return result
 
     np.testing.assert_array_equal(sliced(tf.constant(2), tf.constant(3)).numpy(), value.numpy()[..., :2, :3])
+
+
+def _depthwise_gradients(conv, x, kernel):
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        y = conv(x, kernel)
+        loss = tf.reduce_sum(y * tf.sin(y))  # a non-uniform upstream gradient
+    return [y, *tape.gradient(loss, [x, kernel])]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("mode", ["SAME", "VALID"])
+@pytest.mark.parametrize("strides", [1, 2])
+def test_depthwise_conv_gradients_equal_tensorflows_for_every_kernel_size(mode, strides):
+    """`depthwise_conv` (TensorFlow's own filter-gradient kernel from 5x5 on, picked by a
+    `tf.switch_case` for a tensor kernel size) gives TensorFlow's gradients, and the traced
+    graph really takes the explicit-padding op for 5x5 and 7x7 only."""
+    from ofa_tf.layers.depthwise import depthwise_conv
+
+    x = tf.random.stateless_normal((3, 10, 10, 5), seed=(4, 5))
+    sizes = (3, 5, 7)
+    for k in sizes:
+        kernel = tf.random.stateless_normal((k, k, 5, 1), seed=(k, 1))
+        expected = _depthwise_gradients(lambda a, w: tf.nn.depthwise_conv2d(a, w, [1, strides, strides, 1], mode),
+                                        x, kernel)
+        for size in (k, tf.constant(k)):  # a Python int, and a tensor as the supernet passes it
+            traced = tf.function(lambda a, w, size=size: _depthwise_gradients(
+                lambda b, v: depthwise_conv(b, v, size, sizes, strides, mode), a, w))
+            got = traced(x, kernel)
+            for e, g in zip(expected, got):
+                np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)
+        paddings = {op.get_attr("padding") for op in tf.function(lambda a, w: _depthwise_gradients(
+            lambda b, v: depthwise_conv(b, v, k, sizes, strides, mode), a, w)).get_concrete_function(
+                x, kernel).graph.get_operations() if op.type == "DepthwiseConv2dNativeBackpropFilter"}
+        assert paddings == ({b"EXPLICIT"} if k >= 5 else {mode.encode()}), (k, paddings)
+
+
+@pytest.mark.unit
+def test_pointwise_conv_is_a_1x1_convolution_with_tensor_channel_counts():
+    """1x1 stride-1 elastic convolutions run as matrix products: the same outputs and
+    gradients as `tf.nn.conv2d`, also when the channel counts are tensors."""
+    from ofa_tf.layers.conv import pointwise_conv
+
+    layer = ElasticConv2D(12, 1, name="pw")
+    layer.build((None, 6, 6, 9))
+    x = tf.random.stateless_normal((2, 6, 6, 9), seed=(7, 8))
+
+    @tf.function
+    def both(x, in_channels, out_channels):
+        x = x[..., :in_channels]
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours = layer(x, out_channels=out_channels)
+            kernel = layer.kernel[:, :, :in_channels, :out_channels]
+            reference = tf.nn.conv2d(x, kernel, 1, "SAME")
+            loss_ours, loss_reference = tf.reduce_sum(ours * ours), tf.reduce_sum(reference * reference)
+        return (ours, reference, tape.gradient(loss_ours, [x, layer.kernel]),
+                tape.gradient(loss_reference, [x, layer.kernel]))
+
+    for in_channels, out_channels in [(9, 12), (4, 5)]:
+        ours, reference, grads, reference_grads = both(x, tf.constant(in_channels), tf.constant(out_channels))
+        assert ours.shape == (2, 6, 6, out_channels)
+        np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5, atol=1e-5)
+        for g, r in zip(grads, reference_grads):
+            np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-5, atol=1e-5)
+    assert pointwise_conv(x, layer.kernel).shape == (2, 6, 6, 12)
+    ops = {op.type for op in tf.function(lambda a: layer(a)).get_concrete_function(x).graph.get_operations()}
+    assert "MatMul" in ops and "Conv2D" not in ops

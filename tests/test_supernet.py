@@ -39,7 +39,10 @@ def test_elastic_model_equals_extracted_subnet_and_its_keras_file(name, tmp_path
         elastic = model(x, arch=arch, training=False).numpy()
         subnet = model.get_subnet(arch)
         static = subnet(x, training=False).numpy()
-        worst = max(worst, float(np.abs(elastic - static).max()))
+        # relative to the logits' scale (random weights make some in the hundreds): the elastic
+        # 1x1 convolutions are matrix products, the static twin's Conv2D sums in another order
+        scale = max(1.0, float(np.abs(elastic).max()))
+        worst = max(worst, float(np.abs(elastic - static).max()) / scale)
         assert float(np.abs(elastic).max()) > 1e-3  # the comparison is not between zeros
         if i % RELOAD_EVERY:
             continue
@@ -48,9 +51,12 @@ def test_elastic_model_equals_extracted_subnet_and_its_keras_file(name, tmp_path
         with zipfile.ZipFile(path) as archive:
             assert "ofa_tf" not in archive.read("config.json").decode()  # plain Keras layers only
         reloaded = keras.saving.load_model(path, compile=False)
-        worst_reloaded = max(worst_reloaded, float(np.abs(reloaded(x, training=False).numpy() - elastic).max()))
+        worst_reloaded = max(worst_reloaded,
+                             float(np.abs(reloaded(x, training=False).numpy() - elastic).max()) / scale)
         os.remove(path)
-    assert worst < 1e-4 and worst_reloaded < 1e-4, (worst, worst_reloaded)
+    # float rounding only: 1.1e-4 measured on compofa, whose random weights amplify it most; a
+    # wrong slice, kernel or statistic differs by the logits' own scale
+    assert worst < 1e-3 and worst_reloaded < 1e-3, (worst, worst_reloaded)
 
 
 @pytest.mark.integration

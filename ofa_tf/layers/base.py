@@ -73,26 +73,28 @@ def prefix_slice(static_shape: tuple[int, ...], max_shape: tuple[int, ...]) -> t
     return tuple(index)
 
 
-def padded_conv(op: Callable[[tf.Tensor], tf.Tensor], inputs: tf.Tensor, strides: int, padding: str) -> tf.Tensor:
-    """`op(x)`, a "SAME" convolution of odd kernel size k and stride `strides`, with `padding`.
+def padded_conv(op: Callable[[tf.Tensor, str], tf.Tensor], inputs: tf.Tensor, strides: int, padding: str,
+                kernel_size: int | tf.Tensor) -> tf.Tensor:
+    """`op(x, mode)`, a convolution of odd `kernel_size` (an int or a scalar int32 tensor) and
+    stride `strides` in `mode` "SAME" or "VALID", with `padding`.
 
-    `same` runs it as it is; `symmetric` gives PyTorch's k//2 zeros on every side (what
-    OFA's published supernets were trained with). The two differ only where "SAME" pads
-    unevenly, at a stride > 1 on a size that is not 1 modulo the stride: there the input
-    gets the missing zeros at its end (making "SAME" pad k//2 in front) and the extra
-    output rows are cut off. Output sizes are the same either way (`conv_out_size`).
+    `same` runs it "SAME"; `symmetric` gives PyTorch's k//2 zeros on every side (what OFA's
+    published supernets were trained with). The two differ only where "SAME" pads unevenly,
+    at a stride > 1 on a size that is not 1 modulo the stride: there the input gets its k//2
+    zeros on every side and the convolution runs "VALID" (as the static twin's
+    `ZeroPadding2D` and "valid" convolution do). Output sizes are the same either way
+    (`conv_out_size`), also for a tensor kernel size, so the output keeps its static shape.
     """
     if padding == "same" or strides == 1:
-        return op(inputs)
+        return op(inputs, "SAME")
     h, w = inputs.shape[1], inputs.shape[2]
-    if h is None or w is None:
-        shape = tf.shape(inputs)
-        h, w = shape[1], shape[2]
-    extra_h, extra_w = (1 - h) % strides, (1 - w) % strides
-    if isinstance(extra_h, int) and isinstance(extra_w, int) and not extra_h and not extra_w:
-        return op(inputs)
-    y = op(tf.pad(inputs, [[0, 0], [0, extra_h], [0, extra_w], [0, 0]]))
-    return y[:, :(h + strides - 1) // strides, :(w + strides - 1) // strides]
+    if h is not None and w is not None and not (1 - h) % strides and not (1 - w) % strides:
+        return op(inputs, "SAME")
+    pad = kernel_size // 2
+    outputs = op(tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), "VALID")
+    outputs.set_shape([inputs.shape[0], None if h is None else conv_out_size(h, strides),
+                       None if w is None else conv_out_size(w, strides), outputs.shape[3]])
+    return outputs
 
 
 class ElasticBase(keras.layers.Layer):

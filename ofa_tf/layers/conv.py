@@ -11,6 +11,20 @@ import tensorflow as tf
 from ofa_tf.layers.base import ElasticKernelLayer, padded_conv
 
 
+def pointwise_conv(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """A 1x1, stride-1 convolution as the matrix product it is: `(N*H*W, C) @ (C, O)`.
+
+    The same sums as `tf.nn.conv2d`; on CPU oneDNN's convolution kernels (forward and both
+    gradients) are slower than its matrix product on these shapes, by most on the small
+    spatial sizes of a network's last layers (docs/results.md, "Kernel choices")."""
+    weights = tf.squeeze(kernel, [0, 1])
+    flat = tf.reshape(inputs, [-1, tf.shape(inputs)[3]])
+    shape = tf.concat([tf.shape(inputs)[:3], tf.shape(weights)[1:]], axis=0)
+    outputs = tf.reshape(tf.matmul(flat, weights), shape)
+    outputs.set_shape(inputs.shape[:3].concatenate(kernel.shape[3:]))
+    return outputs
+
+
 @keras.saving.register_keras_serializable(package="ofa_tf")
 class ElasticConv2D(ElasticKernelLayer):
     """Conv2D holding a `(k, k, max_in, max_out)` kernel; runs on the first in/out channels.
@@ -38,8 +52,11 @@ class ElasticConv2D(ElasticKernelLayer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
 
     def call(self, inputs, out_channels=None):
+        if self.kernel_size == 1 and self.strides == 1:
+            return self.apply_kernel(inputs, out_channels, pointwise_conv)
         return self.apply_kernel(inputs, out_channels, lambda x, kernel: padded_conv(
-            lambda y: tf.nn.conv2d(y, kernel, strides=self.strides, padding="SAME"), x, self.strides, self.padding))
+            lambda y, mode: tf.nn.conv2d(y, kernel, strides=self.strides, padding=mode), x, self.strides,
+            self.padding, self.kernel_size))
 
     def output_channels(self, input_channels: int | None) -> int:
         return self.filters

@@ -12,6 +12,69 @@ from ofa_tf.choices import KERNEL_MODES, check_kernel_mode  # noqa: F401 (re-exp
 from ofa_tf.errors import OfaError
 from ofa_tf.layers.base import ElasticLayer, channels_of, leading, padded_conv
 
+# Kernel sizes whose filter gradient runs TensorFlow's own depthwise kernel rather than
+# oneDNN's: oneDNN's backward-weights pass is fast for 3x3 only (docs/results.md, "Kernel
+# choices").
+OWN_FILTER_GRADIENT_FROM = 5
+
+
+def same_padding(size: int, kernel_size: int, strides: int) -> tuple[int, int]:
+    """The zeros before and after one spatial axis of `size` that "SAME" padding adds."""
+    out = -(-size // strides)
+    total = max((out - 1) * strides + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
+def depthwise_filter_gradient(inputs: tf.Tensor, out_backprop: tf.Tensor, kernel_size: int, strides: int,
+                              mode: str = "SAME") -> tf.Tensor:
+    """The gradient of a depthwise convolution's `(k, k, C, 1)` kernel (`mode` "SAME" or "VALID").
+
+    TensorFlow builds with oneDNN rewrite `DepthwiseConv2dNativeBackpropFilter` to oneDNN's
+    kernel, which for 5x5 and 7x7 kernels is several times slower than TensorFlow's own;
+    the rewrite leaves an op with explicit paddings alone, so from `OWN_FILTER_GRADIENT_FROM`
+    on the padding is written out (the same sums, in another order)."""
+    sizes = tf.stack([kernel_size, kernel_size, tf.shape(inputs)[3], 1])
+    height, width = inputs.shape[1], inputs.shape[2]
+    if mode == "VALID":
+        paddings = [0] * 8
+    elif height is not None and width is not None:
+        paddings = [0, 0, *same_padding(int(height), kernel_size, strides),
+                    *same_padding(int(width), kernel_size, strides), 0, 0]
+    else:
+        paddings = None
+    if kernel_size < OWN_FILTER_GRADIENT_FROM or paddings is None:
+        return tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+            input=inputs, filter_sizes=sizes, out_backprop=out_backprop, strides=[1, strides, strides, 1],
+            padding=mode)
+    return tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+        input=inputs, filter_sizes=sizes, out_backprop=out_backprop, strides=[1, strides, strides, 1],
+        padding="EXPLICIT", explicit_paddings=paddings)
+
+
+def depthwise_conv(inputs: tf.Tensor, kernel: tf.Tensor, kernel_size, kernel_sizes: Sequence[int],
+                   strides: int, mode: str = "SAME") -> tf.Tensor:
+    """`tf.nn.depthwise_conv2d(inputs, kernel, mode)` whose kernel gradient comes from
+    `depthwise_filter_gradient`. `kernel_size` (a Python int, or a scalar int32 tensor, one of
+    `kernel_sizes`) is the kernel's; a tensor picks the gradient with one `tf.switch_case`,
+    in the backward pass only. Other dtypes than float32 take TensorFlow's gradient."""
+    stride_list = [1, strides, strides, 1]
+    if inputs.dtype != tf.float32:
+        return tf.nn.depthwise_conv2d(inputs, kernel, stride_list, mode)
+
+    @tf.custom_gradient
+    def conv(x, weights):
+        def gradient(dy):
+            dx = tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
+                input_sizes=tf.shape(x), filter=weights, out_backprop=dy, strides=stride_list, padding=mode)
+            if isinstance(kernel_size, int):
+                return dx, depthwise_filter_gradient(x, dy, kernel_size, strides, mode)
+            index = tf.reduce_sum(tf.cast(tf.constant(list(kernel_sizes)) < kernel_size, tf.int32))
+            dw = tf.switch_case(index, [lambda k=k: depthwise_filter_gradient(x, dy, k, strides, mode)
+                                        for k in kernel_sizes])
+            return dx, dw
+        return tf.nn.depthwise_conv2d(x, weights, stride_list, mode), gradient
+
+    return conv(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")
@@ -88,9 +151,9 @@ class ElasticDepthwiseConv2D(ElasticLayer):
         for size in reversed(self.kernel_sizes[:-1]):
             cut = (current.shape[0] - size) // 2
             centre = current[cut:cut + size, cut:cut + size]
-            flat = tf.reshape(tf.transpose(centre, (2, 3, 0, 1)), (-1, size * size))
-            flat = tf.matmul(flat, self.transforms[size].value)
-            current = tf.transpose(tf.reshape(flat, (channels, 1, size, size)), (2, 3, 0, 1))
+            # (k*k, C) taps by channel, in OFA's row-major tap order; the transform acts on the taps
+            flat = tf.matmul(self.transforms[size].value, tf.reshape(centre, (size * size, -1)), transpose_a=True)
+            current = tf.reshape(flat, (size, size, -1, 1))
             pad = (big - size) // 2
             candidates.append(tf.pad(current, [[pad, pad], [pad, pad], [0, 0], [0, 0]]))
         index = tf.reduce_sum(tf.cast(tf.constant(self.kernel_sizes[::-1]) > kernel_size, tf.int32))
@@ -100,8 +163,8 @@ class ElasticDepthwiseConv2D(ElasticLayer):
         if kernel_size is None or len(self.kernel_sizes) == 1:
             kernel_size = self.max_kernel_size
         kernel = self.active_kernel(kernel_size, channels_of(inputs))
-        return padded_conv(lambda x: tf.nn.depthwise_conv2d(x, kernel, strides=(1, self.strides, self.strides, 1),
-                                                            padding="SAME"), inputs, self.strides, self.padding)
+        return padded_conv(lambda x, mode: depthwise_conv(x, kernel, kernel_size, self.kernel_sizes, self.strides,
+                                                          mode), inputs, self.strides, self.padding, kernel_size)
 
     def symmetric_pad(self, kernel_size: int | None = None, **_: Any) -> int:
         return (kernel_size or self.max_kernel_size) // 2 if self.padding == "symmetric" and self.strides > 1 else 0

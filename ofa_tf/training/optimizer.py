@@ -76,6 +76,12 @@ def check_unused_parameters(mode: str) -> None:
         raise OfaError(f"unused_parameters={mode!r}: expected one of {list(UNUSED_PARAMETERS)}")
 
 
+def variable_handle(variable) -> tf.Tensor:
+    """The resource handle of a Keras or TensorFlow variable (in a distribution strategy's
+    `update`, the handle of this replica's copy), for TensorFlow's fused update ops."""
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+
 def decays(name: str) -> bool:
     """Whether a variable of this name takes weight decay (not BN gamma / beta, not biases)."""
     return re.search("|".join(NO_DECAY), name) is None
@@ -166,12 +172,14 @@ class ReferenceSGD(keras.optimizers.SGD):
             self.assign_sub(variable, learning_rate * gradient)
             return
         buf = self.momentums[index]
-        previous = self._restarted(buf) if self.restart_steps else buf
-        momentum = tf.cast(self.momentum, variable.dtype)
-        new_buf = momentum * previous + gradient
-        self.assign(buf, new_buf)
-        step = gradient + momentum * new_buf if self.nesterov else new_buf
-        self.assign_sub(variable, learning_rate * step)
+        if self.restart_steps:
+            self.assign(buf, self._restarted(buf))
+        # PyTorch's form in one fused op per variable (`accum` is PyTorch's buffer):
+        #   buf = momentum * buf + g;  w -= lr * (g + momentum * buf)  (nesterov; w -= lr * buf without)
+        tf.raw_ops.ResourceApplyMomentum(var=variable_handle(variable), accum=variable_handle(buf),
+                                         lr=learning_rate, grad=gradient,
+                                         momentum=tf.cast(self.momentum, variable.dtype),
+                                         use_locking=False, use_nesterov=self.nesterov)
 
     def _restarted(self, buf):
         """The momentum buffer, zero at a restart step."""
