@@ -39,7 +39,8 @@ from absl import flags  # noqa: E402
 
 from ofa_tf.errors import OfaError  # noqa: E402
 from ofa_tf.layers.conv import pointwise_conv  # noqa: E402
-from ofa_tf.layers.depthwise import depthwise_filter_gradient, same_padding  # noqa: E402
+from ofa_tf.layers.depthwise import depthwise_filter_gradient  # noqa: E402
+from ofa_tf.spaces.arch_plan import same_padding  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `python benchmarks/kernels.py` puts benchmarks/, not the root, on the path

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.export.graph import batch_norm_producers, folded_batch_norm_weights
+from ofa_tf.spaces.arch_plan import same_padding
 
 MAX_DEPTHWISE_TAPS = 25  # the largest depthwise kernel (kh x kw) XNNPACK's microkernels hold
 
@@ -47,13 +48,6 @@ def strip_columns(kernel_height: int, kernel_width: int, max_taps: int = MAX_DEP
     taps; one strip (the whole kernel) when it already fits."""
     width = max(1, max_taps // kernel_height)
     return [(start, min(width, kernel_width - start)) for start in range(0, kernel_width, width)]
-
-
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's "SAME" padding (before, after) of one axis."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 @keras.saving.register_keras_serializable(package="ofa_tf")
@@ -82,7 +76,7 @@ class StripDepthwiseConv2D(keras.layers.Layer):
         s = self.strides
         height, width = int(inputs.shape[1]), int(inputs.shape[2])
         if self.padding == "same":
-            (top, bottom), (left, right) = _same_padding(height, kh, s), _same_padding(width, kw, s)
+            (top, bottom), (left, right) = same_padding(height, kh, s), same_padding(width, kw, s)
             inputs = tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]])
             out_width = -(-width // s)
         else:

@@ -11,18 +11,12 @@ import tensorflow as tf
 from ofa_tf.choices import KERNEL_MODES, check_kernel_mode  # noqa: F401 (re-exported)
 from ofa_tf.errors import OfaError
 from ofa_tf.layers.base import ElasticLayer, channels_of, leading, padded_conv
+from ofa_tf.spaces.arch_plan import same_padding
 
 # Kernel sizes whose filter gradient runs TensorFlow's own depthwise kernel rather than
 # oneDNN's: oneDNN's backward-weights pass is fast for 3x3 only (docs/results.md, "Kernel
 # choices").
 OWN_FILTER_GRADIENT_FROM = 5
-
-
-def same_padding(size: int, kernel_size: int, strides: int) -> tuple[int, int]:
-    """The zeros before and after one spatial axis of `size` that "SAME" padding adds."""
-    out = -(-size // strides)
-    total = max((out - 1) * strides + kernel_size - size, 0)
-    return total // 2, total - total // 2
 
 
 def depthwise_filter_gradient(inputs: tf.Tensor, out_backprop: tf.Tensor, kernel_size: int, strides: int,
@@ -42,13 +36,10 @@ def depthwise_filter_gradient(inputs: tf.Tensor, out_backprop: tf.Tensor, kernel
                     *same_padding(int(width), kernel_size, strides), 0, 0]
     else:
         paddings = None
-    if kernel_size < OWN_FILTER_GRADIENT_FROM or paddings is None:
-        return tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
-            input=inputs, filter_sizes=sizes, out_backprop=out_backprop, strides=[1, strides, strides, 1],
-            padding=mode)
+    explicit = kernel_size >= OWN_FILTER_GRADIENT_FROM and paddings is not None
     return tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
         input=inputs, filter_sizes=sizes, out_backprop=out_backprop, strides=[1, strides, strides, 1],
-        padding="EXPLICIT", explicit_paddings=paddings)
+        padding="EXPLICIT" if explicit else mode, explicit_paddings=paddings if explicit else [])
 
 
 def depthwise_conv(inputs: tf.Tensor, kernel: tf.Tensor, kernel_size, kernel_sizes: Sequence[int],

@@ -31,6 +31,12 @@ def conv_out_size(size: int, stride: int) -> int:
     return -(-size // stride)
 
 
+def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding of one axis of `size`: the zeros (before, after)."""
+    total = max((conv_out_size(size, stride) - 1) * stride + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockPlan:
     """One active inverted-residual block of an arch."""
