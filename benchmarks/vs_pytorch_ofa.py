@@ -1,7 +1,7 @@
 """Train-step time of PyTorch OFA's own supernet vs ofa_tf's, on the same batch, as one JSON object.
 
   python benchmarks/vs_pytorch_ofa.py [--resolutions=32,224] [--batch_sizes=64,16] [--rounds=10] \
-      [--warmup=2] [--threads=2] [--kinds=full,min,random,deps]
+      [--warmup=2] [--threads=2] [--kinds=full,min,random,deps] [--profile_steps=0]
 
 (or `python -m benchmarks.vs_pytorch_ofa ...`; needs `torch` and OFA's `ofa` package.)
 
@@ -49,6 +49,19 @@ ofa_tf is faster); `tf_trace_s`: the first calls of ofa_tf's two steps (tracing)
 medians. Compare ratios within one run on a quiet machine, not seconds across machines: on a
 loaded one PyTorch's OpenMP threads, which meet at a barrier after every op, lose far more
 than TensorFlow's thread pool does (--threads=1 shows how much).
+
+Where the time goes (`--profile_steps=N`): after the timed rounds, N more steps of each kind
+on each side under its library's profiler, and `op_ms` per kind: milliseconds per step of
+op time by category, `convolution` (PyTorch's convolutions and matrix products; ofa_tf's
+convolutions, depthwise convolutions and the MatMuls its 1x1 convolutions run as, forward
+and backward), `batch_norm`, `slicing` (slices, their gradients, paddings, concatenations),
+`optimizer` (the update, weight decay included), `other` (activations, losses, the rest),
+and their `total`. PyTorch's figure is each op's self CPU time on the thread that calls it
+(its OpenMP workers' share inside it); TensorFlow's the duration of each op kernel on the
+thread that runs it, and its two inter-op threads run ops side by side, so its total can
+exceed the step's wall time; with `--tf_inter_op_threads=1` TensorFlow runs one op at a time,
+each on all --threads, and the categories add up to (a floor of) the step's time. The
+profilers slow both sides a little; the timed medians are taken without them.
 """
 
 from __future__ import annotations
@@ -57,12 +70,16 @@ from ofa_tf.cli import startup
 
 tf = startup.load_tensorflow()  # first: TensorFlow loads silently; its runtime starts after the thread settings
 
+import glob  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import types  # noqa: E402
+from typing import Callable  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -107,11 +124,17 @@ flags.DEFINE_list("batch_sizes", ["64", "16"], "Batch size at each resolution (o
 flags.DEFINE_integer("rounds", 10, "Timed rounds per resolution (each: every kind on both sides).")
 flags.DEFINE_integer("warmup", 2, "Untimed rounds first.")
 flags.DEFINE_integer("threads", 2, "Threads of both: torch intra- and inter-op, TensorFlow intra- and inter-op.")
+flags.DEFINE_integer("tf_inter_op_threads", 0,
+                     "TensorFlow's inter-op threads instead of --threads (1: one op at a time, each with all "
+                     "--threads; its `op_ms` then add up to wall time). 0: --threads.")
 flags.DEFINE_list("kinds", list(KINDS), f"Steps to time, of {list(KINDS)}.")
 flags.DEFINE_integer("num_classes", 10, "Classifier outputs.")
 flags.DEFINE_integer("seed", 0, "Seed of the batch, the weights and the random subnet.")
 flags.DEFINE_enum("unused_parameters", "freeze", ["freeze", "update"],
                   "ofa_tf's treatment of parameters a step did not use (freeze: as the PyTorch side's SGD).")
+flags.DEFINE_integer("profile_steps", 0,
+                     "After the timed rounds, this many steps of each kind on each side under its library's "
+                     "profiler: op time per step by category (`op_ms`). 0: no profile.")
 flags.DEFINE_bool("ofa_layout", True, "ofa_tf in OFA's layout (the same architecture); false: ofa_tf's defaults.")
 FLAGS = flags.FLAGS
 
@@ -121,6 +144,8 @@ def set_threads() -> None:
     torch.set_num_threads(FLAGS.threads)
     torch.set_num_interop_threads(FLAGS.threads)
     common.set_threads(FLAGS.threads)
+    if FLAGS.tf_inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.tf_inter_op_threads)
 
 
 # ---------------------------------------------------------------------------------- PyTorch
@@ -291,7 +316,94 @@ def measure(resolution: int, batch: int, kinds: list[str]) -> dict:
     for kind in kinds:
         torch_s, tf_s = statistics.median(samples[kind, "torch"]), statistics.median(samples[kind, "tf"])
         result[kind] = {"torch_s": torch_s, "tf_s": tf_s, "torch_over_tf": torch_s / tf_s}
+        if args.profile_steps:
+            result[kind]["op_ms"] = {"torch": torch_op_ms(runs[kind, "torch"], args.profile_steps),
+                                     "tf": tf_op_ms(runs[kind, "tf"], args.profile_steps)}
     return result
+
+
+# -------------------------------------------------------------------------------- profiles
+OP_CATEGORIES = ("convolution", "batch_norm", "slicing", "optimizer", "other")
+TF_SLICING_OPS = ("StridedSlice", "StridedSliceGrad", "Slice", "Pad", "PadV2", "GatherV2", "ConcatV2", "Pack")
+TF_OP_EVENT = re.compile(r"^(?P<name>[^:\s]+):(?P<type>[A-Za-z_][A-Za-z0-9_]*)$")  # "scope/op:OpType"
+TORCH_CONVOLUTION_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm",
+                         "aten::_convolution", "aten::convolution")
+TORCH_SLICING_OPS = ("aten::slice", "aten::slice_backward", "aten::narrow", "aten::contiguous", "aten::clone",
+                     "aten::index_select", "aten::constant_pad_nd", "aten::pad", "aten::cat", "aten::stack")
+
+
+def tf_op_category(name: str, op_type: str) -> str:
+    if op_type.startswith("ResourceApply") or "reference_sgd/" in name:
+        return "optimizer"
+    if "MatMul" in op_type or "Conv2D" in op_type or "DepthwiseConv2d" in op_type:
+        return "convolution"  # every 1x1 elastic convolution is a MatMul
+    if op_type in TF_SLICING_OPS:
+        return "slicing"
+    return "batch_norm" if "BatchNorm" in op_type else "other"
+
+
+def torch_op_category(event) -> str:
+    parent = event
+    while parent is not None:
+        if parent.name.startswith("Optimizer.step"):
+            return "optimizer"
+        parent = parent.cpu_parent
+    if event.name in TORCH_CONVOLUTION_OPS:
+        return "convolution"
+    if event.name in TORCH_SLICING_OPS:
+        return "slicing"
+    return "batch_norm" if "batch_norm" in event.name else "other"
+
+
+def per_step(totals: dict[str, float], steps: int) -> dict[str, float]:
+    result = {category: totals.get(category, 0.0) / steps for category in OP_CATEGORIES}
+    result["total"] = sum(result.values())
+    return result
+
+
+def tf_op_ms(run: Callable[[], float], steps: int) -> dict[str, float]:
+    """Milliseconds per step of TensorFlow's ops by category: the sum of each op kernel's
+    duration as the profiler records it on the thread that runs it (two inter-op threads run
+    ops side by side, so the sum can exceed the step's wall time)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    totals: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            run()
+        tf.profiler.experimental.stop()
+        paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        if not paths:
+            raise OfaError(f"TensorFlow's profiler wrote no trace into {logdir}")
+        space = xplane_pb2.XSpace()
+        with open(paths[0], "rb") as f:
+            space.ParseFromString(f.read())
+    for plane in space.planes:
+        if "host" not in plane.name.lower():
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                match = TF_OP_EVENT.match(plane.event_metadata[event.metadata_id].name)
+                if match:
+                    category = tf_op_category(match["name"], match["type"])
+                    totals[category] = totals.get(category, 0.0) + event.duration_ps / 1e9
+    return per_step(totals, steps)
+
+
+def torch_op_ms(run: Callable[[], float], steps: int) -> dict[str, float]:
+    """Milliseconds per step of PyTorch's ops by category: each op's self CPU time (its
+    OpenMP workers' share inside it), the optimizer step's ops as `optimizer`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            run()
+    totals: dict[str, float] = {}
+    for event in profiler.events():
+        category = torch_op_category(event)
+        totals[category] = totals.get(category, 0.0) + event.self_cpu_time_total / 1e3
+    return per_step(totals, steps)
 
 
 def main(argv: list[str]) -> None:
@@ -305,12 +417,13 @@ def main(argv: list[str]) -> None:
     unknown = sorted(set(args.kinds) - set(KINDS))
     if unknown or not args.kinds:
         raise OfaError(f"--kinds={','.join(args.kinds)}: expected some of {','.join(KINDS)}")
-    if args.rounds < 1 or args.warmup < 0 or args.threads < 1:
-        raise OfaError("--rounds and --threads must be >= 1, --warmup >= 0")
+    if args.rounds < 1 or args.warmup < 0 or args.threads < 1 or args.profile_steps < 0 or args.tf_inter_op_threads < 0:
+        raise OfaError("--rounds and --threads must be >= 1, --warmup, --profile_steps and --tf_inter_op_threads >= 0")
     kinds = [k for k in KINDS if k in args.kinds]
 
     result = {"net_id": NET_ID, "ofa_layout": args.ofa_layout, "num_classes": args.num_classes,
-              "unused_parameters": args.unused_parameters, "threads": args.threads, "cpus": os.cpu_count(),
+              "unused_parameters": args.unused_parameters, "threads": args.threads,
+              "tf_inter_op_threads": args.tf_inter_op_threads or args.threads, "cpus": os.cpu_count(),
               "rounds": args.rounds, "warmup": args.warmup,
               "seed": args.seed, "torch": torch.__version__, "tensorflow": tf.__version__,
               "optimizer": {"lr": LEARNING_RATE, "momentum": MOMENTUM, "nesterov": NESTEROV,

@@ -96,3 +96,47 @@ def test_script_starts_from_the_repository_root(script):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"benchmarks/{script}.py" in done.stdout and "--" in done.stdout
+
+
+@pytest.mark.unit
+def test_vs_pytorch_profiles_put_each_librarys_op_time_in_its_category():
+    """`--profile_steps`: the real profilers of both libraries on a tiny step each; the matrix
+    products land in `convolution`, the update in `optimizer`, and the categories add up."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("ofa")
+    from benchmarks import vs_pytorch_ofa as vs
+
+    weights = tf.Variable(tf.random.normal((256, 256)))
+
+    @tf.function
+    def tf_step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.matmul(tf.matmul(x, weights), weights))
+        weights.assign_sub(0.01 * tape.gradient(loss, weights))
+        return loss
+
+    x = tf.random.normal((256, 256))
+    tf_step(x)
+    tf_ms = vs.tf_op_ms(lambda: common.timed(tf_step, x), steps=3)
+    assert set(tf_ms) == {*vs.OP_CATEGORIES, "total"}
+    assert tf_ms["convolution"] > 0 and tf_ms["batch_norm"] == 0
+    assert tf_ms["total"] == pytest.approx(sum(tf_ms[c] for c in vs.OP_CATEGORIES))
+
+    layer = torch.nn.Conv2d(8, 8, 3)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.01, momentum=0.9)
+    images = torch.randn(4, 8, 32, 32)
+
+    def torch_step():
+        optimizer.zero_grad()
+        loss = layer(images).sum()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    torch_ms = vs.torch_op_ms(torch_step, steps=3)
+    assert torch_ms["convolution"] > 0 and torch_ms["optimizer"] > 0 and torch_ms["batch_norm"] == 0
+    assert torch_ms["total"] == pytest.approx(sum(torch_ms[c] for c in vs.OP_CATEGORIES))
+    assert vs.tf_op_category("model/conv/MatMul", "_MklMatMul") == "convolution"
+    assert vs.tf_op_category("reference_sgd/mul_3", "Mul") == "optimizer"
+    assert vs.tf_op_category("model/bn/FusedBatchNormV3", "_MklNativeFusedBatchNormV3") == "batch_norm"
+    assert vs.tf_op_category("model/dw/StridedSliceGrad", "StridedSliceGrad") == "slicing"
