@@ -42,6 +42,12 @@ def depthwise_filter_gradient(inputs: tf.Tensor, out_backprop: tf.Tensor, kernel
         padding="EXPLICIT" if explicit else mode, explicit_paddings=paddings if explicit else [])
 
 
+def size_position(kernel_sizes: Sequence[int], kernel_size) -> tf.Tensor:
+    """The position of `kernel_size` (a Python int or a scalar int32 tensor) among the
+    ascending `kernel_sizes`, as an int32 tensor: the count of sizes below it."""
+    return tf.reduce_sum(tf.cast(tf.constant(list(kernel_sizes)) < kernel_size, tf.int32))
+
+
 def depthwise_conv(inputs: tf.Tensor, kernel: tf.Tensor, kernel_size, kernel_sizes: Sequence[int],
                    strides: int, mode: str = "SAME") -> tf.Tensor:
     """`tf.nn.depthwise_conv2d(inputs, kernel, mode)` whose kernel gradient comes from
@@ -59,8 +65,7 @@ def depthwise_conv(inputs: tf.Tensor, kernel: tf.Tensor, kernel_size, kernel_siz
                 input_sizes=tf.shape(x), filter=weights, out_backprop=dy, strides=stride_list, padding=mode)
             if isinstance(kernel_size, int):
                 return dx, depthwise_filter_gradient(x, dy, kernel_size, strides, mode)
-            index = tf.reduce_sum(tf.cast(tf.constant(list(kernel_sizes)) < kernel_size, tf.int32))
-            dw = tf.switch_case(index, [lambda k=k: depthwise_filter_gradient(x, dy, k, strides, mode)
+            dw = tf.switch_case(size_position(kernel_sizes, kernel_size), [lambda k=k: depthwise_filter_gradient(x, dy, k, strides, mode)
                                         for k in kernel_sizes])
             return dx, dw
         return tf.nn.depthwise_conv2d(x, weights, stride_list, mode), gradient
@@ -135,8 +140,8 @@ class ElasticDepthwiseConv2D(ElasticLayer):
     def _transformed_kernel(self, kernel: tf.Tensor, kernel_size, channels) -> tf.Tensor:
         """OFA's chain (7 -> 5 -> 3): each smaller kernel is the learned transform of the
         previous one's centre. Every size's kernel is made (cheap: weights only), zero-padded
-        to max size, and the one for `kernel_size` is picked with a gather, so a tensor size
-        needs no branch."""
+        to max size, and the one for `kernel_size` is picked with a gather (smallest first, as
+        `kernel_sizes`), so a tensor size needs no branch."""
         candidates = [kernel]
         current, big = kernel, self.max_kernel_size
         for size in reversed(self.kernel_sizes[:-1]):
@@ -147,8 +152,7 @@ class ElasticDepthwiseConv2D(ElasticLayer):
             current = tf.reshape(flat, (size, size, -1, 1))
             pad = (big - size) // 2
             candidates.append(tf.pad(current, [[pad, pad], [pad, pad], [0, 0], [0, 0]]))
-        index = tf.reduce_sum(tf.cast(tf.constant(self.kernel_sizes[::-1]) > kernel_size, tf.int32))
-        return tf.gather(tf.stack(candidates), index)
+        return tf.gather(tf.stack(candidates[::-1]), size_position(self.kernel_sizes, kernel_size))
 
     def call(self, inputs, kernel_size=None):
         if kernel_size is None or len(self.kernel_sizes) == 1:

@@ -29,6 +29,7 @@ from absl import logging
 
 from ofa_tf.errors import OfaError
 from ofa_tf.training.channel_sorting import sort_mid_channels
+from ofa_tf.training.epsilon import EpsilonSchedule
 from ofa_tf.training.methods import PRESETS, TEACHER_CODES, Method, Phase, build_method
 from ofa_tf.training.record import SampledRecord
 from ofa_tf.training.samplers import step_rng
@@ -73,6 +74,7 @@ class PhaseController(keras.callbacks.Callback):
         self.phase_index: int | None = None
         self.current_kinds: list[str] = []
         self.current_epsilon = 1.0
+        self.phase_epsilon: EpsilonSchedule | None = None  # the phase's ε schedule, its ramp in this run's steps
         self.history: list[dict] = []  # one entry per phase start: (step, phase name)
 
     @property
@@ -187,8 +189,8 @@ class PhaseController(keras.callbacks.Callback):
             values = np.full(sizes.shape, max(model.space.resolutions), np.int32)
             values[:len(archs)] = [arch.resolution for _, arch in archs]
             sizes.assign(values)
-        self.current_epsilon = (phase.epsilon.for_run(self.total_steps).value(step - start, self.lr_at, start)
-                                if phase.epsilon else 1.0)
+        self.current_epsilon = (self.phase_epsilon.value(step - start, self.lr_at, start)
+                                if self.phase_epsilon else 1.0)
         model.epsilon.assign(self.current_epsilon)
 
     def _enter_phase(self, model: keras.Model, index: int, phase: Phase, step: int,
@@ -207,5 +209,6 @@ class PhaseController(keras.callbacks.Callback):
         model.teacher_code.assign(TEACHER_CODES[phase.teacher])
         model.kd_weight.assign(phase.kd_weight)
         model.subnet_label_weight.assign(phase.subnet_label_weight)
+        self.phase_epsilon = phase.epsilon.for_run(self.total_steps) if phase.epsilon else None
         self.phase_index = index
         self.history.append({"step": step, "phase": phase.name})
