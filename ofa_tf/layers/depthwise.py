@@ -65,8 +65,8 @@ def depthwise_conv(inputs: tf.Tensor, kernel: tf.Tensor, kernel_size, kernel_siz
                 input_sizes=tf.shape(x), filter=weights, out_backprop=dy, strides=stride_list, padding=mode)
             if isinstance(kernel_size, int):
                 return dx, depthwise_filter_gradient(x, dy, kernel_size, strides, mode)
-            dw = tf.switch_case(size_position(kernel_sizes, kernel_size), [lambda k=k: depthwise_filter_gradient(x, dy, k, strides, mode)
-                                        for k in kernel_sizes])
+            dw = tf.switch_case(size_position(kernel_sizes, kernel_size),
+                                [lambda k=k: depthwise_filter_gradient(x, dy, k, strides, mode) for k in kernel_sizes])
             return dx, dw
         return tf.nn.depthwise_conv2d(x, weights, stride_list, mode), gradient
 
